@@ -1,0 +1,5 @@
+"""`python -m dispatcher` runs the command line."""
+
+from dispatcher.cli import main
+
+raise SystemExit(main())

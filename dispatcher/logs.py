@@ -1,0 +1,114 @@
+"""Logging set-up: text or JSON lines, and a last line of defence that redacts secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+REDACTED = "***redacted***"
+_STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+
+
+class SecretRedactor(logging.Filter):
+    """Replaces every known secret value in a record's text; secrets are never logged on purpose,
+    this catches the accident (an exception text quoting a header, say)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets: tuple[str, ...] = ()
+        self.update(secrets)
+
+    def update(self, secrets: Iterable[str]) -> None:
+        """Set the secret values to redact (after a config reload, say)."""
+        self._secrets = tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True))
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret value replaced."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self.redact(text)
+            record.exc_info = None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD_ATTRIBUTES and isinstance(value, str):
+                setattr(record, key, self.redact(value))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and any `extra=` fields."""
+
+    converter = staticmethod(time.gmtime)
+    default_msec_format = "%s.%03dZ"
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """`time level logger: message key=value ...`."""
+
+    converter = staticmethod(time.gmtime)
+    default_msec_format = "%s.%03dZ"
+    _FORMAT: ClassVar[str] = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+    def __init__(self) -> None:
+        super().__init__(self._FORMAT, "%Y-%m-%dT%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        extras = [
+            f"{key}={value}"
+            for key, value in vars(record).items()
+            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_")
+        ]
+        return f"{text} {' '.join(extras)}" if extras else text
+
+
+def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> SecretRedactor:
+    """Log to stderr at `level` in `fmt` (`text` or `json`); return the redactor to update."""
+    redactor = SecretRedactor(secrets)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(redactor)
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # httpx logs every request at INFO; kafka-python is chatty at INFO during rebalances.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    return redactor

@@ -1,0 +1,61 @@
+"""Outcomes are values: what one request attempt gave, and how a batch of postbacks ended.
+
+The delivery loop, the offsets, the metrics and the dead letters all read these same values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class AttemptKind(StrEnum):
+    """How one HTTP attempt went (the `result` label of `dispatcher_delivery_attempts_total`)."""
+
+    OK = "ok"
+    RETRYABLE = "retryable"
+    FATAL = "fatal"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """One attempt: its kind, what the partner said, and any wait it asked for."""
+
+    kind: AttemptKind
+    status: int | None
+    code: int | None
+    message: str
+    retry_after_s: float | None = None
+    throttled: bool = False  # the partner said "too many requests": lower the request rate
+    partial: bool = False  # accepted, but the partner reported a partial success
+
+    @property
+    def retryable(self) -> bool:
+        """True when the same request may succeed later."""
+        return self.kind is AttemptKind.RETRYABLE
+
+
+class Outcome(StrEnum):
+    """How a batch ended (the `outcome` label of `dispatcher_postbacks_total`)."""
+
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    GAVE_UP = "gave_up"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The final word on a batch: its outcome, the attempts it took and the last answer."""
+
+    outcome: Outcome
+    attempts: int
+    last: AttemptResult
+
+    @property
+    def dead_letter_reason(self) -> str | None:
+        """The dead-letter reason for this outcome, or None when nothing is dead-lettered."""
+        if self.outcome is Outcome.REJECTED:
+            return "partner_rejected"
+        if self.outcome is Outcome.GAVE_UP:
+            return "retries_exhausted"
+        return None

@@ -1,0 +1,61 @@
+"""What every partner module provides, and the content the rules hand it.
+
+A new partner is a module implementing `PartnerAdapter` plus a config model and a YAML file; the
+rules and the delivery loop do not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dispatcher.outcomes import AttemptResult
+from dispatcher.revenue import Money
+from schemas.config import AppConfig
+from schemas.events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class PostbackContent:
+    """What the rules decided to send, in partner-neutral terms."""
+
+    event: Event
+    app: AppConfig
+    partner_event: str | None  # the configured identifier; None for an install
+    attributed: bool  # attributed to this partner: its click/campaign ids go along
+    params: Mapping[str, Any]  # event_value parameters, revenue keys removed when stripped
+    revenue: Money | None  # sent only when the mapping keeps revenue and the event has it
+    revenue_stripped: bool
+
+
+class PartnerAdapter(Protocol):
+    """Payload building and response reading for one partner's API; no I/O of its own."""
+
+    name: str
+
+    def build_event(self, content: PostbackContent) -> dict[str, Any]:
+        """One event of the partner's request body."""
+        ...
+
+    def event_label(self, payload: Mapping[str, Any]) -> str:
+        """The partner's event name of a built payload (a bounded metric label)."""
+        ...
+
+    def encode_request(self, destination: str, payloads: Sequence[Mapping[str, Any]]) -> bytes:
+        """The request body for a batch of payloads bound for one destination."""
+        ...
+
+    def request_headers(self, token: str) -> dict[str, str]:
+        """Headers of every request, credentials included."""
+        ...
+
+    def classify(
+        self, status: int, headers: Mapping[str, str], body: bytes, now: float
+    ) -> AttemptResult:
+        """Read an HTTP answer (`now` in Unix seconds): success, retry later, or rejection."""
+        ...
+
+    def should_split(self, result: AttemptResult, size: int) -> bool:
+        """Whether a rejected batch should be retried as halves to isolate the bad events."""
+        ...

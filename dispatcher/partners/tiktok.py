@@ -1,0 +1,189 @@
+"""TikTok For Business: the app-event payload, the request, and TikTok's answers (SPEC §4)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import pydantic_core
+
+from dispatcher.outcomes import AttemptKind, AttemptResult
+from dispatcher.partners.base import PostbackContent
+from schemas.tiktok import (
+    CODE_BAD_PARAMETER,
+    CODE_OK,
+    CODE_PARTIAL_SUCCESS,
+    CODE_TOO_MANY_REQUESTS,
+    FIRST_SERVER_ERROR_CODE,
+    INSTALL_EVENT,
+    TIKTOK_EVENTS,
+)
+
+# AppsFlyer event-value keys also sent under TikTok's own property names.
+PROPERTY_ALIASES: Mapping[str, str] = {
+    "af_content_id": "content_id",
+    "af_content_type": "content_type",
+    "af_quantity": "num_items",
+    "af_order_id": "order_id",
+    "af_search_string": "search_string",
+}
+# TikTok reads `properties.value` as revenue: it never survives stripping.
+REVENUE_PROPERTY = "value"
+_ZERO_DEVICE_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def _device_id(value: str | None) -> str | None:
+    """A usable advertising id; the all-zero id of limited ad tracking identifies nobody."""
+    if not value or value.strip() == _ZERO_DEVICE_ID:
+        return None
+    return value.strip()
+
+
+class TikTokAdapter:
+    """Builds TikTok Events API app events and classifies its responses."""
+
+    name = "tiktok"
+
+    def build_event(self, content: PostbackContent) -> dict[str, Any]:
+        """One `data[]` entry of the request body."""
+        event = content.event
+        wire_name = (
+            INSTALL_EVENT if content.partner_event is None else TIKTOK_EVENTS[content.partner_event]
+        )
+        payload: dict[str, Any] = {
+            "event": wire_name,
+            "event_time": int(event.event_time.timestamp()),
+            "event_id": event.event_id,
+        }
+        user: dict[str, str] = {}
+        if idfa := _device_id(event.idfa):
+            user["idfa"] = idfa.upper()
+        if event.idfv:
+            user["idfv"] = event.idfv
+        if gaid := _device_id(event.advertising_id):
+            user["gaid"] = gaid.lower()
+        if event.ip:
+            user["ip"] = event.ip
+        if event.user_agent:
+            user["user_agent"] = event.user_agent
+        if user:
+            payload["user"] = user
+        app: dict[str, str] = {"app_id": event.app_id}
+        if event.app_version:
+            app["app_version"] = event.app_version
+        payload["app"] = app
+        if content.attributed:
+            ad = {
+                key: value
+                for key, value in (
+                    ("callback", event.click_id),
+                    ("campaign_id", event.campaign_id),
+                    ("ad_id", event.adset_id),  # TikTok's ad group is AppsFlyer's adset
+                    ("creative_id", event.ad_id),
+                )
+                if value
+            }
+            if ad:
+                payload["ad"] = ad
+        properties = self._properties(content)
+        if properties:
+            payload["properties"] = properties
+        return payload
+
+    @staticmethod
+    def _properties(content: PostbackContent) -> dict[str, Any]:
+        properties = dict(content.params)
+        for af_key, tiktok_key in PROPERTY_ALIASES.items():
+            if af_key in properties and tiktok_key not in properties:
+                properties[tiktok_key] = properties[af_key]
+        if content.revenue_stripped:
+            properties.pop(REVENUE_PROPERTY, None)
+        elif content.revenue is not None:
+            properties[REVENUE_PROPERTY] = float(content.revenue.amount)
+            if content.revenue.currency:
+                properties["currency"] = content.revenue.currency
+        return properties
+
+    def event_label(self, payload: Mapping[str, Any]) -> str:
+        """TikTok's event name, one of 28 values."""
+        return str(payload["event"])
+
+    def encode_request(self, destination: str, payloads: Sequence[Mapping[str, Any]]) -> bytes:
+        """`{"event_source": "app", "event_source_id": <TikTok App ID>, "data": [...]}`."""
+        body = {"event_source": "app", "event_source_id": destination, "data": payloads}
+        return pydantic_core.to_json(body)
+
+    def request_headers(self, token: str) -> dict[str, str]:
+        """TikTok authenticates with an `Access-Token` header."""
+        return {"Access-Token": token, "Content-Type": "application/json"}
+
+    def classify(
+        self, status: int, headers: Mapping[str, str], body: bytes, now: float
+    ) -> AttemptResult:
+        """Read the body, not only the status: TikTok reports most errors as HTTP 200."""
+        code, message = _read_body(body)
+        retry_after = parse_retry_after(headers.get("retry-after"), now)
+        if status == 429:
+            return AttemptResult(
+                AttemptKind.RETRYABLE, status, code, message or "too many requests",
+                retry_after, throttled=True,
+            )  # fmt: skip
+        if status >= 500:
+            return AttemptResult(
+                AttemptKind.RETRYABLE, status, code, message or f"HTTP {status}", retry_after
+            )
+        if status >= 400 or not 200 <= status < 300:
+            return AttemptResult(AttemptKind.FATAL, status, code, message or f"HTTP {status}")
+        if code is None:
+            # A 2xx without TikTok's JSON is not a success; it may be a proxy: try again.
+            return AttemptResult(
+                AttemptKind.RETRYABLE, status, None, f"HTTP {status} without a TikTok body: "
+                + message, retry_after,
+            )  # fmt: skip
+        if code == CODE_OK:
+            return AttemptResult(AttemptKind.OK, status, code, message)
+        if code == CODE_PARTIAL_SUCCESS:
+            return AttemptResult(AttemptKind.OK, status, code, message, partial=True)
+        if code == CODE_TOO_MANY_REQUESTS:
+            return AttemptResult(
+                AttemptKind.RETRYABLE, status, code, message, retry_after, throttled=True
+            )
+        if code >= FIRST_SERVER_ERROR_CODE:
+            return AttemptResult(AttemptKind.RETRYABLE, status, code, message, retry_after)
+        return AttemptResult(AttemptKind.FATAL, status, code, message)
+
+    def should_split(self, result: AttemptResult, size: int) -> bool:
+        """A bad parameter in one event rejects its whole request: halve to isolate it."""
+        return size > 1 and result.code == CODE_BAD_PARAMETER
+
+
+def _read_body(body: bytes) -> tuple[int | None, str]:
+    """TikTok's `code` and `message`, or (None, a short excerpt) when the body is not TikTok's."""
+    try:
+        decoded = json.loads(body) if body else None
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict):
+        code = decoded.get("code")
+        message = decoded.get("message")
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code, message if isinstance(message, str) else ""
+    return None, body[:200].decode("utf-8", "replace")
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """`Retry-After` in seconds from `now` (Unix seconds): delta-seconds or an HTTP date."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)

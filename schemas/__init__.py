@@ -1,0 +1,1 @@
+"""Typed, frozen models at the boundaries: events, configuration, TikTok, dead letters."""

@@ -1,0 +1,381 @@
+"""Runtime (`dispatcher.yaml`) and partner (`partners/*.yaml`) configuration (SPEC §3).
+
+Validated once at start-up (and on reload), then frozen. Secrets are never in these models: a
+partner file names the environment variable that holds its token.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+from schemas.durations import check_range, parse_duration
+from schemas.tiktok import MAX_EVENTS_PER_REQUEST, TIKTOK_EVENTS
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+Scope = Literal["attributed", "all"]
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+_APP_ID = re.compile(r"id\d+|[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+")
+
+
+def _click_lookback(value: timedelta) -> timedelta:
+    return check_range(value, HOUR, timedelta(days=30))
+
+
+def _view_through_lookback(value: timedelta) -> timedelta:
+    return check_range(value, HOUR, DAY)
+
+
+def _parse_window(value: object) -> timedelta | None:
+    if value is None or value == "lifetime":
+        return None
+    try:
+        return check_range(parse_duration(value), HOUR, timedelta(days=365))
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or write `lifetime` for no limit") from None
+
+
+ClickLookback = Annotated[
+    timedelta, BeforeValidator(parse_duration), AfterValidator(_click_lookback)
+]
+ViewThroughLookback = Annotated[
+    timedelta, BeforeValidator(parse_duration), AfterValidator(_view_through_lookback)
+]
+Window = Annotated[timedelta | None, BeforeValidator(_parse_window)]
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not an environment variable name; allowed: upper-case letters, digits "
+            "and underscores, e.g. TIKTOK_ACCESS_TOKEN (the token itself never goes in YAML)"
+        )
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Partner files
+
+
+class InstallPostbacks(_Config):
+    """Which installs are sent: only those attributed to this partner, or all."""
+
+    scope: Scope = "attributed"
+
+
+class EventMapping(_Config):
+    """One SDK event → partner event identifier, and whether its revenue is sent."""
+
+    sdk_event: Annotated[str, Field(min_length=1)]
+    partner_event: str
+    send_revenue: bool = False
+
+
+class InAppPostbacks(_Config):
+    """In-app postback settings; absent means no in-app postbacks."""
+
+    enabled: bool = True
+    scope: Scope = "attributed"
+    window: Window = timedelta(days=180)
+    events: tuple[EventMapping, ...] = ()
+
+    _by_sdk_event: Mapping[str, EventMapping] = PrivateAttr()
+
+    @field_validator("events")
+    @classmethod
+    def _unique_sdk_events(cls, events: tuple[EventMapping, ...]) -> tuple[EventMapping, ...]:
+        seen: set[str] = set()
+        for event in events:
+            if event.sdk_event in seen:
+                raise ValueError(f"sdk_event {event.sdk_event!r} is mapped twice; map it once")
+            seen.add(event.sdk_event)
+        return events
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._by_sdk_event = MappingProxyType({e.sdk_event: e for e in self.events})
+
+    def mapping_for(self, sdk_event: str) -> EventMapping | None:
+        """The mapping of an SDK event name, or None when it is not mapped."""
+        return self._by_sdk_event.get(sdk_event)
+
+
+class AppConfig(_Config):
+    """One app's settings for one partner."""
+
+    app_id: str
+    active: bool = True
+    view_through: bool = False
+    click_lookback: ClickLookback = timedelta(days=7)
+    view_through_lookback: ViewThroughLookback = DAY
+    install_postbacks: InstallPostbacks = InstallPostbacks()
+    in_app_postbacks: InAppPostbacks = InAppPostbacks(enabled=False)
+
+    @field_validator("app_id")
+    @classmethod
+    def _store_id(cls, value: str) -> str:
+        if not _APP_ID.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a store app id; allowed: an App Store id like id123456789 "
+                "or an Android package name like com.example.app"
+            )
+        return value
+
+    @property
+    def destination(self) -> str:
+        """Where this app's postbacks go at the partner; events to one destination may batch."""
+        return self.app_id
+
+
+class DeliveryConfig(_Config):
+    """How postbacks are sent to one partner; every value has a default."""
+
+    batch_max_events: Annotated[int, Field(ge=1, le=MAX_EVENTS_PER_REQUEST)] = 500
+    batch_linger_ms: Annotated[int, Field(ge=0, le=10_000)] = 100
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    max_attempts: Annotated[int, Field(ge=1, le=1000)] = 10
+    backoff_initial_s: Annotated[float, Field(gt=0, le=3600)] = 0.5
+    backoff_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    give_up_after_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0
+    max_requests_per_s: Annotated[float, Field(gt=0, le=100_000)] = 50.0
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=256)] = 8
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeliveryConfig:
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError("backoff_initial_s must not exceed backoff_max_s")
+        if self.timeout_s >= self.give_up_after_s:
+            raise ValueError("timeout_s must be below give_up_after_s")
+        return self
+
+
+class PartnerConfig(_Config):
+    """A partner file: who the partner is, where and how to deliver, and its apps."""
+
+    partner: str
+    media_sources: Annotated[tuple[str, ...], Field(min_length=1)]
+    endpoint: str
+    access_token_env: EnvName
+    delivery: DeliveryConfig = DeliveryConfig()
+    apps: tuple[AppConfig, ...] = ()
+
+    _apps_by_id: Mapping[str, AppConfig] = PrivateAttr()
+    _media_sources: frozenset[str] = PrivateAttr()
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("media_sources")
+    @classmethod
+    def _normalise_media_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(source.strip().lower() for source in value)
+
+    @field_validator("apps")
+    @classmethod
+    def _unique_apps(cls, apps: tuple[AppConfig, ...]) -> tuple[AppConfig, ...]:
+        seen: set[str] = set()
+        for app in apps:
+            if app.app_id in seen:
+                raise ValueError(f"app_id {app.app_id!r} is configured twice; keep one entry")
+            seen.add(app.app_id)
+        return apps
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._apps_by_id = MappingProxyType({app.app_id: app for app in self.apps})
+        self._media_sources = frozenset(self.media_sources)
+
+    def app(self, app_id: str) -> AppConfig | None:
+        """This partner's config for an app, or None when the app is not configured."""
+        return self._apps_by_id.get(app_id)
+
+    def is_partner_media_source(self, media_source: str | None) -> bool:
+        """True when an install's media source is one of this partner's."""
+        return media_source is not None and media_source.lower() in self._media_sources
+
+
+# ---------------------------------------------------------------------------------------------
+# TikTok For Business
+
+
+def _tiktok_event_identifier(value: str) -> str:
+    if value not in TIKTOK_EVENTS:
+        raise ValueError(
+            f"{value!r} is not a TikTok partner event identifier; allowed: "
+            + ", ".join(TIKTOK_EVENTS)
+        )
+    return value
+
+
+class TikTokEventMapping(EventMapping):
+    """An event mapping whose partner event is one of TikTok's identifiers."""
+
+    partner_event: Annotated[str, AfterValidator(_tiktok_event_identifier)]
+
+
+class TikTokInAppPostbacks(InAppPostbacks):
+    """In-app postbacks mapped to TikTok's event identifiers."""
+
+    events: tuple[TikTokEventMapping, ...] = ()
+
+
+def _tiktok_app_id(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.isdigit():
+        raise ValueError(
+            f"{value!r} is not a TikTok App ID; allowed: the digits of the App ID from TikTok "
+            'Events Manager, quoted, e.g. "7300000000000000001"'
+        )
+    return value
+
+
+class TikTokAppConfig(AppConfig):
+    """An app's TikTok settings; `tiktok_app_id` is TikTok's `event_source_id`."""
+
+    tiktok_app_id: Annotated[str, BeforeValidator(_tiktok_app_id)]
+    in_app_postbacks: TikTokInAppPostbacks = TikTokInAppPostbacks(enabled=False)
+
+    @property
+    def destination(self) -> str:
+        """Events for one TikTok App ID are batched into one request."""
+        return self.tiktok_app_id
+
+
+class TikTokPartnerConfig(PartnerConfig):
+    """The TikTok For Business partner file."""
+
+    partner: Literal["tiktok"]
+    endpoint: str = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
+    access_token_env: EnvName = "TIKTOK_ACCESS_TOKEN"  # noqa: S105 - a variable name
+    apps: tuple[TikTokAppConfig, ...] = ()
+
+
+# Partner name (the `partner:` key of a partner file) → its config model.
+PARTNER_CONFIG_MODELS: Mapping[str, type[PartnerConfig]] = MappingProxyType(
+    {"tiktok": TikTokPartnerConfig}
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# dispatcher.yaml
+
+
+class KafkaTopics(_Config):
+    """Source topics."""
+
+    installs: str = "installs"
+    in_app_events: str = "in-app-events"
+
+
+def _bootstrap_list(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class KafkaConfig(_Config):
+    """Connection, consumer group and topics."""
+
+    bootstrap_servers: Annotated[
+        tuple[str, ...], BeforeValidator(_bootstrap_list), Field(min_length=1)
+    ]
+    group_id: str = "postback-dispatcher"
+    client_id: str = "postback-dispatcher"
+    topics: KafkaTopics = KafkaTopics()
+    dead_letter_topic: str = "postbacks-dead-letter"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    session_timeout_ms: Annotated[int, Field(ge=1000, le=600_000)] = 10_000
+    heartbeat_interval_ms: Annotated[int, Field(ge=100, le=60_000)] = 3_000
+    max_poll_interval_ms: Annotated[int, Field(ge=1000, le=3_600_000)] = 60_000
+    max_poll_records: Annotated[int, Field(ge=1, le=100_000)] = 2_000
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password_env: EnvName | None = None
+    ssl_cafile: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaConfig:
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password_env
+        ):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_mechanism, sasl_username "
+                "and sasl_password_env"
+            )
+        sources = {self.topics.installs, self.topics.in_app_events}
+        if len(sources) < 2 or self.dead_letter_topic in sources:
+            raise ValueError(
+                "topics.installs, topics.in_app_events and dead_letter_topic must differ"
+            )
+        return self
+
+
+class MetricsConfig(_Config):
+    """Where `/metrics`, `/healthz` and `/readyz` listen; port 0 picks a free one."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a metrics endpoint is scraped from outside the pod
+    port: Annotated[int, Field(ge=0, le=65535)] = 9108
+
+
+class WorkerConfig(_Config):
+    """Back-pressure, commit cadence and time bounds of the loop."""
+
+    max_inflight_events: Annotated[int, Field(ge=10, le=1_000_000)] = 20_000
+    commit_interval_ms: Annotated[int, Field(ge=10, le=60_000)] = 1_000
+    shutdown_timeout_s: Annotated[float, Field(ge=0, le=600)] = 30.0
+    rebalance_drain_s: Annotated[float, Field(ge=0, le=600)] = 5.0
+
+
+class LogConfig(_Config):
+    """Log level and format (`json` gives one JSON object per line)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class RuntimeConfig(_Config):
+    """`dispatcher.yaml`."""
+
+    kafka: KafkaConfig
+    partners_dir: str = "partners"
+    metrics: MetricsConfig = MetricsConfig()
+    worker: WorkerConfig = WorkerConfig()
+    log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _drain_fits_poll_interval(self) -> RuntimeConfig:
+        if self.worker.rebalance_drain_s * 1000 >= self.kafka.max_poll_interval_ms:
+            raise ValueError(
+                "worker.rebalance_drain_s must be shorter than kafka.max_poll_interval_ms, or the "
+                "group evicts the worker while it drains"
+            )
+        return self

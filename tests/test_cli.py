@@ -1,0 +1,132 @@
+"""The offline commands, run as an operator runs them: `dispatcher check-config` and `explain`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.factories import app_dict, event_dict, partner_dict
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "config" / "dispatcher.yaml"
+TOKEN = "s3cret-token-value"
+
+
+def dispatcher(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("DISPATCHER_", "TIKTOK_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher", *args],
+        capture_output=True, text=True, env=environ | (env or {}), input=stdin, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_check_config_accepts_the_example() -> None:
+    result = dispatcher(
+        "check-config", "--config", str(EXAMPLE), env={"TIKTOK_ACCESS_TOKEN": TOKEN}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "partner tiktok" in result.stdout
+    assert TOKEN not in result.stdout + result.stderr
+
+
+def test_check_config_lists_every_error_and_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "partners").mkdir()
+    partner = partner_dict(app_dict(click_lookback="60d", in_app={"events": [
+        {"sdk_event": "af_purchase", "partner_event": "Purchase"}]}))  # fmt: skip
+    (tmp_path / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner))
+    config = tmp_path / "dispatcher.yaml"
+    config.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": "k:9092", "group": "x"}}))
+    result = dispatcher("check-config", "--config", str(config))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == "configuration errors (4):"
+    partner_file = str((tmp_path / "partners" / "tiktok.yaml").resolve())
+    assert (
+        f"  {partner_file}: apps[0].click_lookback: 60d is out of range; allowed: 1h to 30d"
+        in lines
+    )
+    assert any(
+        line.startswith(
+            f"  {partner_file}: apps[0].in_app_postbacks.events[0].partner_event: 'Purchase'"
+        )
+        for line in lines
+    )
+    assert (
+        f"  {config}: kafka.group: unknown key; allowed: bootstrap_servers, group_id, "
+        in "\n".join(lines)
+    )
+    assert any("TIKTOK_ACCESS_TOKEN is not set" in line for line in lines)
+
+
+def test_check_config_can_skip_secrets() -> None:
+    result = dispatcher("check-config", "--config", str(EXAMPLE), "--skip-secrets")
+    assert result.returncode == 0, result.stderr
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    result = dispatcher("check-config", "--config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "nope.yaml: cannot read" in result.stderr
+
+
+def test_explain_shows_decision_rule_and_payload_with_the_token_redacted(tmp_path: Path) -> None:
+    event = event_dict("in-app-event", event_id="explain-1")
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    result = dispatcher(
+        "explain", "--config", str(EXAMPLE), str(path), env={"TIKTOK_ACCESS_TOKEN": TOKEN}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "decision: send (attributed)" in result.stdout
+    assert "rule 6 (revenue)" in result.stdout
+    assert "Access-Token: ***redacted***" in result.stdout
+    assert '"event": "Purchase"' in result.stdout
+    assert TOKEN not in result.stdout + result.stderr
+
+
+def test_explain_json_for_a_skip_and_for_stdin() -> None:
+    event = event_dict("install", media_source="organic")
+    result = dispatcher("explain", "--config", str(EXAMPLE), "--json", "-", stdin=json.dumps(event))
+    assert result.returncode == 0, result.stderr
+    [decision] = json.loads(result.stdout)["decisions"]
+    assert decision == {
+        "partner": "tiktok",
+        "app_id": "id1234567890",
+        "decision": "skip",
+        "reason": "out_of_scope",
+        "rule": 3,
+        "rule_title": "attribution scope",
+        "detail": "scope is attributed, but not attributed to tiktok: organic install",
+    }
+
+
+def test_explain_reports_bad_input(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(event_dict("install", event_time=1763632800)))
+    result = dispatcher("explain", "--config", str(EXAMPLE), str(path))
+    assert result.returncode == 0
+    assert result.stdout.startswith("bad input -> dead letter (reason bad_input): event_time")
+
+
+def test_explain_json_lines(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(event_dict("install")) for _ in range(3)))
+    result = dispatcher("explain", "--config", str(EXAMPLE), "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 3
+
+
+def test_every_command_has_help() -> None:
+    for command in ["check-config", "explain"]:
+        result = dispatcher(command, "--help")
+        assert result.returncode == 0
+        assert "--config" in result.stdout
+    assert dispatcher().returncode == 2
+    assert dispatcher("no-such-command").returncode == 2

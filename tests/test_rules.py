@@ -1,0 +1,413 @@
+"""The six rules of SPEC §1, one table per rule, with their boundaries; then properties."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dispatcher.partners.tiktok import TikTokAdapter
+from dispatcher.rules import Rule, Send, Skip, SkipReason, decide
+from schemas.events import InAppEvent, InstallEvent
+from tests.factories import (
+    INSTALL_TIME,
+    app_dict,
+    event_dict,
+    make_in_app,
+    make_install,
+    make_partner,
+)
+
+BUILD = TikTokAdapter().build_event
+REVENUE_KEYS = {"af_revenue", "revenue", "event_revenue"}
+
+
+def decide_for(event: InstallEvent | InAppEvent, **app_overrides: Any) -> Send | Skip:
+    return decide(event, make_partner(app_dict(**app_overrides)), BUILD)
+
+
+def expect_skip(decision: Send | Skip, reason: SkipReason, rule: Rule) -> None:
+    assert isinstance(decision, Skip), f"expected skip {reason}, got send: {decision.detail}"
+    assert (decision.reason, decision.rule) == (reason, rule), decision.detail
+
+
+# --- rule 1: the app has a config for this partner and is active ------------------------------
+
+
+def test_unknown_app_is_skipped_by_rule_1() -> None:
+    decision = decide_for(make_install(app_id="com.unknown.app"))
+    expect_skip(decision, SkipReason.UNKNOWN_APP, Rule.APP_ACTIVE)
+
+
+def test_inactive_app_is_skipped_by_rule_1_before_anything_else() -> None:
+    # Given an inactive app and an event that every later rule would also refuse
+    event = make_in_app(media_source="organic", event_name="af_unmapped")
+    decision = decide_for(event, active=False, in_app={"enabled": False})
+    # Then the first rule decides
+    expect_skip(decision, SkipReason.PARTNER_INACTIVE, Rule.APP_ACTIVE)
+
+
+# --- rule 2: in-app postbacks enabled (installs always pass) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        pytest.param(make_in_app(), SkipReason.IN_APP_DISABLED, id="in-app-disabled"),
+        pytest.param(make_install(), None, id="install-still-sent"),
+    ],
+)
+def test_in_app_disabled(event: InstallEvent | InAppEvent, expected: SkipReason | None) -> None:
+    decision = decide_for(event, in_app={"enabled": False})
+    if expected is None:
+        assert isinstance(decision, Send)
+    else:
+        expect_skip(decision, expected, Rule.IN_APP_ENABLED)
+
+
+# --- rule 3: attribution scope, with the lookback windows --------------------------------------
+
+CLICK_7D = {"click_lookback": "7d"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "app", "attributed"),
+    [
+        pytest.param({}, {}, True, id="click-1h-before"),
+        pytest.param(
+            {"attributed_touch_time": INSTALL_TIME - timedelta(days=7)}, CLICK_7D, True,
+            id="click-exactly-at-lookback",
+        ),
+        pytest.param(
+            {"attributed_touch_time": INSTALL_TIME - timedelta(days=7, seconds=1)}, CLICK_7D, False,
+            id="click-one-second-past-lookback",
+        ),
+        pytest.param(
+            {"attributed_touch_time": INSTALL_TIME}, {}, True, id="click-at-install-time",
+        ),
+        pytest.param(
+            {"attributed_touch_time": INSTALL_TIME + timedelta(seconds=1)}, {}, False,
+            id="click-after-install",
+        ),
+        pytest.param(
+            {"attributed_touch_time": INSTALL_TIME - timedelta(hours=2)}, {"click_lookback": "1h"},
+            False, id="click-outside-1h-lookback",
+        ),
+        pytest.param({"attributed_touch_type": "impression"}, {}, False, id="view-through-off"),
+        pytest.param(
+            {"attributed_touch_type": "impression"}, {"view_through": True}, True,
+            id="view-through-on",
+        ),
+        pytest.param(
+            {"attributed_touch_type": "impression", "attributed_touch_time": INSTALL_TIME - timedelta(hours=24)},
+            {"view_through": True, "view_through_lookback": "24h"}, True,
+            id="impression-exactly-at-24h",
+        ),
+        pytest.param(
+            {"attributed_touch_type": "impression",
+             "attributed_touch_time": INSTALL_TIME - timedelta(hours=24, seconds=1)},
+            {"view_through": True, "view_through_lookback": "1d"}, False,
+            id="impression-one-second-past-1d",
+        ),
+        pytest.param(
+            {"attributed_touch_type": "impression", "attributed_touch_time": INSTALL_TIME - timedelta(hours=3)},
+            {"view_through": True, "view_through_lookback": "2h", "click_lookback": "7d"}, False,
+            id="impression-uses-view-through-lookback-not-click",
+        ),
+        pytest.param({"media_source": "organic"}, {}, False, id="organic"),
+        pytest.param({"media_source": None}, {}, False, id="media-source-null"),
+        pytest.param({"media_source": ""}, {}, False, id="media-source-empty"),
+        pytest.param({"media_source": "googleadwords_int"}, {}, False, id="another-partner"),
+        pytest.param({"media_source": "tiktokglobal_int"}, {}, True, id="successor-media-source"),
+        pytest.param({"media_source": "TikTokGlobal_INT"}, {}, True, id="media-source-case"),
+        pytest.param({"attributed_touch_type": None}, {}, False, id="no-touch-type"),
+        pytest.param({"attributed_touch_time": None}, {}, False, id="no-touch-time"),
+    ],
+)  # fmt: skip
+def test_install_scope_attributed(
+    overrides: dict[str, Any], app: dict[str, Any], attributed: bool
+) -> None:
+    decision = decide_for(make_install(**overrides), **app)
+    if attributed:
+        assert isinstance(decision, Send), decision.detail
+        assert decision.reason == "attributed"
+        assert decision.payload["ad"]["callback"].startswith("clk-")
+    else:
+        expect_skip(decision, SkipReason.OUT_OF_SCOPE, Rule.SCOPE)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"media_source": "organic"}, id="organic"),
+        pytest.param(
+            {"media_source": "googleadwords_int", "click_id": "g-1"}, id="another-partner"
+        ),
+        pytest.param({"attributed_touch_type": "impression"}, id="view-through-off"),
+    ],
+)
+def test_scope_all_sends_unattributed_installs_without_ad_fields(
+    overrides: dict[str, Any],
+) -> None:
+    decision = decide_for(make_install(**overrides), install_scope="all")
+    assert isinstance(decision, Send)
+    assert decision.reason == "scope_all"
+    assert "ad" not in decision.payload  # another partner's click id is never sent to TikTok
+
+
+def test_in_app_event_is_judged_by_its_install_attribution() -> None:
+    # Given an in-app event whose install came from another partner
+    event = make_in_app(media_source="googleadwords_int")
+    # When in-app scope is attributed, it is out of scope; when all, it is sent
+    expect_skip(decide_for(event), SkipReason.OUT_OF_SCOPE, Rule.SCOPE)
+    assert isinstance(decide_for(event, in_app={"scope": "all"}), Send)
+
+
+def test_in_app_scope_is_independent_of_install_scope() -> None:
+    event = make_in_app(media_source="organic")
+    decision = decide_for(event, install_scope="all", in_app={"scope": "attributed"})
+    expect_skip(decision, SkipReason.OUT_OF_SCOPE, Rule.SCOPE)
+
+
+# --- rule 4: in-app postback window ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("after_install", "window", "inside"),
+    [
+        pytest.param(timedelta(days=180), "180d", True, id="exactly-at-window"),
+        pytest.param(timedelta(days=180, seconds=1), "180d", False, id="one-second-past"),
+        pytest.param(timedelta(hours=1), "1h", True, id="1h-window-end"),
+        pytest.param(timedelta(days=3650), "lifetime", True, id="lifetime"),
+        pytest.param(timedelta(days=200), None, False, id="default-180d"),
+    ],
+)
+def test_in_app_window(after_install: timedelta, window: str | None, inside: bool) -> None:
+    event = make_in_app(event_time=INSTALL_TIME + after_install)
+    in_app: dict[str, Any] = {} if window is None else {"window": window}
+    app = app_dict(in_app=in_app)
+    if window is None:
+        del app["in_app_postbacks"]["window"]
+    decision = decide(event, make_partner(app), BUILD)
+    if inside:
+        assert isinstance(decision, Send), decision
+    else:
+        expect_skip(decision, SkipReason.OUTSIDE_WINDOW, Rule.WINDOW)
+
+
+def test_window_does_not_apply_to_installs() -> None:
+    event = make_install(event_time=INSTALL_TIME + timedelta(days=400))
+    assert isinstance(decide_for(event, in_app={"window": "1h"}), Send)
+
+
+# --- rule 5: event mapping ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sdk_event", "wire_event"),
+    [
+        pytest.param("af_purchase", "Purchase", id="purchase"),
+        pytest.param("af_complete_registration", "Registration", id="registration"),
+        pytest.param("af_add_to_cart", "AddToCart", id="add-to-cart"),
+        pytest.param("af_unmapped", None, id="unmapped"),
+        pytest.param("AF_PURCHASE", None, id="names-are-case-sensitive"),
+    ],
+)
+def test_event_mapping(sdk_event: str, wire_event: str | None) -> None:
+    decision = decide_for(make_in_app(event_name=sdk_event))
+    if wire_event is None:
+        expect_skip(decision, SkipReason.UNMAPPED_EVENT, Rule.MAPPING)
+    else:
+        assert isinstance(decision, Send)
+        assert decision.payload["event"] == wire_event
+
+
+def test_install_is_sent_as_install_app() -> None:
+    decision = decide_for(make_install())
+    assert isinstance(decision, Send)
+    assert decision.payload["event"] == "InstallApp"
+    assert "properties" not in decision.payload
+
+
+# --- rule 6: revenue ---------------------------------------------------------------------------
+
+
+def test_revenue_kept_where_the_mapping_says_so() -> None:
+    decision = decide_for(make_in_app(event_name="af_purchase"))
+    assert isinstance(decision, Send)
+    assert decision.rule is Rule.REVENUE
+    properties = decision.payload["properties"]
+    assert properties["value"] == 9.99
+    assert properties["currency"] == "USD"
+    assert properties["af_revenue"] == "9.99"
+
+
+def test_revenue_stripped_forwards_every_other_parameter() -> None:
+    # Given a non-revenue mapping and an event value with revenue at several depths
+    value = {
+        "af_revenue": "5",
+        "revenue": 5,
+        "af_currency": "EUR",
+        "af_content_id": "sku-9",
+        "items": [{"sku": "a", "event_revenue": 1}, {"sku": "b"}],
+        "value": 5,
+    }
+    event = make_in_app(event_name="af_add_to_cart", event_value=value, event_revenue="5")
+    decision = decide_for(event)
+    assert isinstance(decision, Send)
+    body = json.dumps(decision.payload)
+    # Then no revenue key survives anywhere, and no properties.value
+    assert not any(key in body for key in ('"af_revenue"', '"revenue"', '"event_revenue"'))
+    properties = decision.payload["properties"]
+    assert "value" not in properties
+    # And every other parameter is forwarded (with TikTok's alias for the content id)
+    assert properties == {
+        "af_currency": "EUR",
+        "af_content_id": "sku-9",
+        "content_id": "sku-9",
+        "items": [{"sku": "a"}, {"sku": "b"}],
+    }
+
+
+def test_event_value_as_a_json_string_is_forwarded() -> None:
+    encoded = json.dumps({"af_content_type": "shoes", "af_quantity": 2, "af_order_id": "o-1"})
+    decision = decide_for(make_in_app(event_name="af_add_to_cart", event_value=encoded))
+    assert isinstance(decision, Send)
+    assert decision.payload["properties"] == {
+        "af_content_type": "shoes",
+        "content_type": "shoes",
+        "af_quantity": 2,
+        "num_items": 2,
+        "af_order_id": "o-1",
+        "order_id": "o-1",
+    }
+
+
+def test_revenue_falls_back_to_af_revenue_in_the_event_value() -> None:
+    event = make_in_app(
+        event_revenue=None,
+        event_revenue_currency=None,
+        event_value={"af_revenue": "12.50", "af_currency": "gbp"},
+    )
+    decision = decide_for(event)
+    assert isinstance(decision, Send)
+    assert decision.payload["properties"]["value"] == 12.5
+    assert decision.payload["properties"]["currency"] == "GBP"
+
+
+def test_revenue_kept_but_absent_sends_no_value() -> None:
+    event = make_in_app(event_revenue=None, event_revenue_currency=None, event_value={"k": 1})
+    decision = decide_for(event)
+    assert isinstance(decision, Send)
+    assert decision.payload["properties"] == {"k": 1}
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+_json_leaf = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+_json = st.recursive(
+    _json_leaf,
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["a", "revenue", "af_revenue", "event_revenue", "value", "x"]), inner, max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+_event_values = st.dictionaries(
+    st.sampled_from(["af_revenue", "revenue", "event_revenue", "af_currency", "value", "sku", "af_quantity"]),
+    _json,
+    max_size=6,
+)  # fmt: skip
+_media_sources = st.sampled_from(
+    [None, "", "organic", "bytedanceglobal_int", "tiktokglobal_int", "googleadwords_int"]
+)
+_touch_types = st.sampled_from([None, "click", "impression", "tv"])
+_offsets = st.integers(min_value=-3 * 86400, max_value=40 * 86400).map(
+    lambda s: timedelta(seconds=s)
+)
+_sdk_events = st.sampled_from(
+    ["af_purchase", "af_complete_registration", "af_add_to_cart", "other"]
+)
+
+
+@st.composite
+def in_app_events(draw: st.DrawFn) -> InAppEvent:
+    return InAppEvent.model_validate(
+        event_dict(
+            "in-app-event",
+            event_name=draw(_sdk_events),
+            media_source=draw(_media_sources),
+            attributed_touch_type=draw(_touch_types),
+            attributed_touch_time=INSTALL_TIME - draw(_offsets),
+            event_time=INSTALL_TIME + draw(_offsets),
+            event_value=draw(_event_values),
+            event_revenue=draw(st.sampled_from([None, "1.5", "0"])),
+        )
+    )
+
+
+def _contains_revenue_key(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(k in REVENUE_KEYS or _contains_revenue_key(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_revenue_key(item) for item in value)
+    return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=in_app_events(), view_through=st.booleans())
+def test_a_stripped_payload_never_contains_revenue(event: InAppEvent, view_through: bool) -> None:
+    partner = make_partner(
+        app_dict(view_through=view_through, in_app={"scope": "all", "window": "lifetime", "events": [
+            {"sdk_event": name, "partner_event": "Add_to_cart", "send_revenue": False}
+            for name in ("af_purchase", "af_complete_registration", "af_add_to_cart", "other")
+        ]})
+    )  # fmt: skip
+    decision = decide(event, partner, BUILD)
+    assert isinstance(decision, Send)
+    assert not _contains_revenue_key(decision.payload)
+    assert "value" not in decision.payload.get("properties", {})
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=in_app_events(), view_through=st.booleans(), install=st.booleans())
+def test_scope_all_sends_a_superset_of_scope_attributed(
+    event: InAppEvent, view_through: bool, install: bool
+) -> None:
+    subject: InstallEvent | InAppEvent = event
+    if install:
+        subject = InstallEvent.model_validate(
+            event.model_dump(exclude={"event_value", "event_revenue", "event_revenue_currency"})
+            | {"event_type": "install"}
+        )
+    attributed = make_partner(app_dict(view_through=view_through, install_scope="attributed"))
+    everything = make_partner(
+        app_dict(view_through=view_through, install_scope="all", in_app={"scope": "all"})
+    )
+    narrow = decide(subject, attributed, BUILD)
+    wide = decide(subject, everything, BUILD)
+    if isinstance(narrow, Send):
+        assert isinstance(wide, Send)
+        assert wide.payload == narrow.payload
+    if isinstance(wide, Skip):
+        assert isinstance(narrow, Skip)
+
+
+@settings(max_examples=200, deadline=None)
+@given(event=in_app_events())
+def test_deciding_is_deterministic(event: InAppEvent) -> None:
+    partner = make_partner(app_dict(in_app={"scope": "all"}))
+    first = decide(event, partner, BUILD)
+    second = decide(event.model_copy(), partner.model_copy(), BUILD)
+    assert first == second
+
+
+@settings(max_examples=200, deadline=None)
+@given(event=in_app_events())
+def test_only_attributed_events_carry_ad_fields(event: InAppEvent) -> None:
+    partner = make_partner(app_dict(in_app={"scope": "all", "window": "lifetime"}))
+    decision = decide(event, partner, BUILD)
+    if isinstance(decision, Send):
+        assert ("ad" in decision.payload) == (decision.reason == "attributed")

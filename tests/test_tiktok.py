@@ -1,0 +1,157 @@
+"""TikTok payload (SPEC §4): user fields, ad fields, properties; and reading TikTok's answers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import pytest
+
+from dispatcher.outcomes import AttemptKind
+from dispatcher.partners.tiktok import TikTokAdapter, parse_retry_after
+from dispatcher.rules import Send, decide
+from schemas.tiktok import TIKTOK_EVENTS, TikTokRequest
+from tests.factories import app_dict, make_in_app, make_install, make_partner
+
+ADAPTER = TikTokAdapter()
+
+
+def payload_of(event, **app):  # type: ignore[no-untyped-def]
+    decision = decide(event, make_partner(app_dict(**app)), ADAPTER.build_event)
+    assert isinstance(decision, Send), decision
+    return decision.payload
+
+
+def test_the_table_has_the_seeds_27_identifiers() -> None:
+    assert len(TIKTOK_EVENTS) == 27
+    assert TIKTOK_EVENTS["Pay(Purchase)"] == "Purchase"
+    assert TIKTOK_EVENTS["2D_retention"] == "2Dretention"
+    assert TIKTOK_EVENTS["Launch_app"] == "LaunchAPP"
+    assert TIKTOK_EVENTS["InApp_ad_impr"] == "InAppADImpr"
+
+
+def test_install_payload_matches_the_wire_format() -> None:
+    event = make_install(
+        idfa="6d92078a-8246-4ba4-ae5b-76104861e7dc",
+        advertising_id="ABCDEF01-2345-6789-ABCD-EF0123456789",
+        android_id="a1b2c3",
+        event_time="2025-11-20T10:00:00Z",
+    )
+    payload = payload_of(event)
+    assert payload == {
+        "event": "InstallApp",
+        "event_time": 1763632800,
+        "event_id": event.event_id,
+        "user": {
+            "idfa": "6D92078A-8246-4BA4-AE5B-76104861E7DC",
+            "idfv": event.idfv,
+            "gaid": "abcdef01-2345-6789-abcd-ef0123456789",
+            "ip": "203.0.113.7",
+            "user_agent": event.user_agent,
+        },
+        "app": {"app_id": "id1234567890", "app_version": "1.2.3"},
+        "ad": {
+            "callback": event.click_id,
+            "campaign_id": "cmp-1",
+            "ad_id": "adset-1",
+            "creative_id": "ad-1",
+        },
+    }
+    TikTokRequest.model_validate(
+        json.loads(ADAPTER.encode_request("7300000000000000001", [payload]))
+    )
+
+
+def test_event_time_is_unix_seconds_and_event_id_unchanged() -> None:
+    event = make_in_app(event_id="  Weird-ID/1 ", event_time="2025-11-20 10:00:00.999")
+    payload = payload_of(event)
+    assert payload["event_time"] == 1763632800
+    assert payload["event_id"] == "  Weird-ID/1 "
+
+
+def test_limited_ad_tracking_zero_ids_are_not_sent() -> None:
+    zero = "00000000-0000-0000-0000-000000000000"
+    payload = payload_of(
+        make_install(idfa=zero, advertising_id=zero, idfv=None, ip=None, user_agent=None)
+    )
+    assert "user" not in payload
+
+
+def test_ad_fields_only_when_present() -> None:
+    payload = payload_of(make_install(campaign_id=None, adset_id=None, ad_id=None))
+    assert payload["ad"] == {"callback": payload["ad"]["callback"]}
+    payload = payload_of(make_install(click_id=None, campaign_id=None, adset_id=None, ad_id=None))
+    assert "ad" not in payload
+
+
+def test_request_body_and_headers() -> None:
+    body = json.loads(ADAPTER.encode_request("7300000000000000001", [{"event": "InstallApp"}]))
+    assert body == {
+        "event_source": "app",
+        "event_source_id": "7300000000000000001",
+        "data": [{"event": "InstallApp"}],
+    }
+    assert ADAPTER.request_headers("tok") == {
+        "Access-Token": "tok",
+        "Content-Type": "application/json",
+    }
+
+
+def _body(code: int, message: str = "m") -> bytes:
+    return json.dumps({"code": code, "message": message, "request_id": "r", "data": {}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "kind", "throttled"),
+    [
+        (200, _body(0, "OK"), {}, AttemptKind.OK, False),
+        (200, _body(20001, "partial"), {}, AttemptKind.OK, False),
+        (200, _body(40100, "too many"), {}, AttemptKind.RETRYABLE, True),
+        (200, _body(50000), {}, AttemptKind.RETRYABLE, False),
+        (200, _body(51234), {}, AttemptKind.RETRYABLE, False),
+        (200, _body(40001, "no permission"), {}, AttemptKind.FATAL, False),
+        (200, _body(40002, "bad parameter"), {}, AttemptKind.FATAL, False),
+        (200, _body(40105, "access token invalid"), {}, AttemptKind.FATAL, False),
+        (200, b"<html>proxy</html>", {}, AttemptKind.RETRYABLE, False),
+        (200, b"", {}, AttemptKind.RETRYABLE, False),
+        (429, b"", {"retry-after": "3"}, AttemptKind.RETRYABLE, True),
+        (500, b"oops", {}, AttemptKind.RETRYABLE, False),
+        (503, _body(0), {}, AttemptKind.RETRYABLE, False),
+        (400, _body(40002), {}, AttemptKind.FATAL, False),
+        (401, b"", {}, AttemptKind.FATAL, False),
+        (404, b"", {}, AttemptKind.FATAL, False),
+        (302, b"", {}, AttemptKind.FATAL, False),
+    ],
+)
+def test_classify_reads_the_body_not_only_the_status(
+    status: int, body: bytes, headers: dict[str, str], kind: AttemptKind, throttled: bool
+) -> None:
+    result = ADAPTER.classify(status, headers, body, now=0.0)
+    assert result.kind is kind
+    assert result.throttled is throttled
+    assert result.status == status
+
+
+def test_partial_success_is_marked_and_codes_carried() -> None:
+    result = ADAPTER.classify(200, {}, _body(20001, "some failed"), now=0.0)
+    assert result.partial
+    assert (result.code, result.message) == (20001, "some failed")
+
+
+def test_retry_after_in_seconds_or_http_date() -> None:
+    now = datetime(2025, 11, 20, 10, 0, tzinfo=UTC).timestamp()
+    assert parse_retry_after("7", now) == 7.0
+    later = format_datetime(datetime(2025, 11, 20, 10, 0, 30, tzinfo=UTC), usegmt=True)
+    assert parse_retry_after(later, now) == 30.0
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None
+    assert ADAPTER.classify(429, {"retry-after": "2.5"}, b"", now=now).retry_after_s == 2.5
+
+
+def test_only_bad_parameter_rejections_split() -> None:
+    bad_parameter = ADAPTER.classify(200, {}, _body(40002), now=0.0)
+    no_permission = ADAPTER.classify(200, {}, _body(40001), now=0.0)
+    assert ADAPTER.should_split(bad_parameter, 10)
+    assert not ADAPTER.should_split(bad_parameter, 1)
+    assert not ADAPTER.should_split(no_permission, 10)
