@@ -6,15 +6,19 @@ This is the entry point: the only place that reads the environment and the confi
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 
 from dispatcher import __version__
-from dispatcher.config_loader import CONFIG_PATH_ENV, load_settings
+from dispatcher.config_loader import CONFIG_PATH_ENV, load_partners, load_settings
 from dispatcher.errors import ConfigError, DispatcherError
 from dispatcher.explain import explain, read_events, render_text
 from dispatcher.logs import configure_logging
@@ -61,6 +65,85 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # Commands
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dispatcher.kafka_clients import make_consumer, make_producer  # noqa: PLC0415
+    from dispatcher.metrics import Health, Metrics, MetricsServer  # noqa: PLC0415
+    from dispatcher.worker import Worker  # noqa: PLC0415
+
+    settings = load_settings(_config_path(args), os.environ)
+    runtime = settings.runtime
+    redactor = configure_logging(
+        args.log_level or runtime.log.level,
+        args.log_format or runtime.log.format,
+        settings.secrets(),
+    )
+    metrics, health = Metrics(), Health()
+    try:
+        server = MetricsServer(metrics, health, runtime.metrics.host, runtime.metrics.port)
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", runtime.metrics.host, runtime.metrics.port, exc)
+        return EXIT_FAILURE
+    server.start()
+    log.info(
+        "metrics on http://%s:%d/metrics (also /healthz, /readyz)",
+        runtime.metrics.host,
+        server.port,
+    )
+    producer = None
+    try:
+        consumer = make_consumer(settings)
+        producer = make_producer(settings)
+        worker = Worker(
+            settings,
+            consumer,
+            producer,
+            metrics,
+            health,
+            load_partners=lambda: load_partners(settings.partners_dir, os.environ),
+            on_secrets=redactor.update,
+        )
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            worker.request_stop()
+
+        def reload(signum: int, frame: FrameType | None) -> None:
+            log.info("received SIGHUP: reloading partner files")
+            worker.request_reload()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+        worker.run()
+    finally:
+        if producer is not None:
+            producer.close(timeout=5)
+        server.stop()
+    return EXIT_OK
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from dispatcher.sandbox import TikTokSandbox, serve_forever  # noqa: PLC0415
+
+    token = os.environ.get(args.token_env) if args.token_env else None
+    sandbox = TikTokSandbox(
+        args.host, args.port, args.control_port, token=token, record_payloads=not args.no_payloads
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        print(f"TikTok sandbox: api {sandbox.url}", flush=True)
+        await serve_forever(sandbox)
+
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(main())
+    return EXIT_OK
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -145,4 +228,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     explain_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     explain_cmd.set_defaults(command=_explain)
+
+    run = commands.add_parser(
+        "run",
+        parents=[common, with_config],
+        help="the worker: consume, decide, deliver, commit",
+        description="Consume the install and in-app topics, deliver owed postbacks, dead-letter "
+        "what cannot be delivered, serve /metrics. SIGTERM/SIGINT stop gracefully (commit what "
+        "is final, exit 0); SIGHUP reloads the partner files.",
+    )
+    run.set_defaults(command=_run)
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        parents=[common],
+        help="a local TikTok Events API stand-in with fault injection (for local runs)",
+        description="Serve TikTok's response contract on --port, and a control API (faults, "
+        "received events) on --control-port. Not for production.",
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8080, help="API port (default: 8080)")
+    sandbox.add_argument(
+        "--control-port", type=int, default=8081, help="control port (default: 8081)"
+    )
+    sandbox.add_argument(
+        "--token-env",
+        metavar="VAR",
+        help="require the Access-Token held by this environment variable (default: accept any)",
+    )
+    sandbox.add_argument(
+        "--no-payloads", action="store_true", help="keep only event ids (long benchmarks)"
+    )
+    sandbox.set_defaults(command=_sandbox)
     return parser

@@ -28,6 +28,7 @@ class AttemptResult:
     retry_after_s: float | None = None
     throttled: bool = False  # the partner said "too many requests": lower the request rate
     partial: bool = False  # accepted, but the partner reported a partial success
+    fate_unknown: bool = False  # the request may have been processed: a retry may duplicate
 
     @property
     def retryable(self) -> bool:

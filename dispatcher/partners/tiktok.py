@@ -132,15 +132,16 @@ class TikTokAdapter:
             )  # fmt: skip
         if status >= 500:
             return AttemptResult(
-                AttemptKind.RETRYABLE, status, code, message or f"HTTP {status}", retry_after
-            )
+                AttemptKind.RETRYABLE, status, code, message or f"HTTP {status}", retry_after,
+                fate_unknown=True,
+            )  # fmt: skip
         if status >= 400 or not 200 <= status < 300:
             return AttemptResult(AttemptKind.FATAL, status, code, message or f"HTTP {status}")
         if code is None:
             # A 2xx without TikTok's JSON is not a success; it may be a proxy: try again.
             return AttemptResult(
                 AttemptKind.RETRYABLE, status, None, f"HTTP {status} without a TikTok body: "
-                + message, retry_after,
+                + message, retry_after, fate_unknown=True,
             )  # fmt: skip
         if code == CODE_OK:
             return AttemptResult(AttemptKind.OK, status, code, message)
@@ -151,7 +152,9 @@ class TikTokAdapter:
                 AttemptKind.RETRYABLE, status, code, message, retry_after, throttled=True
             )
         if code >= FIRST_SERVER_ERROR_CODE:
-            return AttemptResult(AttemptKind.RETRYABLE, status, code, message, retry_after)
+            return AttemptResult(
+                AttemptKind.RETRYABLE, status, code, message, retry_after, fate_unknown=True
+            )
         return AttemptResult(AttemptKind.FATAL, status, code, message)
 
     def should_split(self, result: AttemptResult, size: int) -> bool:

@@ -1,0 +1,214 @@
+"""Dead letters (SPEC §6): the record, and a publisher that retries until the broker acknowledges.
+
+An event that is dead-lettered is final only once the dead-letter topic acknowledged it: until
+then its offset is not committed. One thread (the worker's) calls the producer; other threads
+hand records over through a queue.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from dispatcher.decode import BadInput
+from dispatcher.metrics import Metrics
+from dispatcher.outcomes import BatchResult
+from schemas.dead_letter import DeadLetter
+
+log = logging.getLogger(__name__)
+
+# Kafka's default message.max.bytes is about 1 MB; a record must fit with room for its envelope.
+MAX_RECORD_BYTES = 900_000
+RETRY_AFTER_FAILURE_S = 2.0
+
+
+def utc_now_iso() -> str:
+    """The current time as an ISO 8601 string (the `failed_at` of a record)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def bad_input_letter(topic: str, partition: int, offset: int, bad: BadInput) -> DeadLetter:
+    """The record of a message that is not a valid event."""
+    raw = bad.raw or b""
+    try:
+        text, exact = raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", "backslashreplace")
+        exact = base64.b64encode(raw).decode("ascii")
+    return DeadLetter(
+        reason="bad_input",
+        detail=bad.detail,
+        partner=None,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        event=bad.parsed,
+        raw=text if bad.raw is not None else None,
+        raw_base64=exact,
+        attempts=0,
+        failed_at=utc_now_iso(),
+    )
+
+
+def delivery_letter(
+    partner: str, topic: str, partition: int, offset: int, raw: bytes | None, result: BatchResult
+) -> DeadLetter:
+    """The record of a postback the partner rejected, or that ran out of attempts."""
+    reason = result.dead_letter_reason
+    assert reason is not None, "only rejected and gave-up batches are dead-lettered"
+    last = result.last
+    try:
+        event = json.loads(raw) if raw is not None else None
+    except ValueError:
+        event = None
+    detail = last.message or "no message"
+    if last.code is not None:
+        detail = f"code {last.code}: {detail}"
+    elif last.status is not None:
+        detail = f"HTTP {last.status}: {detail}"
+    return DeadLetter(
+        reason=reason,
+        detail=detail,
+        partner=partner,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        event=event if isinstance(event, dict) else None,
+        attempts=result.attempts,
+        last_status=last.status,
+        last_code=last.code,
+        failed_at=utc_now_iso(),
+    )
+
+
+def encode(letter: DeadLetter) -> bytes:
+    """The JSON of a record, shortened to fit a Kafka message when the raw input is huge."""
+    value = letter.model_dump_json().encode()
+    if len(value) <= MAX_RECORD_BYTES:
+        return value
+    # Keep the reason, the detail and the source coordinates; cut the copies of the input.
+    trimmed = letter.model_copy(update={"event": None, "raw_base64": None, "raw_truncated": True})
+    overhead = len(trimmed.model_copy(update={"raw": ""}).model_dump_json().encode())
+    room = max(0, MAX_RECORD_BYTES - overhead) // 2  # JSON escaping may double a character
+    raw = (trimmed.raw or "")[:room]
+    return trimmed.model_copy(update={"raw": raw}).model_dump_json().encode()
+
+
+class Producer(Protocol):
+    """What the publisher needs of a KafkaProducer."""
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None) -> Any: ...
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    letter: DeadLetter
+    key: bytes | None
+    on_ack: Callable[[], None]
+    not_before: float = 0.0
+
+
+class DeadLetterPublisher:
+    """Writes dead letters and calls `on_ack` once the broker has them; retries failures."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        topic: str,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._metrics = metrics
+        self._clock = clock
+        self._incoming: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._retry: deque[_Pending] = deque()
+        self._lock = threading.Lock()  # acknowledgements arrive on the producer's thread
+        self._unacknowledged = 0
+
+    def submit(self, letter: DeadLetter, key: bytes | None, on_ack: Callable[[], None]) -> None:
+        """Queue a record (any thread); it is written by the next `pump()`."""
+        self._incoming.put(_Pending(letter, key, on_ack))
+
+    def pump(self) -> None:
+        """Write queued records and retry failed ones whose wait is over (worker thread)."""
+        now = self._clock()
+        for _ in range(len(self._retry)):
+            pending = self._retry.popleft()
+            if pending.not_before <= now:
+                self._send(pending)
+            else:
+                self._retry.append(pending)
+        while True:
+            try:
+                pending = self._incoming.get_nowait()
+            except queue.Empty:
+                break
+            if pending.not_before > now:
+                self._retry.append(pending)
+            else:
+                self._send(pending)
+
+    @property
+    def outstanding(self) -> int:
+        """Records handed to the producer and not yet acknowledged, plus those waiting to retry."""
+        return self._unacknowledged + len(self._retry) + self._incoming.qsize()
+
+    def flush(self, timeout_s: float) -> None:
+        """Push queued records out and wait up to `timeout_s` for the broker to acknowledge."""
+        self.pump()
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except Exception:
+            log.warning("dead-letter flush did not complete", exc_info=True)
+
+    def _send(self, pending: _Pending) -> None:
+        try:
+            future = self._producer.send(self._topic, value=encode(pending.letter), key=pending.key)
+        except Exception as exc:
+            self._failed(pending, exc)
+            return
+        with self._lock:
+            self._unacknowledged += 1
+        future.add_callback(lambda _metadata: self._acknowledged(pending))
+        future.add_errback(lambda exc: self._errored(pending, exc))
+
+    def _acknowledged(self, pending: _Pending) -> None:
+        with self._lock:
+            self._unacknowledged -= 1
+        self._metrics.dead_lettered(pending.letter.reason)
+        pending.on_ack()
+
+    def _errored(self, pending: _Pending, exc: BaseException) -> None:
+        with self._lock:
+            self._unacknowledged -= 1
+        self._failed(pending, exc)
+
+    def _failed(self, pending: _Pending, exc: BaseException) -> None:
+        letter = pending.letter
+        log.warning(
+            "dead letter not written, will retry: %s",
+            exc,
+            extra={
+                "reason": letter.reason,
+                "source_topic": letter.source_topic,
+                "source_partition": letter.source_partition,
+                "source_offset": letter.source_offset,
+            },
+        )
+        self._metrics.dead_letter_failed()
+        pending.not_before = self._clock() + RETRY_AFTER_FAILURE_S
+        # From the producer's thread: hand back through the queue; pump() picks it up.
+        self._incoming.put(pending)

@@ -1,0 +1,65 @@
+"""Building kafka-python clients from the settings; Kafka's exceptions are mapped to ours here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
+
+from dispatcher.config_loader import Settings
+from dispatcher.errors import BrokerUnavailableError
+
+
+def _common(settings: Settings) -> dict[str, Any]:
+    kafka = settings.runtime.kafka
+    options: dict[str, Any] = {
+        "bootstrap_servers": list(kafka.bootstrap_servers),
+        "client_id": kafka.client_id,
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.sasl_mechanism:
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        options["sasl_plain_username"] = kafka.sasl_username
+        if settings.kafka_password is not None:
+            options["sasl_plain_password"] = settings.kafka_password.get_secret_value()
+    if kafka.ssl_cafile:
+        options["ssl_cafile"] = kafka.ssl_cafile
+    return options
+
+
+def make_consumer(settings: Settings) -> KafkaConsumer:
+    """A consumer for the worker's group; offsets are committed by the worker alone."""
+    kafka = settings.runtime.kafka
+    try:
+        return KafkaConsumer(
+            **_common(settings),
+            group_id=kafka.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=kafka.auto_offset_reset,
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+            max_poll_interval_ms=kafka.max_poll_interval_ms,
+            max_poll_records=kafka.max_poll_records,
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailableError(
+            f"cannot reach Kafka at {','.join(kafka.bootstrap_servers)}: {exc}"
+        ) from exc
+
+
+def make_producer(settings: Settings) -> KafkaProducer:
+    """A producer for dead letters (and replays): acknowledged by every in-sync replica."""
+    kafka = settings.runtime.kafka
+    try:
+        return KafkaProducer(
+            **_common(settings),
+            acks="all",
+            linger_ms=20,
+            max_block_ms=10_000,
+            max_request_size=1_048_576,
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailableError(
+            f"cannot reach Kafka at {','.join(kafka.bootstrap_servers)}: {exc}"
+        ) from exc

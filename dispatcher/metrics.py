@@ -1,0 +1,337 @@
+"""Prometheus metrics (SPEC §8) and the `/metrics`, `/healthz`, `/readyz` endpoints.
+
+Metrics observe, they do not decide: a failing metric call is logged, never fatal. Label sets are
+bounded (partners, TikTok event names, reasons, topics, partitions) — never event or user ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ParamSpec, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from dispatcher import __version__
+from dispatcher.outcomes import AttemptKind, Outcome
+from schemas.dead_letter import DEAD_LETTER_REASONS
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
+REQUEST_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 750, 1000)
+
+
+def _never_fatal(method: Callable[P, None]) -> Callable[P, None]:
+    """Log a failing metric update instead of raising it into the pipeline."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            method(*args, **kwargs)
+        except Exception:
+            log.warning("metric update %s failed", method.__name__, exc_info=True)
+
+    return wrapper
+
+
+class Metrics:
+    """Every metric of the dispatcher, in its own registry (no global state)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.events_consumed = Counter(
+            "dispatcher_events_consumed", "Messages read from the source topics.", ["topic"],
+            registry=r,
+        )  # fmt: skip
+        self.decisions = Counter(
+            "dispatcher_decisions",
+            "Decisions per event and partner: send, or skip with the rule's reason.",
+            ["partner", "event_type", "decision", "reason"],
+            registry=r,
+        )
+        self.postbacks = Counter(
+            "dispatcher_postbacks",
+            "Postbacks that reached a final outcome: delivered, rejected or gave_up.",
+            ["partner", "event", "outcome"],
+            registry=r,
+        )
+        self.delivery_attempts = Counter(
+            "dispatcher_delivery_attempts",
+            "HTTP attempts by result: ok, retryable or fatal.",
+            ["partner", "result"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "dispatcher_dead_letters",
+            "Records acknowledged by the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "dispatcher_request_duration_seconds", "Duration of HTTP requests to partners.",
+            ["partner"], buckets=REQUEST_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.event_to_postback = Histogram(
+            "dispatcher_event_to_postback_seconds",
+            "From the event's own event_time to its delivery.",
+            ["partner"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "dispatcher_batch_size", "Events per request.", ["partner"],
+            buckets=BATCH_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.inflight_events = Gauge(
+            "dispatcher_inflight_events", "Events read and not yet final.", registry=r
+        )
+        self.consumer_lag = Gauge(
+            "dispatcher_consumer_lag",
+            "High watermark minus the offset up to which every event is final.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.paused_partitions = Gauge(
+            "dispatcher_paused_partitions",
+            "Partitions paused for back-pressure or shutdown.",
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "dispatcher_config_reloads", "Partner config reloads (SIGHUP).", ["result"], registry=r
+        )
+        self.config_info = Gauge(
+            "dispatcher_config_info",
+            "One series per configured partner app; the value is always 1.",
+            ["partner", "app_id", "active"],
+            registry=r,
+        )
+        self.resent_events = Counter(
+            "dispatcher_resent_events",
+            "Events sent again after an attempt whose fate is unknown (timeout, transport "
+            "error, 5xx): possible duplicates at the partner.",
+            ["partner"],
+            registry=r,
+        )
+        self.rereads_skipped = Counter(
+            "dispatcher_rereads_skipped",
+            "Events read again after a rebalance that this worker had already handled; not sent "
+            "again.",
+            registry=r,
+        )
+        self.request_rate_limit = Gauge(
+            "dispatcher_request_rate_limit",
+            "Current request ceiling per second (lowered while the partner throttles).",
+            ["partner"],
+            registry=r,
+        )
+        self.offset_commits = Counter(
+            "dispatcher_offset_commits", "Offset commits by result.", ["result"], registry=r
+        )
+        self.dead_letter_publish_errors = Counter(
+            "dispatcher_dead_letter_publish_errors",
+            "Failed attempts to write a dead letter (retried until acknowledged).",
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "dispatcher_build_info", "Version of the running dispatcher.", ["version"], registry=r
+        )
+        self.build_info.labels(__version__).set(1)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
+        for result in ("success", "error"):
+            self.config_reloads.labels(result)
+            self.offset_commits.labels(result)
+
+    def start_partner(self, partner: str) -> None:
+        """Create a partner's series at zero so rates and ratios exist before the first event."""
+        for outcome in Outcome:
+            self.postbacks.labels(partner, "InstallApp", outcome.value)
+        for kind in AttemptKind:
+            self.delivery_attempts.labels(partner, kind.value)
+        self.resent_events.labels(partner)
+
+    @_never_fatal
+    def consumed(self, topic: str, count: int) -> None:
+        """Messages read from `topic`."""
+        self.events_consumed.labels(topic).inc(count)
+
+    @_never_fatal
+    def decided(self, counts: Mapping[tuple[str, str, str, str], int]) -> None:
+        """Decisions of one poll, counted by (partner, event_type, decision, reason)."""
+        for labels, count in counts.items():
+            self.decisions.labels(*labels).inc(count)
+
+    @_never_fatal
+    def finished(
+        self,
+        partner: str,
+        outcome: Outcome,
+        events: Mapping[str, int],
+        latencies_s: Iterable[float],
+    ) -> None:
+        """A batch reached its outcome; `events` counts it by partner event name."""
+        for event, count in events.items():
+            self.postbacks.labels(partner, event, outcome.value).inc(count)
+        if outcome is Outcome.DELIVERED:
+            histogram = self.event_to_postback.labels(partner)
+            for latency in latencies_s:
+                histogram.observe(latency)
+
+    @_never_fatal
+    def attempted(self, partner: str, kind: AttemptKind, duration_s: float | None) -> None:
+        """One HTTP attempt and how long it took (None: it never left)."""
+        self.delivery_attempts.labels(partner, kind.value).inc()
+        if duration_s is not None:
+            self.request_duration.labels(partner).observe(duration_s)
+
+    @_never_fatal
+    def batch_sent(self, partner: str, size: int) -> None:
+        """A batch was formed and is about to be sent."""
+        self.batch_size.labels(partner).observe(size)
+
+    @_never_fatal
+    def resent(self, partner: str, count: int) -> None:
+        """Events about to be sent again after an attempt of unknown fate."""
+        self.resent_events.labels(partner).inc(count)
+
+    @_never_fatal
+    def dead_lettered(self, reason: str) -> None:
+        """The dead-letter topic acknowledged a record."""
+        self.dead_letters.labels(reason).inc()
+
+    @_never_fatal
+    def dead_letter_failed(self) -> None:
+        """Writing a dead letter failed; it will be tried again."""
+        self.dead_letter_publish_errors.inc()
+
+    @_never_fatal
+    def rate_limit(self, partner: str, rate: float) -> None:
+        """The current request ceiling of a partner."""
+        self.request_rate_limit.labels(partner).set(rate)
+
+    @_never_fatal
+    def set_inflight(self, count: int) -> None:
+        """Events read and not yet final."""
+        self.inflight_events.set(count)
+
+    @_never_fatal
+    def set_paused(self, count: int) -> None:
+        """Partitions currently paused."""
+        self.paused_partitions.set(count)
+
+    @_never_fatal
+    def set_lag(self, lags: Mapping[tuple[str, int], int], gone: Iterable[tuple[str, int]]) -> None:
+        """Per-partition lag; partitions no longer ours lose their series."""
+        for (topic, partition), lag in lags.items():
+            self.consumer_lag.labels(topic, str(partition)).set(lag)
+        for topic, partition in gone:
+            with contextlib.suppress(KeyError):
+                self.consumer_lag.remove(topic, str(partition))
+
+    @_never_fatal
+    def reloaded(self, ok: bool) -> None:
+        """A partner config reload succeeded or failed."""
+        self.config_reloads.labels("success" if ok else "error").inc()
+
+    @_never_fatal
+    def committed(self, ok: bool) -> None:
+        """An offset commit succeeded or failed."""
+        self.offset_commits.labels("success" if ok else "error").inc()
+
+    @_never_fatal
+    def reread_skipped(self, count: int) -> None:
+        """Events read again after a rebalance and not sent again."""
+        self.rereads_skipped.inc(count)
+
+    @_never_fatal
+    def describe_config(self, apps: Iterable[tuple[str, str, bool]]) -> None:
+        """`dispatcher_config_info`: one series per (partner, app, active), replaced on reload."""
+        self.config_info.clear()
+        for partner, app_id, active in apps:
+            self.config_info.labels(partner, app_id, "true" if active else "false").set(1)
+
+
+class Health:
+    """Liveness (the loop keeps turning) and readiness (consuming, not stopping)."""
+
+    def __init__(self, stale_after_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._stale_after_s = stale_after_s
+        self._last_beat: float | None = None
+        self.ready = False
+        self.reason = "starting"
+
+    def beat(self) -> None:
+        """The main loop went round once."""
+        self._last_beat = self._clock()
+
+    def is_alive(self) -> bool:
+        """True until the loop has been stuck for `stale_after_s`."""
+        return self._last_beat is None or self._clock() - self._last_beat < self._stale_after_s
+
+    def set_ready(self, ready: bool, reason: str) -> None:
+        """Ready or not, and why (shown by /readyz)."""
+        self.ready, self.reason = ready, reason
+
+
+class MetricsServer:
+    """Serves `/metrics`, `/healthz` and `/readyz` from a daemon thread."""
+
+    def __init__(self, metrics: Metrics, health: Health, host: str, port: int) -> None:
+        handler = _handler(metrics, health)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The port listened on (useful with port 0)."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Start serving."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler(metrics: Metrics, health: Health) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                alive = health.is_alive()
+                self._send(200 if alive else 503, b"ok\n" if alive else b"loop stalled\n")
+            elif path == "/readyz":
+                body = f"{'ready' if health.ready else 'not ready'}: {health.reason}\n".encode()
+                self._send(200 if health.ready else 503, body)
+            else:
+                self._send(404, b"not found; try /metrics, /healthz or /readyz\n")
+
+        def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # scrapes every few seconds would flood the log
+
+    return Handler

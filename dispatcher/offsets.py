@@ -1,0 +1,156 @@
+"""The one owner of offsets: which offsets are final, and which may be committed.
+
+An event is tracked when it is read, with the number of things that must finish before it is
+final (one per owed postback, one for a dead letter; zero when nothing is owed). The committable
+offset of a partition is the lowest offset that is not final yet, or one past the last event read
+when everything is final. Committed offsets only move forward. No Kafka here: the worker commits
+what `committable()` answers and reports back with `mark_committed()`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+
+Partition = tuple[str, int]  # (topic, partition); kafka's TopicPartition is such a tuple
+
+
+class PartitionOffsets:
+    """The offsets of one partition that are read but not yet final."""
+
+    __slots__ = ("_order", "_pending", "committed", "next_offset")
+
+    def __init__(self, committed: int | None = None) -> None:
+        self._pending: dict[int, int] = {}  # offset → work units still outstanding
+        self._order: deque[int] = deque()  # pending offsets, in the order they were read
+        self.next_offset: int | None = None  # one past the last offset read
+        self.committed = committed  # the last offset committed (the next one to read)
+
+    def track(self, offset: int, units: int) -> None:
+        """Record an event read at `offset` with `units` things to finish (0: final already)."""
+        if self.next_offset is not None and offset < self.next_offset:
+            raise ValueError(f"offset {offset} read again below {self.next_offset}")
+        self.next_offset = offset + 1
+        if units > 0:
+            self._pending[offset] = units
+            self._order.append(offset)
+
+    def has_seen(self, offset: int) -> bool:
+        """True when `offset` was read before (a re-read after a rebalance or a seek)."""
+        return self.next_offset is not None and offset < self.next_offset
+
+    def complete(self, offset: int) -> bool:
+        """One unit of `offset` finished; True when the event is now final."""
+        units = self._pending.get(offset)
+        if units is None:
+            return False
+        if units > 1:
+            self._pending[offset] = units - 1
+            return False
+        del self._pending[offset]
+        return True
+
+    def committable(self) -> int | None:
+        """The offset to commit: everything below it is final. None when nothing was read."""
+        order = self._order
+        while order and order[0] not in self._pending:
+            order.popleft()
+        if order:
+            return order[0]
+        return self.next_offset
+
+    def pending(self) -> int:
+        """How many events of this partition are not final."""
+        return len(self._pending)
+
+
+class OffsetTracker:
+    """Offsets of every assigned partition; the worker is its only user."""
+
+    def __init__(self) -> None:
+        self._partitions: dict[Partition, PartitionOffsets] = {}
+        self._detached: dict[Partition, PartitionOffsets] = {}
+
+    def partition(self, tp: Partition) -> PartitionOffsets:
+        """The state of an assigned partition, created on first use."""
+        state = self._partitions.get(tp)
+        if state is None:
+            state = self._partitions[tp] = PartitionOffsets()
+        return state
+
+    def complete(self, tp: Partition, offset: int) -> None:
+        """One unit of work for an event finished (ignored for a partition no longer ours)."""
+        state = self._partitions.get(tp) or self._detached.get(tp)
+        if state is not None:
+            state.complete(offset)
+
+    def pending(self) -> int:
+        """Events read and not final, over every partition (assigned or being handed over)."""
+        return sum(state.pending() for state in self._partitions.values()) + sum(
+            state.pending() for state in self._detached.values()
+        )
+
+    def pending_in(self, tps: Iterable[Partition]) -> int:
+        """Events not final in the given partitions."""
+        return sum(
+            state.pending()
+            for tp in tps
+            if (state := self._partitions.get(tp) or self._detached.get(tp)) is not None
+        )
+
+    def to_commit(self, tps: Iterable[Partition] | None = None) -> dict[Partition, int]:
+        """Partitions whose committable offset moved past what was committed."""
+        selected = self._partitions if tps is None else self._select(tps)
+        offsets: dict[Partition, int] = {}
+        for tp, state in selected.items():
+            offset = state.committable()
+            if offset is not None and (state.committed is None or offset > state.committed):
+                offsets[tp] = offset
+        return offsets
+
+    def mark_committed(self, offsets: Mapping[Partition, int]) -> None:
+        """The broker accepted these commits; offsets only move forward."""
+        for tp, offset in offsets.items():
+            state = self._partitions.get(tp) or self._detached.get(tp)
+            if state is not None and (state.committed is None or offset > state.committed):
+                state.committed = offset
+
+    def committed(self, tp: Partition) -> int | None:
+        """The last offset committed for a partition, if any."""
+        state = self._partitions.get(tp) or self._detached.get(tp)
+        return state.committed if state else None
+
+    def final_offset(self, tp: Partition) -> int | None:
+        """Where a partition's final events end (what would be committed now)."""
+        state = self._partitions.get(tp) or self._detached.get(tp)
+        return state.committable() if state else None
+
+    def detach(self, tps: Iterable[Partition]) -> None:
+        """Partitions revoked: keep their state until the new assignment is known."""
+        for tp in tps:
+            state = self._partitions.pop(tp, None)
+            if state is not None:
+                self._detached[tp] = state
+
+    def reassign(self, tps: Iterable[Partition]) -> list[Partition]:
+        """The new assignment: partitions we keep get their state back (so events already
+        read are not sent again); the others are forgotten. Returns the forgotten ones."""
+        for tp in tps:
+            state = self._detached.pop(tp, None)
+            if state is not None:
+                self._partitions[tp] = state
+        dropped = list(self._detached)
+        self._detached.clear()
+        return dropped
+
+    def assigned(self) -> list[Partition]:
+        """The partitions currently tracked as ours."""
+        return list(self._partitions)
+
+    def _select(self, tps: Iterable[Partition]) -> dict[Partition, PartitionOffsets]:
+        selected: dict[Partition, PartitionOffsets] = {}
+        for tp in tps:
+            state = self._partitions.get(tp) or self._detached.get(tp)
+            if state is not None:
+                selected[tp] = state
+        return selected

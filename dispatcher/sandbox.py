@@ -1,0 +1,398 @@
+"""A local stand-in for TikTok's Events API, for the demo, tests and benchmarks.
+
+It speaks TikTok's response contract (HTTP 200 with a body `code`; 0 is success) on one port, and
+takes orders on a control port: inject faults (HTTP 5xx, 429 with Retry-After, body codes, slow
+answers, dropped connections, refused connections) and read back what it received.
+
+    POST /open_api/v1.3/event/track/      the Events API (any path on the API port)
+
+    control port:
+    GET  /events      events accepted: event_id, event, event_source_id, received_at, payload
+    GET  /requests    every request: at, status, code, events, event_source_id
+    GET  /stats       counts: requests, events, unique event ids, duplicates
+    POST /faults      {"faults": [{"status": 503, "count": 5}, {"code": 40100, "for_s": 10}, ...]}
+    DELETE /faults    clear faults
+    POST /listener    {"down_for_s": 60} refuses connections for a while; {"up": true} reopens
+    POST /reset       forget everything received and every fault
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.tiktok import (
+    CODE_BAD_PARAMETER,
+    CODE_OK,
+    MAX_EVENTS_PER_REQUEST,
+    TikTokRequest,
+)
+
+log = logging.getLogger(__name__)
+
+CODE_BAD_TOKEN = 40105
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour, for the next `count` requests or for `for_s` seconds."""
+
+    status: int = 200
+    code: int | None = None  # a TikTok body code to answer with (the events are not accepted)
+    message: str = "injected fault"
+    retry_after: str | None = None
+    delay_s: float = 0.0  # answer this late (then normally, unless status/code say otherwise)
+    close: bool = False  # drop the connection without answering
+    count: int | None = None
+    for_s: float | None = None
+    until: float | None = field(default=None, repr=False)
+
+    @property
+    def answers_normally(self) -> bool:
+        """Only a delay: the request is still processed."""
+        return self.status == 200 and self.code is None and not self.close
+
+
+@dataclass
+class ReceivedEvent:
+    """An event the sandbox accepted."""
+
+    event_id: str
+    event: str
+    event_source_id: str
+    received_at: float
+    payload: dict[str, Any] | None
+
+
+@dataclass
+class RequestRecord:
+    """A request the sandbox answered (or dropped)."""
+
+    at: float
+    status: int
+    code: int | None
+    events: int
+    event_source_id: str | None
+
+
+class TikTokSandbox:
+    """The sandbox server; `start()` on a running event loop."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        control_port: int = 0,
+        token: str | None = None,
+        record_payloads: bool = True,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.control_port = control_port
+        self.token = token
+        self.record_payloads = record_payloads
+        self.events: list[ReceivedEvent] = []
+        self.requests: list[RequestRecord] = []
+        self.faults: list[Fault] = []
+        self._api: asyncio.Server | None = None
+        self._control: asyncio.Server | None = None
+        self._api_writers: set[asyncio.StreamWriter] = set()
+        self._reopen: asyncio.TimerHandle | None = None
+        self._request_ids = itertools.count(1)
+
+    async def start(self) -> None:
+        """Listen on both ports (port 0 picks free ones)."""
+        await self._open_api()
+        self._control = await asyncio.start_server(
+            self._serve_control, self.host, self.control_port
+        )
+        self.control_port = self._control.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Close both ports and every connection."""
+        if self._reopen:
+            self._reopen.cancel()
+        await self._close_api()
+        if self._control:
+            self._control.close()
+            await self._control.wait_closed()
+
+    @property
+    def url(self) -> str:
+        """The Events API endpoint."""
+        return f"http://{self.host}:{self.port}/open_api/v1.3/event/track/"
+
+    async def _open_api(self) -> None:
+        self._api = await asyncio.start_server(self._serve_api, self.host, self.port)
+        self.port = self._api.sockets[0].getsockname()[1]
+
+    async def _close_api(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            for writer in list(self._api_writers):
+                writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._api.wait_closed(), 2)
+            self._api = None
+
+    async def listener_down(self, seconds: float | None) -> None:
+        """Refuse connections (for `seconds`, or until `listener_up`)."""
+        await self._close_api()
+        if seconds:
+            loop = asyncio.get_running_loop()
+            self._reopen = loop.call_later(seconds, lambda: loop.create_task(self.listener_up()))
+
+    async def listener_up(self) -> None:
+        """Accept connections again."""
+        if self._reopen:
+            self._reopen.cancel()
+            self._reopen = None
+        if self._api is None:
+            await self._open_api()
+
+    def add_faults(self, faults: list[Fault]) -> None:
+        """Queue faults; each applies in turn."""
+        now = time.monotonic()
+        for fault in faults:
+            if fault.for_s is not None:
+                fault.until = None  # the clock starts when the fault comes up
+            self.faults.append(fault)
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        while self.faults:
+            head = self.faults[0]
+            if head.for_s is not None and head.until is None:
+                head.until = now + head.for_s
+            if (head.count is not None and head.count <= 0) or (
+                head.until is not None and now >= head.until
+            ):
+                self.faults.pop(0)
+                continue
+            return
+
+    def _next_fault(self) -> Fault | None:
+        self._expire(time.monotonic())
+        if not self.faults:
+            return None
+        head = self.faults[0]
+        if head.count is not None:
+            head.count -= 1
+        if head.count is None and head.for_s is None:
+            self.faults.pop(0)  # neither count nor duration: a single request
+        return head
+
+    # --- the API ---------------------------------------------------------------------------
+
+    async def _serve_api(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._api_writers.add(writer)
+        try:
+            await _serve(reader, writer, self._handle_api)
+        finally:
+            self._api_writers.discard(writer)
+
+    async def _handle_api(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes] | None:
+        fault = self._next_fault()
+        if fault is not None and fault.delay_s:
+            await asyncio.sleep(fault.delay_s)
+        if fault is not None and fault.close:
+            self._record(0, None, 0, None)
+            return None
+        if fault is not None and not fault.answers_normally:
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            if fault.code is not None:
+                self._record(fault.status, fault.code, 0, None)
+                return fault.status, extra, self._body(fault.code, fault.message)
+            self._record(fault.status, None, 0, None)
+            return fault.status, extra, fault.message.encode()
+        if method != "POST":
+            self._record(404, None, 0, None)
+            return 404, {}, b"not found"
+        if self.token is not None and headers.get("access-token") != self.token:
+            self._record(200, CODE_BAD_TOKEN, 0, None)
+            return 200, {}, self._body(CODE_BAD_TOKEN, "Access token is incorrect or revoked.")
+        try:
+            decoded = json.loads(body)
+        except ValueError:
+            self._record(200, CODE_BAD_PARAMETER, 0, None)
+            return 200, {}, self._body(CODE_BAD_PARAMETER, "Request body is not valid JSON.")
+        data = decoded.get("data") if isinstance(decoded, dict) else None
+        if isinstance(data, list) and len(data) > MAX_EVENTS_PER_REQUEST:
+            self._record(200, CODE_BAD_PARAMETER, 0, None)
+            return (
+                200,
+                {},
+                self._body(
+                    CODE_BAD_PARAMETER, f"data: at most {MAX_EVENTS_PER_REQUEST} events per request"
+                ),
+            )
+        try:
+            request = TikTokRequest.model_validate(decoded)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in error["loc"])
+            self._record(200, CODE_BAD_PARAMETER, 0, None)
+            return 200, {}, self._body(CODE_BAD_PARAMETER, f"{where}: {error['msg']}")
+        now = time.time()
+        source = request.event_source_id
+        for entry, raw_entry in zip(request.data, decoded["data"], strict=True):
+            self.events.append(
+                ReceivedEvent(
+                    entry.event_id,
+                    entry.event,
+                    source,
+                    now,
+                    raw_entry if self.record_payloads else None,
+                )
+            )
+        self._record(200, CODE_OK, len(request.data), source)
+        return 200, {}, self._body(CODE_OK, "OK")
+
+    def _body(self, code: int, message: str) -> bytes:
+        request_id = f"sandbox-{next(self._request_ids)}"
+        return json.dumps(
+            {"code": code, "message": message, "request_id": request_id, "data": {}}
+        ).encode()
+
+    def _record(self, status: int, code: int | None, events: int, source: str | None) -> None:
+        self.requests.append(RequestRecord(time.time(), status, code, events, source))
+
+    # --- the control port ------------------------------------------------------------------
+
+    async def _serve_control(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await _serve(reader, writer, self._handle_control)
+
+    async def _handle_control(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        route = (method, path.split("?", 1)[0].rstrip("/"))
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            return 400, {}, b'{"error": "body is not JSON"}'
+        if route == ("GET", "/events"):
+            return _json(200, {"events": [asdict(event) for event in self.events]})
+        if route == ("GET", "/requests"):
+            return _json(200, {"requests": [asdict(record) for record in self.requests]})
+        if route == ("GET", "/stats"):
+            return _json(200, self.stats())
+        if route == ("POST", "/faults"):
+            try:
+                faults = [Fault(**spec) for spec in payload.get("faults", [])]
+            except TypeError as exc:
+                return _json(400, {"error": str(exc)})
+            self.add_faults(faults)
+            return _json(200, {"queued": len(self.faults)})
+        if route == ("DELETE", "/faults"):
+            self.faults.clear()
+            return _json(200, {"queued": 0})
+        if route == ("POST", "/listener"):
+            if payload.get("up"):
+                await self.listener_up()
+            else:
+                await self.listener_down(payload.get("down_for_s"))
+            return _json(200, {"listening": self._api is not None})
+        if route == ("POST", "/reset"):
+            self.events.clear()
+            self.requests.clear()
+            self.faults.clear()
+            return _json(200, {"reset": True})
+        return _json(404, {"error": f"no route {method} {path}"})
+
+    def stats(self) -> dict[str, int]:
+        """Counts of what was received."""
+        ids = [event.event_id for event in self.events]
+        unique = len(set(ids))
+        return {
+            "requests": len(self.requests),
+            "events": len(ids),
+            "unique_event_ids": unique,
+            "duplicates": len(ids) - unique,
+        }
+
+
+def _json(status: int, value: Any) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": "application/json"}, json.dumps(value).encode()
+
+
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handle: Any) -> None:
+    """A minimal HTTP/1.1 keep-alive loop: Content-Length bodies, one request at a time."""
+    try:
+        while True:
+            request_line = await reader.readline()
+            if not request_line:
+                return
+            headers: dict[str, str] = {}
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b"\n", b""):
+                    break
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            length = int(headers.get("content-length", "0") or 0)
+            body = await reader.readexactly(length) if length else b""
+            method, path, _ = request_line.decode("latin-1").split(" ", 2)
+            answer = await handle(method, path, headers, body)
+            if answer is None:
+                return  # drop the connection without answering
+            status, extra, payload = answer
+            head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
+            head.append(f"Content-Length: {len(payload)}")
+            head.extend(f"{key}: {value}" for key, value in extra.items())
+            if "Content-Type" not in extra:
+                head.append("Content-Type: application/json")
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
+            await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+        return
+    finally:
+        writer.close()
+
+
+class SandboxThread:
+    """Runs a sandbox on an event loop in a daemon thread (tests, the demo)."""
+
+    def __init__(self, sandbox: TikTokSandbox) -> None:
+        self.sandbox = sandbox
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sandbox", daemon=True)
+
+    def start(self) -> TikTokSandbox:
+        """Start and return the sandbox once it listens."""
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.sandbox.start(), self._loop).result(timeout=10)
+        return self.sandbox
+
+    def stop(self) -> None:
+        """Stop the sandbox and its loop."""
+        asyncio.run_coroutine_threadsafe(self.sandbox.stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+async def serve_forever(sandbox: TikTokSandbox) -> None:
+    """`dispatcher sandbox`: run until cancelled."""
+    await sandbox.start()
+    log.info(
+        "TikTok sandbox listening",
+        extra={"api": sandbox.url, "control": f"http://{sandbox.host}:{sandbox.control_port}"},
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await sandbox.stop()

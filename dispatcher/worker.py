@@ -1,0 +1,393 @@
+"""The loop: read, decode, decide, hand over, and commit what is final.
+
+The worker's thread owns the Kafka consumer, the offset tracker and the dead-letter producer.
+Deliveries run on the delivery service's loop and come back as completions through a queue; the
+only commit happens in `_commit`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from dispatcher.config_loader import PartnerSet, Settings
+from dispatcher.dead_letters import DeadLetterPublisher, Producer, bad_input_letter
+from dispatcher.decode import BadInput, decode
+from dispatcher.delivery import DeliveryService, WorkItem
+from dispatcher.errors import ConfigError, PermanentError
+from dispatcher.metrics import Health, Metrics
+from dispatcher.offsets import OffsetTracker, Partition
+from dispatcher.partners import ADAPTERS, PartnerAdapter
+from dispatcher.rules import Send, decide
+from schemas.config import PartnerConfig
+from schemas.events import IN_APP_EVENT, INSTALL, EventType
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 100
+LAG_INTERVAL_S = 5.0
+
+Completion = list[tuple[str, int, int]]  # (topic, partition, offset) of finished work units
+
+
+class Worker:
+    """One consumer-group member: the product's main job."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        consumer: Any,
+        producer: Producer,
+        metrics: Metrics,
+        health: Health,
+        load_partners: Callable[[], PartnerSet],
+        on_secrets: Callable[[list[str]], None] = lambda secrets: None,
+        transport: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        runtime = settings.runtime
+        self._settings = settings
+        self._consumer = consumer
+        self._producer = producer
+        self._metrics = metrics
+        self._health = health
+        self._load_partners = load_partners
+        self._on_secrets = on_secrets
+        self._clock = clock
+        self._topic_types: dict[str, EventType] = {
+            runtime.kafka.topics.installs: INSTALL,
+            runtime.kafka.topics.in_app_events: IN_APP_EVENT,
+        }
+        self._max_inflight = runtime.worker.max_inflight_events
+        self._commit_interval_s = runtime.worker.commit_interval_ms / 1000
+        self._offsets = OffsetTracker()
+        self._completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+        self._dead_letters = DeadLetterPublisher(producer, runtime.kafka.dead_letter_topic, metrics)
+        self._delivery = DeliveryService(
+            settings.partners, metrics, self._dead_letters, self._on_final, transport=transport
+        )
+        self._pairs: list[tuple[PartnerConfig, PartnerAdapter]] = []
+        self._set_partners(settings.partners)
+        self._stop = threading.Event()
+        self._force_stop = threading.Event()
+        self._reload = threading.Event()
+        self._paused = False
+        self._closing = False
+        self._next_commit_at = 0.0
+        self._next_lag_at = 0.0
+
+    # --- signals (any thread, signal-handler safe) -----------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop gracefully; a second request stops without waiting for deliveries."""
+        if self._stop.is_set():
+            self._force_stop.set()
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """Reload the partner files at the next turn of the loop."""
+        self._reload.set()
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume until asked to stop; then finish what is in flight and commit."""
+        self._check_topics()
+        self._delivery.start()
+        self._consumer.subscribe(list(self._topic_types), listener=_Rebalance(self))
+        self._health.set_ready(False, "joining the consumer group")
+        log.info(
+            "worker started",
+            extra={
+                "topics": ",".join(self._topic_types),
+                "group": self._settings.runtime.kafka.group_id,
+            },
+        )
+        try:
+            while not self._stop.is_set():
+                self._turn()
+        finally:
+            self._shutdown()
+
+    def _turn(self) -> None:
+        self._health.beat()
+        if self._reload.is_set():
+            self._reload.clear()
+            self._reload_partners()
+        self._drain_completions()
+        self._dead_letters.pump()
+        budget = self._apply_backpressure()
+        records = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=budget)
+        if records:
+            self._handle(records)
+        now = self._clock()
+        if now >= self._next_commit_at:
+            self._drain_completions()
+            self._commit()
+            self._next_commit_at = now + self._commit_interval_s
+        if now >= self._next_lag_at:
+            self._report_lag()
+            self._next_lag_at = now + LAG_INTERVAL_S
+
+    def _handle(self, records: dict[Any, list[Any]]) -> None:
+        items: list[WorkItem] = []
+        decisions: Counter[tuple[str, str, str, str]] = Counter()
+        rereads = 0
+        pairs = self._pairs
+        for tp, messages in records.items():
+            topic, partition = tp.topic, tp.partition
+            event_type = self._topic_types[topic]
+            state = self._offsets.partition((topic, partition))
+            self._metrics.consumed(topic, len(messages))
+            for message in messages:
+                offset = message.offset
+                if state.has_seen(offset):
+                    rereads += 1  # read again after a rebalance: handled already, or in flight
+                    continue
+                event = decode(message.value, event_type)
+                if isinstance(event, BadInput):
+                    state.track(offset, 1)
+                    letter = bad_input_letter(topic, partition, offset, event)
+                    done = partial(self._completions.put, [(topic, partition, offset)])
+                    self._dead_letters.submit(letter, message.key, done)
+                    log.info(
+                        "bad input dead-lettered: %s",
+                        event.detail,
+                        extra={"topic": topic, "partition": partition, "offset": offset},
+                    )
+                    continue
+                units = 0
+                for partner, adapter in pairs:
+                    decision = decide(event, partner, adapter.build_event)
+                    if isinstance(decision, Send):
+                        units += 1
+                        decisions[(partner.partner, event_type, "send", decision.reason)] += 1
+                        items.append(
+                            WorkItem(
+                                topic,
+                                partition,
+                                offset,
+                                message.key,
+                                message.value,
+                                partner.partner,
+                                decision.destination,
+                                decision.payload,
+                                adapter.event_label(decision.payload),
+                                event.event_time_s,
+                            )
+                        )
+                    else:
+                        decisions[(partner.partner, event_type, "skip", decision.reason)] += 1
+                state.track(offset, units)
+        self._delivery.submit(items)
+        self._dead_letters.pump()
+        self._metrics.decided(decisions)
+        if rereads:
+            self._metrics.reread_skipped(rereads)
+
+    def _on_final(self, items: list[WorkItem]) -> None:
+        """Called from the delivery thread when items are final."""
+        self._completions.put([(item.topic, item.partition, item.offset) for item in items])
+
+    def _drain_completions(self, timeout_s: float = 0.0) -> None:
+        try:
+            batch = (
+                self._completions.get(timeout=timeout_s)
+                if timeout_s
+                else self._completions.get_nowait()
+            )
+        except queue.Empty:
+            return
+        offsets = self._offsets
+        while True:
+            for topic, partition, offset in batch:
+                offsets.complete((topic, partition), offset)
+            try:
+                batch = self._completions.get_nowait()
+            except queue.Empty:
+                return
+
+    # --- offsets ------------------------------------------------------------------------------
+
+    def _commit(self, tps: set[Partition] | None = None) -> None:
+        """The one place offsets are committed: only offsets below which everything is final."""
+        offsets = self._offsets.to_commit(tps)
+        if not offsets:
+            return
+        request = {
+            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+            for (topic, partition), offset in offsets.items()
+        }
+        try:
+            self._consumer.commit(request)
+        except KafkaError as exc:
+            log.warning("offset commit failed; will try again: %s", exc)
+            self._metrics.committed(ok=False)
+            return
+        self._offsets.mark_committed(offsets)
+        self._metrics.committed(ok=True)
+
+    def _report_lag(self) -> None:
+        lags: dict[tuple[str, int], int] = {}
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            final = self._offsets.final_offset((tp.topic, tp.partition))
+            if highwater is None or final is None:
+                continue
+            lags[(tp.topic, tp.partition)] = max(0, highwater - final)
+        self._metrics.set_lag(lags, ())
+
+    # --- back-pressure -----------------------------------------------------------------------
+
+    def _apply_backpressure(self) -> int:
+        """Pause every partition while too many events are in flight; return the poll budget."""
+        inflight = self._offsets.pending()
+        self._metrics.set_inflight(inflight)
+        if not self._paused and inflight >= self._max_inflight:
+            self._consumer.pause(*self._consumer.assignment())
+            self._paused = True
+            log.info("paused consumption: %d events in flight", inflight)
+        elif self._paused and inflight <= self._max_inflight // 2:
+            self._consumer.resume(*self._consumer.paused())
+            self._paused = False
+            log.info("resumed consumption: %d events in flight", inflight)
+        self._metrics.set_paused(len(self._consumer.paused()))
+        limit = self._settings.runtime.kafka.max_poll_records
+        return max(1, min(limit, self._max_inflight - inflight))
+
+    # --- rebalances ---------------------------------------------------------------------------
+
+    def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Partitions are leaving: finish their deliveries (bounded), commit, keep their state."""
+        tps = {(tp.topic, tp.partition) for tp in revoked}
+        if not tps or self._closing:
+            return  # closing: _shutdown already finished and committed what it could
+        self._health.set_ready(False, "rebalancing")
+        self._delivery.flush(tps)
+        deadline = self._clock() + self._settings.runtime.worker.rebalance_drain_s
+        while self._offsets.pending_in(tps) and self._clock() < deadline:
+            self._drain_completions(timeout_s=0.05)
+            self._dead_letters.pump()
+        self._drain_completions()
+        self._commit(tps)
+        unfinished = self._offsets.pending_in(tps)
+        if unfinished:
+            log.warning(
+                "partitions revoked with %d events unfinished; the next owner re-sends them",
+                unfinished,
+            )
+        self._offsets.detach(tps)
+
+    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        """The new assignment: keep state of partitions that stay, drop the others."""
+        tps = [(tp.topic, tp.partition) for tp in assigned]
+        dropped = self._offsets.reassign(tps)
+        if dropped:
+            self._delivery.discard(set(dropped))
+            self._metrics.set_lag({}, dropped)
+        for tp in tps:
+            self._offsets.partition(tp)
+        if self._paused and assigned:
+            self._consumer.pause(*assigned)
+        self._health.set_ready(True, f"consuming {len(tps)} partitions")
+        log.info("partitions assigned: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps)))
+
+    # --- configuration -----------------------------------------------------------------------
+
+    def _set_partners(self, partners: PartnerSet) -> None:
+        self._pairs = [(partner, ADAPTERS[partner.partner]) for partner in partners.partners]
+        self._metrics.describe_config(
+            (partner.partner, app.app_id, app.active)
+            for partner in partners.partners
+            for app in partner.apps
+        )
+        self._on_secrets(partners.secrets() + self._settings.secrets())
+
+    def _reload_partners(self) -> None:
+        try:
+            partners = self._load_partners()
+        except ConfigError as exc:
+            for issue in exc.issues:
+                log.error("config reload failed, keeping the running config: %s", issue)
+            self._metrics.reloaded(ok=False)
+            return
+        self._set_partners(partners)
+        self._delivery.update(partners)
+        self._metrics.reloaded(ok=True)
+        log.info(
+            "partner config reloaded",
+            extra={"partners": ",".join(p.partner for p in partners.partners)},
+        )
+
+    def _check_topics(self) -> None:
+        try:
+            topics = self._consumer.topics()
+        except KafkaError as exc:
+            raise PermanentError(f"cannot list topics: {exc}") from exc
+        dead_letter_topic = self._settings.runtime.kafka.dead_letter_topic
+        if dead_letter_topic not in topics:
+            raise PermanentError(
+                f"dead-letter topic {dead_letter_topic!r} does not exist; create it first "
+                "(nothing is consumed without a place for dead letters)"
+            )
+        for topic in self._topic_types:
+            if topic not in topics:
+                log.warning("source topic %r does not exist yet; waiting for it", topic)
+
+    # --- stopping ----------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        worker = self._settings.runtime.worker
+        self._health.set_ready(False, "stopping")
+        log.info(
+            "stopping: finishing in-flight deliveries (at most %.0fs)", worker.shutdown_timeout_s
+        )
+        try:
+            self._consumer.pause(*self._consumer.assignment())
+        except Exception:
+            log.warning("could not pause before stopping", exc_info=True)
+        self._delivery.flush()
+        deadline = self._clock() + worker.shutdown_timeout_s
+        while (
+            self._offsets.pending() and self._clock() < deadline and not self._force_stop.is_set()
+        ):
+            self._drain_completions(timeout_s=0.05)
+            self._dead_letters.pump()
+        self._delivery.stop(max(0.0, deadline - self._clock()))
+        self._dead_letters.flush(max(1.0, min(10.0, deadline - self._clock())))
+        self._drain_completions()
+        self._commit()
+        unfinished = self._offsets.pending()
+        if unfinished:
+            log.warning(
+                "stopped with %d events unfinished; they are re-read on restart", unfinished
+            )
+        self._closing = True
+        try:
+            self._consumer.close(autocommit=False)
+        except Exception:
+            log.warning("consumer did not close cleanly", exc_info=True)
+        log.info("stopped")
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """kafka-python calls these from inside `poll()`, on the worker's thread."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._worker.on_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._worker.on_assigned(assigned)

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real broker (Tansu) and the local TikTok sandbox.
+
+A test that needs the broker skips when it cannot start — except in CI (`CI` set), where a
+missing broker is a failure: a suite that silently skips its integration tests proves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dispatcher.broker import LocalBroker
+from dispatcher.errors import BrokerUnavailableError
+from dispatcher.sandbox import SandboxThread, TikTokSandbox
+from tests.pipeline import TOKEN
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def missing(what: str) -> None:
+    """Fail in CI, skip elsewhere."""
+    if IN_CI:
+        pytest.fail(f"{what} — required in CI", pytrace=False)
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """One Tansu broker for the session; tests use their own topics and groups."""
+    log_path = Path(tmp_path_factory.mktemp("broker")) / "tansu.log"
+    try:
+        local = LocalBroker(log_path=log_path).start()
+    except BrokerUnavailableError as exc:
+        missing(f"Kafka-compatible broker unavailable: {exc}")
+        raise  # unreachable: missing() raises
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def sandbox() -> Iterator[TikTokSandbox]:
+    """A TikTok sandbox on free loopback ports, requiring the test token."""
+    thread = SandboxThread(TikTokSandbox(token=TOKEN))
+    yield thread.start()
+    thread.stop()

@@ -1,0 +1,270 @@
+"""Helpers for tests that run the real worker against the real broker and the sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from dispatcher.broker import LocalBroker, free_port
+from tests.factories import app_dict
+
+TOKEN = "test-access-token-5f1d2c"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Topics:
+    """One test's own topics and group."""
+
+    installs: str
+    in_app: str
+    dead_letters: str
+    group: str
+
+    @classmethod
+    def create(cls, broker: LocalBroker, name: str, partitions: int = 3) -> Topics:
+        suffix = uuid.uuid4().hex[:8]
+        topics = cls(
+            f"{name}-installs-{suffix}",
+            f"{name}-in-app-{suffix}",
+            f"{name}-dlq-{suffix}",
+            f"{name}-{suffix}",
+        )
+        broker.create_topics(
+            {topics.installs: partitions, topics.in_app: partitions, topics.dead_letters: 1}
+        )
+        return topics
+
+
+def write_config(
+    directory: Path,
+    broker: LocalBroker,
+    topics: Topics,
+    endpoint: str,
+    *,
+    apps: list[dict[str, Any]] | None = None,
+    delivery: dict[str, Any] | None = None,
+    worker: dict[str, Any] | None = None,
+) -> Path:
+    """dispatcher.yaml + partners/tiktok.yaml for a test; returns the dispatcher.yaml path."""
+    (directory / "partners").mkdir(parents=True, exist_ok=True)
+    partner = {
+        "partner": "tiktok",
+        "media_sources": ["bytedanceglobal_int", "tiktokglobal_int"],
+        "endpoint": endpoint,
+        "access_token_env": "TIKTOK_ACCESS_TOKEN",
+        "delivery": {"batch_linger_ms": 20, "backoff_initial_s": 0.05, "backoff_max_s": 0.5,
+                     "max_requests_per_s": 500, "timeout_s": 5} | (delivery or {}),
+        "apps": apps or [app_dict()],
+    }  # fmt: skip
+    (directory / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner))
+    runtime = {
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap,
+            "group_id": topics.group,
+            "topics": {"installs": topics.installs, "in_app_events": topics.in_app},
+            "dead_letter_topic": topics.dead_letters,
+            "session_timeout_ms": 6000,
+            "heartbeat_interval_ms": 1000,
+            "max_poll_interval_ms": 10000,
+        },
+        "metrics": {"host": "127.0.0.1", "port": free_port()},
+        "worker": {"commit_interval_ms": 200, "shutdown_timeout_s": 10, "rebalance_drain_s": 2}
+        | (worker or {}),
+        "log": {"format": "json"},
+    }
+    path = directory / "dispatcher.yaml"
+    path.write_text(yaml.safe_dump(runtime))
+    return path
+
+
+def produce(broker: LocalBroker, topic: str, messages: Iterable[dict[str, Any] | bytes]) -> int:
+    """Write messages (dicts are JSON-encoded and keyed by appsflyer_id); return how many."""
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    count = 0
+    for message in messages:
+        if isinstance(message, dict):
+            key = str(message.get("appsflyer_id", "")).encode() or None
+            producer.send(topic, key=key, value=json.dumps(message).encode())
+        else:
+            producer.send(topic, value=message)
+        count += 1
+    producer.flush()
+    producer.close()
+    return count
+
+
+def read_all(broker: LocalBroker, topic: str, timeout_s: float = 10) -> list[Any]:
+    """Every record of a topic from the beginning (JSON-decoded values), without a group."""
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+    partitions = [
+        TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+    ]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    quiet_polls = 0
+    while time.monotonic() < deadline and quiet_polls < 3:
+        batch = consumer.poll(timeout_ms=300)
+        if not batch:
+            quiet_polls += 1
+            continue
+        quiet_polls = 0
+        for messages in batch.values():
+            records.extend(json.loads(m.value) for m in messages)
+    consumer.close()
+    return records
+
+
+def end_offsets(
+    broker: LocalBroker, topics: Iterable[str], timeout_s: float = 10
+) -> dict[tuple[str, int], int]:
+    """The true end of each partition (from fetch high watermarks; Tansu's ListOffsets is off)."""
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+    partitions = [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(consumer.partitions_for_topic(topic) or [])
+    ]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        consumer.poll(timeout_ms=200)
+        if all(consumer.highwater(tp) is not None for tp in partitions) and all(
+            consumer.position(tp) >= (consumer.highwater(tp) or 0) for tp in partitions
+        ):
+            break
+    ends = {(tp.topic, tp.partition): consumer.highwater(tp) or 0 for tp in partitions}
+    consumer.close()
+    return ends
+
+
+def committed_offsets(broker: LocalBroker, topics: Topics) -> dict[tuple[str, int], int]:
+    """The group's committed offsets on the source topics (partitions with none are left out)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap, group_id=topics.group, enable_auto_commit=False
+    )
+    try:
+        offsets = {}
+        for topic in (topics.installs, topics.in_app):
+            for partition in sorted(consumer.partitions_for_topic(topic) or []):
+                committed = consumer.committed(TopicPartition(topic, partition))
+                if committed is not None and committed >= 0:
+                    offsets[(topic, partition)] = committed
+        return offsets
+    finally:
+        consumer.close(autocommit=False)
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.1
+) -> Any:
+    """Poll until `condition()` is truthy; fail with `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+class WorkerProcess:
+    """`dispatcher run` as a child process, as operators run it."""
+
+    def __init__(self, config: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.log_path = log_path
+        self.metrics_port = yaml.safe_load(config.read_text())["metrics"]["port"]
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
+        self.env = environ | {"TIKTOK_ACCESS_TOKEN": TOKEN} | (env or {})
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "dispatcher", "run", "--config", str(self.config)],
+                stdout=log, stderr=log, env=self.env, cwd=REPO,
+            )  # fmt: skip
+        return self
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        """kill -9: no chance to finish or commit anything."""
+        self.signal(signal.SIGKILL)
+        self.wait(10)
+
+    def stop(self, timeout_s: float = 30) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.signal(signal.SIGTERM)
+        return self.wait(timeout_s)
+
+    def wait(self, timeout_s: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout_s)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def scrape(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels` (0 when absent)."""
+        try:
+            text = self.scrape()
+        except httpx.HTTPError:
+            return 0.0
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    total += sample.value
+        return total
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=5)
+
+    def is_ready(self) -> bool:
+        """`/readyz` answers 200 (False while the endpoint is not up yet)."""
+        try:
+            return self.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def sandbox_ids(sandbox: Any) -> list[str]:
+    """Every event id the sandbox accepted, in arrival order (duplicates included)."""
+    return [event.event_id for event in list(sandbox.events)]

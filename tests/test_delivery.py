@@ -1,0 +1,271 @@
+"""Delivery to one partner over httpx's MockTransport: batching, order, retries, outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from dispatcher.delivery import PartnerChannel, WorkItem
+from dispatcher.metrics import Metrics
+from dispatcher.partners.tiktok import TikTokAdapter
+from schemas.dead_letter import DeadLetter
+from tests.factories import make_partner
+
+TOKEN = "tok-9f8e7d6c5b4a"
+
+
+class Letters:
+    """Dead-letter sink that acknowledges at once."""
+
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    def submit(self, letter: DeadLetter, key: bytes | None, on_ack: Callable[[], None]) -> None:
+        self.letters.append(letter)
+        on_ack()
+
+
+def item(n: int, partition: int = 0, destination: str = "7300000000000000001") -> WorkItem:
+    payload = {
+        "event": "Purchase",
+        "event_time": 1763632800,
+        "event_id": f"e-{n}",
+        "app": {"app_id": "id1"},
+    }
+    raw = json.dumps({"event_id": f"e-{n}", "app_id": "id1"}).encode()
+    return WorkItem(
+        "in-app", partition, n, b"key", raw, "tiktok", destination, payload, "Purchase", time.time()
+    )
+
+
+def ok_body(code: int = 0, message: str = "OK") -> dict[str, Any]:
+    return {"code": code, "message": message, "request_id": "r", "data": {}}
+
+
+class Harness:
+    """A channel on a mock transport; records requests and finished items."""
+
+    def __init__(self, handler: Callable[[httpx.Request], Any], **delivery: Any) -> None:
+        self.handler = handler
+        self.delivery = {"batch_linger_ms": 0, "backoff_initial_s": 0.01, "backoff_max_s": 0.02,
+                         "max_requests_per_s": 1000} | delivery  # fmt: skip
+        self.requests: list[dict[str, Any]] = []
+        self.request_times: list[float] = []
+        self.final: list[WorkItem] = []
+        self.letters = Letters()
+        self.metrics = Metrics()
+
+    def _transport(self) -> httpx.MockTransport:
+        def record(request: httpx.Request) -> Any:
+            self.requests.append(json.loads(request.content))
+            self.request_times.append(time.monotonic())
+            assert request.headers["Access-Token"] == TOKEN
+            return self.handler(request)
+
+        return httpx.MockTransport(record)
+
+    async def run(self, items: list[WorkItem], expect_final: int, timeout_s: float = 10) -> None:
+        partner = make_partner(**{"delivery": self.delivery})
+        client = httpx.AsyncClient(transport=self._transport())
+        channel = PartnerChannel(
+            partner, TikTokAdapter(), TOKEN, client, self.metrics, self.letters, self.final.extend
+        )
+        channel.submit(items)
+        deadline = time.monotonic() + timeout_s
+        while len(self.final) < expect_final and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        await channel.close()
+
+    def sample(self, name: str, **labels: str) -> float:
+        value = self.metrics.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+
+def run(
+    harness: Harness, items: list[WorkItem], expect_final: int, timeout_s: float = 10
+) -> Harness:
+    asyncio.run(harness.run(items, expect_final, timeout_s))
+    return harness
+
+
+def respond(*answers: httpx.Response | Exception) -> Callable[[httpx.Request], Any]:
+    """Answer with each in turn, then 200/OK forever."""
+    queue = list(answers)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if queue:
+            answer = queue.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        return httpx.Response(200, json=ok_body())
+
+    return handler
+
+
+def ids(request: dict[str, Any]) -> list[str]:
+    return [entry["event_id"] for entry in request["data"]]
+
+
+# --- batching and order --------------------------------------------------------------------------
+
+
+def test_batches_are_capped_and_keep_offset_order() -> None:
+    h = run(Harness(respond(), batch_max_events=4), [item(n) for n in range(10)], expect_final=10)
+    assert [len(r["data"]) for r in h.requests] == [4, 4, 2]
+    assert [i for r in h.requests for i in ids(r)] == [f"e-{n}" for n in range(10)]
+    assert h.requests[0]["event_source"] == "app"
+    assert h.requests[0]["event_source_id"] == "7300000000000000001"
+    assert (
+        h.sample(
+            "dispatcher_postbacks_total", partner="tiktok", event="Purchase", outcome="delivered"
+        )
+        == 10
+    )
+
+
+def test_destinations_and_partitions_never_share_a_request() -> None:
+    items = [item(0, 0, "111"), item(1, 0, "222"), item(2, 1, "111"), item(3, 0, "111")]
+    h = run(Harness(respond(), batch_max_events=10), items, expect_final=4)
+    batches = sorted((r["event_source_id"], tuple(ids(r))) for r in h.requests)
+    assert batches == [("111", ("e-0", "e-3")), ("111", ("e-2",)), ("222", ("e-1",))]
+
+
+def test_linger_gathers_a_batch() -> None:
+    async def go(h: Harness) -> None:
+        partner = make_partner(delivery=h.delivery)
+        client = httpx.AsyncClient(transport=h._transport())
+        channel = PartnerChannel(
+            partner, TikTokAdapter(), TOKEN, client, h.metrics, h.letters, h.final.extend
+        )
+        channel.submit([item(0)])
+        await asyncio.sleep(0.05)
+        channel.submit([item(1)])  # within the linger: same batch
+        while len(h.final) < 2:
+            await asyncio.sleep(0.01)
+        await channel.close()
+
+    h = Harness(respond(), batch_linger_ms=300, batch_max_events=10)
+    asyncio.run(go(h))
+    assert [ids(r) for r in h.requests] == [["e-0", "e-1"]]
+
+
+# --- retries ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        pytest.param(httpx.Response(503, text="unavailable"), id="http-503"),
+        pytest.param(
+            httpx.Response(200, json=ok_body(40100, "too many requests")), id="body-40100"
+        ),
+        pytest.param(httpx.Response(200, json=ok_body(50001, "internal")), id="body-50001"),
+        pytest.param(httpx.Response(429), id="http-429"),
+        pytest.param(httpx.ConnectError("refused"), id="connection-refused"),
+        pytest.param(httpx.ReadTimeout("slow"), id="read-timeout"),
+        pytest.param(httpx.Response(200, text="<html>gateway</html>"), id="not-tiktok-json"),
+    ],
+)
+def test_retryable_failures_are_retried_until_delivered(failure: Any) -> None:
+    h = run(Harness(respond(failure, failure)), [item(1), item(2)], expect_final=2)
+    assert len(h.requests) == 3
+    assert all(ids(r) == ["e-1", "e-2"] for r in h.requests)
+    assert h.letters.letters == []
+    assert h.sample("dispatcher_delivery_attempts_total", partner="tiktok", result="retryable") == 2
+    assert h.sample("dispatcher_delivery_attempts_total", partner="tiktok", result="ok") == 1
+
+
+def test_resends_after_unknown_fate_are_counted() -> None:
+    h = run(Harness(respond(httpx.ReadTimeout("slow"), httpx.ConnectError("no"))), [item(1)], 1)
+    # the timeout may have arrived: its retry is a possible duplicate; a refused connection is not
+    assert h.sample("dispatcher_resent_events_total", partner="tiktok") == 1
+
+
+def test_retry_after_is_honoured() -> None:
+    limited = httpx.Response(429, headers={"Retry-After": "1"})
+    h = run(Harness(respond(limited)), [item(1)], expect_final=1)
+    assert h.request_times[1] - h.request_times[0] >= 1.0
+
+
+def test_throttling_lowers_the_request_rate() -> None:
+    h = run(
+        Harness(respond(httpx.Response(200, json=ok_body(40100, "slow"))), max_requests_per_s=100),
+        [item(1)],
+        1,
+    )
+    assert h.sample("dispatcher_request_rate_limit", partner="tiktok") < 100
+
+
+# --- final failures --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "code", "status"),
+    [
+        (httpx.Response(200, json=ok_body(40001, "No permission to operate")), 40001, 200),
+        (httpx.Response(400, json=ok_body(40000, "bad request")), 40000, 400),
+        (httpx.Response(401, text="unauthorised"), None, 401),
+    ],
+)
+def test_rejections_are_dead_lettered_at_once(
+    answer: httpx.Response, code: int | None, status: int
+) -> None:
+    h = run(Harness(lambda request: answer), [item(1), item(2)], expect_final=2)
+    assert len(h.requests) == 1
+    assert [letter.reason for letter in h.letters.letters] == ["partner_rejected"] * 2
+    letter = h.letters.letters[0]
+    assert (letter.last_code, letter.last_status, letter.attempts) == (code, status, 1)
+    assert letter.partner == "tiktok"
+    assert letter.event == {"event_id": "e-1", "app_id": "id1"}
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("in-app", 0, 1)
+    assert TOKEN not in letter.model_dump_json()
+    assert (
+        h.sample(
+            "dispatcher_postbacks_total", partner="tiktok", event="Purchase", outcome="rejected"
+        )
+        == 2
+    )
+
+
+def test_exhausted_retries_are_dead_lettered() -> None:
+    h = run(Harness(lambda request: httpx.Response(502), max_attempts=3), [item(1)], expect_final=1)
+    assert len(h.requests) == 3
+    [letter] = h.letters.letters
+    assert (letter.reason, letter.attempts, letter.last_status) == ("retries_exhausted", 3, 502)
+    assert (
+        h.sample(
+            "dispatcher_postbacks_total", partner="tiktok", event="Purchase", outcome="gave_up"
+        )
+        == 1
+    )
+
+
+def test_one_bad_event_does_not_sink_its_batch() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "e-2" in ids(json.loads(request.content)):
+            return httpx.Response(200, json=ok_body(40002, "data[0].event_time: invalid"))
+        return httpx.Response(200, json=ok_body())
+
+    h = run(Harness(handler, batch_max_events=8), [item(n) for n in range(5)], expect_final=5)
+    assert [letter.source_offset for letter in h.letters.letters] == [2]
+    delivered = {i for r in h.requests[1:] for i in ids(r)} - {"e-2"}
+    assert delivered == {"e-0", "e-1", "e-3", "e-4"}
+
+
+def test_token_is_never_in_logs_or_letters(caplog: pytest.LogCaptureFixture) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json=ok_body(40001, f"echoing {request.headers['Access-Token'][:0]}")
+        )
+
+    with caplog.at_level("DEBUG"):
+        h = run(Harness(handler), [item(1)], expect_final=1)
+    assert TOKEN not in caplog.text
+    assert all(TOKEN not in letter.model_dump_json() for letter in h.letters.letters)

@@ -1,0 +1,60 @@
+"""Metrics endpoints and the rule that metrics never break the pipeline."""
+
+from __future__ import annotations
+
+import httpx
+
+from dispatcher.metrics import Health, Metrics, MetricsServer
+from dispatcher.outcomes import Outcome
+
+
+def test_endpoints() -> None:
+    metrics, health = Metrics(), Health()
+    server = MetricsServer(metrics, health, "127.0.0.1", 0)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        metrics.consumed("installs", 3)
+        body = httpx.get(f"{base}/metrics").text
+        assert 'dispatcher_events_consumed_total{topic="installs"} 3.0' in body
+        assert 'dispatcher_dead_letters_total{reason="bad_input"} 0.0' in body
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        assert httpx.get(f"{base}/readyz").status_code == 503
+        health.set_ready(True, "consuming 6 partitions")
+        ready = httpx.get(f"{base}/readyz")
+        assert (ready.status_code, ready.text) == (200, "ready: consuming 6 partitions\n")
+        assert httpx.get(f"{base}/nope").status_code == 404
+    finally:
+        server.stop()
+
+
+def test_health_goes_stale_when_the_loop_stops_turning() -> None:
+    now = [0.0]
+    health = Health(stale_after_s=30, clock=lambda: now[0])
+    health.beat()
+    now[0] = 29
+    assert health.is_alive()
+    now[0] = 31
+    assert not health.is_alive()
+
+
+def test_a_failing_metric_update_is_logged_not_raised(caplog) -> None:  # type: ignore[no-untyped-def]
+    metrics = Metrics()
+    metrics.decided({("tiktok", "install"): 1})  # type: ignore[dict-item]  # wrong label count
+    assert "metric update decided failed" in caplog.text
+
+
+def test_label_sets_are_bounded_by_design() -> None:
+    metrics = Metrics()
+    metrics.start_partner("tiktok")
+    metrics.finished("tiktok", Outcome.DELIVERED, {"Purchase": 2}, [0.1, 0.2])
+    names = {sample.name for family in metrics.registry.collect() for sample in family.samples}
+    label_names = {
+        label
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        for label in sample.labels
+    }
+    assert "dispatcher_event_to_postback_seconds_count" in names
+    assert label_names <= {"topic", "partner", "event_type", "decision", "reason", "event", "outcome",
+                           "result", "partition", "app_id", "active", "version", "le"}  # fmt: skip

@@ -1,0 +1,120 @@
+"""The offset owner: only offsets below which everything is final are committable."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dispatcher.offsets import OffsetTracker, PartitionOffsets
+
+TP = ("installs", 0)
+
+
+def test_nothing_read_nothing_to_commit() -> None:
+    assert PartitionOffsets().committable() is None
+    assert OffsetTracker().to_commit() == {}
+
+
+def test_events_owing_nothing_are_final_at_once() -> None:
+    state = PartitionOffsets()
+    for offset in range(5):
+        state.track(offset, 0)
+    assert state.committable() == 5  # one past the last: Kafka's "next offset to read"
+
+
+def test_commit_stops_at_the_lowest_unfinished_offset() -> None:
+    state = PartitionOffsets()
+    state.track(0, 0)
+    state.track(1, 1)
+    state.track(2, 0)
+    state.track(3, 1)
+    assert state.committable() == 1
+    state.complete(3)  # a later one finishing first moves nothing
+    assert state.committable() == 1
+    state.complete(1)
+    assert state.committable() == 4
+
+
+def test_an_event_with_several_postbacks_is_final_after_the_last() -> None:
+    state = PartitionOffsets()
+    state.track(7, 2)
+    assert state.complete(7) is False
+    assert state.committable() == 7
+    assert state.complete(7) is True
+    assert state.committable() == 8
+
+
+def test_offset_gaps_are_fine() -> None:
+    state = PartitionOffsets()
+    state.track(10, 1)
+    state.track(15, 0)
+    state.complete(10)
+    assert state.committable() == 16
+
+
+def test_reading_below_what_was_read_is_refused() -> None:
+    state = PartitionOffsets()
+    state.track(3, 0)
+    assert state.has_seen(2)
+    assert not state.has_seen(4)
+    with pytest.raises(ValueError, match="read again"):
+        state.track(3, 0)
+
+
+def test_committed_offsets_only_move_forward() -> None:
+    tracker = OffsetTracker()
+    state = tracker.partition(TP)
+    state.track(0, 0)
+    state.track(1, 0)
+    assert tracker.to_commit() == {TP: 2}
+    tracker.mark_committed({TP: 2})
+    assert tracker.to_commit() == {}  # nothing new
+    tracker.mark_committed({TP: 1})  # an older answer arriving late
+    assert tracker.committed(TP) == 2
+
+
+def test_state_survives_a_rebalance_that_gives_the_partition_back() -> None:
+    tracker = OffsetTracker()
+    tracker.partition(TP).track(0, 1)
+    tracker.detach([TP])
+    tracker.complete(TP, 0)  # a delivery finishing while the group rebalances still counts
+    dropped = tracker.reassign([TP])
+    assert dropped == []
+    assert tracker.partition(TP).has_seen(0)  # re-read records are recognised
+    assert tracker.to_commit() == {TP: 1}
+
+
+def test_partitions_given_to_another_worker_are_forgotten() -> None:
+    tracker = OffsetTracker()
+    other = ("installs", 1)
+    tracker.partition(TP).track(0, 1)
+    tracker.partition(other).track(0, 1)
+    tracker.detach([TP, other])
+    assert tracker.reassign([TP]) == [other]
+    tracker.complete(other, 0)  # late completion for a lost partition: ignored
+    assert tracker.assigned() == [TP]
+    assert tracker.pending() == 1
+
+
+@given(st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=60), st.randoms())
+def test_committable_is_always_the_lowest_unfinished_offset(
+    units: list[int], rnd: random.Random
+) -> None:
+    state = PartitionOffsets()
+    work = []
+    for offset, count in enumerate(units):
+        state.track(offset, count)
+        work.extend([offset] * count)
+    rnd.shuffle(work)
+    committed = []
+    for offset in work:
+        state.complete(offset)
+        committed.append(state.committable())
+        remaining_offsets = [o for o in range(len(units)) if state._pending.get(o)]
+        expected = min(remaining_offsets) if remaining_offsets else len(units)
+        assert state.committable() == expected
+    assert committed == sorted(committed)  # never moves backwards
+    assert state.committable() == len(units)

@@ -1,0 +1,391 @@
+"""The worker end to end: real broker (Tansu), real HTTP sandbox, `dispatcher run` as a process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from dispatcher.broker import LocalBroker
+from dispatcher.sandbox import Fault, TikTokSandbox
+from tests.factories import INSTALL_TIME, app_dict, event_dict
+from tests.pipeline import (
+    TOKEN,
+    Topics,
+    WorkerProcess,
+    committed_offsets,
+    end_offsets,
+    produce,
+    read_all,
+    sandbox_ids,
+    wait_for,
+    write_config,
+)
+
+pytestmark = pytest.mark.broker
+
+SECOND_APP = app_dict(
+    app_id="com.example.app", tiktok_app_id="7300000000000000002", install_scope="all",
+    in_app={"scope": "all", "window": "lifetime"},
+)  # fmt: skip
+INACTIVE_APP = app_dict(
+    app_id="com.example.inactive", tiktok_app_id="7300000000000000003", active=False
+)
+
+
+def labelled_events() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+    """(installs, in-app events, event_id → expected outcome) covering every rule."""
+    cases: list[tuple[str, str, dict[str, Any]]] = [
+        ("send", "install", {}),
+        ("send", "install", {"media_source": "tiktokglobal_int"}),
+        ("out_of_scope", "install", {"media_source": "organic"}),
+        ("out_of_scope", "install", {"media_source": "googleadwords_int"}),
+        ("out_of_scope", "install", {"attributed_touch_type": "impression"}),
+        ("out_of_scope", "install", {"attributed_touch_time": INSTALL_TIME - timedelta(days=8)}),
+        ("send", "install", {"app_id": "com.example.app", "media_source": "organic"}),
+        ("unknown_app", "install", {"app_id": "com.unknown.app"}),
+        ("partner_inactive", "install", {"app_id": "com.example.inactive"}),
+        ("send", "in-app-event", {"event_name": "af_purchase"}),
+        ("send", "in-app-event", {"event_name": "af_complete_registration"}),
+        ("unmapped_event", "in-app-event", {"event_name": "af_tutorial"}),
+        ("outside_window", "in-app-event", {"event_time": INSTALL_TIME + timedelta(days=181)}),
+        ("out_of_scope", "in-app-event", {"media_source": "organic"}),
+        ("send", "in-app-event", {"app_id": "com.example.app", "media_source": None}),
+    ]
+    installs, in_app, expected = [], [], {}
+    for outcome, event_type, overrides in cases:
+        event = event_dict(event_type, **overrides)
+        expected[event["event_id"]] = outcome
+        (installs if event_type == "install" else in_app).append(event)
+    return installs, in_app, expected
+
+
+BAD_INPUTS: list[tuple[str, bytes]] = [
+    ("installs", b"this is not json"),
+    ("installs", b"[1, 2, 3]"),
+    (
+        "installs",
+        json.dumps({k: v for k, v in event_dict("install").items() if k != "event_id"}).encode(),
+    ),
+    ("in_app", json.dumps(event_dict("in-app-event", event_time=1763632800)).encode()),
+    ("in_app", json.dumps(event_dict("install")).encode()),  # an install on the in-app topic
+]
+
+
+def test_owed_postbacks_arrive_and_nothing_else(
+    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+) -> None:
+    # Given events covering every rule, and bad input mixed in
+    topics = Topics.create(broker, "owed")
+    installs, in_app, expected = labelled_events()
+    produce(broker, topics.installs, installs)
+    produce(broker, topics.in_app, in_app)
+    for topic, raw in BAD_INPUTS:
+        produce(broker, getattr(topics, topic), [raw])
+    config = write_config(
+        tmp_path, broker, topics, sandbox.url, apps=[app_dict(), SECOND_APP, INACTIVE_APP]
+    )
+    owed = {event_id for event_id, outcome in expected.items() if outcome == "send"}
+    # When the worker runs
+    with WorkerProcess(config, tmp_path / "worker.log") as worker:
+        wait_for(lambda: set(sandbox_ids(sandbox)) >= owed, 60, "every owed postback")
+        wait_for(
+            lambda: (
+                worker.metric("dispatcher_dead_letters_total", reason="bad_input")
+                == len(BAD_INPUTS)
+            ),
+            30,
+            "bad input dead-lettered",
+        )
+        wait_for(lambda: worker.metric("dispatcher_inflight_events") == 0, 10, "nothing in flight")
+        time.sleep(1)  # anything wrongly sent would have arrived by now
+        # Then exactly the owed postbacks arrived, once each
+        assert sorted(sandbox_ids(sandbox)) == sorted(owed)
+        # And each skip was counted under its rule's reason
+        for reason in (
+            "out_of_scope",
+            "unknown_app",
+            "partner_inactive",
+            "unmapped_event",
+            "outside_window",
+        ):
+            count = sum(1 for outcome in expected.values() if outcome == reason)
+            assert (
+                worker.metric("dispatcher_decisions_total", decision="skip", reason=reason) == count
+            ), reason
+        assert worker.metric("dispatcher_decisions_total", decision="send") == len(owed)
+        assert worker.metric("dispatcher_postbacks_total", outcome="delivered") == len(owed)
+        assert worker.stop() == 0
+    # And the payloads are TikTok's wire format
+    received = {event.event_id: event for event in sandbox.events}
+    purchase = next(e for e in in_app if e["event_name"] == "af_purchase")
+    assert received[purchase["event_id"]].payload == {
+        "event": "Purchase",
+        "event_time": int(INSTALL_TIME.timestamp()) + 86400,
+        "event_id": purchase["event_id"],
+        "user": {"idfa": purchase["idfa"].upper(), "idfv": purchase["idfv"], "ip": purchase["ip"],
+                 "user_agent": purchase["user_agent"]},
+        "app": {"app_id": "id1234567890", "app_version": "1.2.3"},
+        "ad": {"callback": purchase["click_id"], "campaign_id": "cmp-1", "ad_id": "adset-1", "creative_id": "ad-1"},
+        "properties": {"af_revenue": "9.99", "af_currency": "USD", "af_content_id": "sku-1",
+                       "content_id": "sku-1", "value": 9.99, "currency": "USD"},
+    }  # fmt: skip
+    registration = next(e for e in in_app if e["event_name"] == "af_complete_registration")
+    assert received[registration["event_id"]].payload["properties"] == {
+        "af_currency": "USD", "af_content_id": "sku-1", "content_id": "sku-1",
+    }  # fmt: skip
+    organic_all = next(e for e in installs if e["app_id"] == "com.example.app")
+    assert received[organic_all["event_id"]].event_source_id == "7300000000000000002"
+    assert "ad" not in received[organic_all["event_id"]].payload
+    # And each bad input is in the dead-letter topic once, with its reason and raw bytes
+    letters = read_all(broker, topics.dead_letters)
+    assert len(letters) == len(BAD_INPUTS)
+    assert {letter["reason"] for letter in letters} == {"bad_input"}
+    assert sorted(letter["raw"] for letter in letters) == sorted(
+        raw.decode() for _, raw in BAD_INPUTS
+    )
+    details = " | ".join(letter["detail"] for letter in letters)
+    for fragment in ["not valid JSON", "not a JSON object", "missing required field event_id",
+                     "event_time: must be a timestamp", "does not match its topic"]:  # fmt: skip
+        assert fragment in details
+
+
+def test_faults_delay_but_lose_nothing(
+    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+) -> None:
+    # Given TikTok answers 5xx, then 429 with Retry-After, then body code 40100 on HTTP 200
+    topics = Topics.create(broker, "faults")
+    sandbox.add_faults([
+        Fault(status=503, count=3),
+        Fault(status=429, retry_after="1", count=2),
+        Fault(code=40100, message="Too many requests", count=2),
+        Fault(status=500, code=50000, message="internal", count=1),
+    ])  # fmt: skip
+    events = [event_dict("install") for _ in range(300)]
+    produce(broker, topics.installs, events)
+    config = write_config(tmp_path, broker, topics, sandbox.url, delivery={"batch_max_events": 50})
+    with WorkerProcess(config, tmp_path / "worker.log") as worker:
+        # Then every event still arrives, and nothing is dead-lettered
+        wait_for(
+            lambda: set(sandbox_ids(sandbox)) >= {e["event_id"] for e in events}, 60, "all events"
+        )
+        assert worker.metric("dispatcher_delivery_attempts_total", result="retryable") == 8
+        assert worker.metric("dispatcher_dead_letters_total") == 0
+        assert worker.stop() == 0
+    assert read_all(broker, topics.dead_letters) == []
+    # And nothing was sent while a Retry-After was running
+    times = [r.at for r in sandbox.requests]
+    statuses = [r.status for r in sandbox.requests]
+    for index, status in enumerate(statuses[:-1]):
+        if status == 429:
+            assert times[index + 1] - times[index] >= 0.95
+
+
+def test_rejections_are_dead_lettered_with_code_and_message_and_no_token(
+    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+) -> None:
+    topics = Topics.create(broker, "rejected")
+    sandbox.add_faults(
+        [Fault(code=40001, message="No permission to operate this advertiser", count=1)]
+    )
+    events = [event_dict("install") for _ in range(3)]
+    produce(broker, topics.installs, events[:1])
+    config = write_config(tmp_path, broker, topics, sandbox.url)
+    with WorkerProcess(config, tmp_path / "worker.log") as worker:
+        wait_for(
+            lambda: len(read_all(broker, topics.dead_letters, timeout_s=2)) == 1,
+            60,
+            "one dead letter",
+        )
+        produce(broker, topics.installs, events[1:])
+        wait_for(lambda: len(sandbox_ids(sandbox)) == 2, 30, "later events delivered")
+        metrics_text = worker.scrape()
+        assert worker.stop() == 0
+    [letter] = read_all(broker, topics.dead_letters)
+    assert letter["reason"] == "partner_rejected"
+    assert letter["partner"] == "tiktok"
+    assert (letter["last_code"], letter["last_status"], letter["attempts"]) == (40001, 200, 1)
+    assert letter["detail"] == "code 40001: No permission to operate this advertiser"
+    assert letter["event"]["event_id"] == events[0]["event_id"]
+    for text in [json.dumps(letter), worker.log(), metrics_text]:
+        assert TOKEN not in text
+
+
+def test_kill_9_mid_stream_then_restart_loses_nothing(
+    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+) -> None:
+    # Given a slow partner, so the kill lands with deliveries in flight
+    topics = Topics.create(broker, "kill")
+    sandbox.add_faults([Fault(delay_s=0.05, for_s=3600)])
+    events = [event_dict("install") for _ in range(3000)]
+    produce(broker, topics.installs, events)
+    config = write_config(tmp_path, broker, topics, sandbox.url, delivery={"batch_max_events": 50})
+    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    wait_for(lambda: len(sandbox_ids(sandbox)) >= 500, 60, "some deliveries")
+    # When the worker is killed with no chance to commit
+    worker.kill()
+    delivered_before = set(sandbox_ids(sandbox))
+    assert len(delivered_before) < len(events)
+    sandbox.faults.clear()
+    # And a new worker starts
+    with WorkerProcess(config, tmp_path / "worker-2.log") as again:
+        wait_for(
+            lambda: set(sandbox_ids(sandbox)) >= {e["event_id"] for e in events}, 90, "every event"
+        )
+        # Then every event arrived; the uncommitted tail came again with the same event_id
+        ids = sandbox_ids(sandbox)
+        duplicates = len(ids) - len(set(ids))
+        assert duplicates <= 1000, duplicates  # bounded by what was in flight, not the stream
+        assert again.stop() == 0
+
+
+def test_clean_stop_commits_every_offset(
+    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+) -> None:
+    topics = Topics.create(broker, "stop")
+    installs, in_app, _ = labelled_events()
+    produce(broker, topics.installs, installs * 20)
+    produce(broker, topics.in_app, in_app * 20)
+    produce(broker, topics.installs, [b"bad"])
+    config = write_config(tmp_path, broker, topics, sandbox.url)
+    with WorkerProcess(config, tmp_path / "worker.log") as worker:
+        total = (len(installs) + len(in_app)) * 20 + 1
+        wait_for(
+            lambda: worker.metric("dispatcher_events_consumed_total") == total, 60, "all consumed"
+        )
+        wait_for(lambda: worker.metric("dispatcher_inflight_events") == 0, 30, "all final")
+        started = time.monotonic()
+        assert worker.stop() == 0
+        assert time.monotonic() - started < 15
+    ends = end_offsets(broker, [topics.installs, topics.in_app])
+    assert committed_offsets(broker, topics) == {tp: end for tp, end in ends.items() if end > 0}
+    assert "stopped" in worker.log()
+
+
+def test_stop_while_partner_is_down_exits_0_and_restart_delivers(
+    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+) -> None:
+    topics = Topics.create(broker, "stopdown")
+    events = [event_dict("install") for _ in range(200)]
+    produce(broker, topics.installs, events)
+    config = write_config(tmp_path, broker, topics, sandbox.url, worker={"shutdown_timeout_s": 2})
+    sandbox.add_faults([Fault(status=503, for_s=3600)])
+    with WorkerProcess(config, tmp_path / "worker.log") as worker:
+        wait_for(lambda: worker.metric("dispatcher_inflight_events") > 0, 30, "events in flight")
+        started = time.monotonic()
+        assert worker.stop() == 0  # gives up the in-flight deliveries within the bound
+        assert time.monotonic() - started < 10
+    assert set(committed_offsets(broker, topics).values()) <= {0}  # nothing was final
+    sandbox.faults.clear()
+    with WorkerProcess(config, tmp_path / "worker-2.log") as again:
+        wait_for(
+            lambda: set(sandbox_ids(sandbox)) >= {e["event_id"] for e in events}, 60, "every event"
+        )
+        assert again.stop() == 0
+
+
+def test_back_pressure_pauses_instead_of_buffering(
+    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+) -> None:
+    # Given TikTok refuses connections and the in-flight bound is small
+    topics = Topics.create(broker, "pressure")
+    events = [event_dict("install") for _ in range(3000)]
+    produce(broker, topics.installs, events)
+    config = write_config(
+        tmp_path, broker, topics, sandbox.url, worker={"max_inflight_events": 200},
+        delivery={"backoff_max_s": 0.2, "max_attempts": 1000},
+    )  # fmt: skip
+    httpx.post(f"http://127.0.0.1:{sandbox.control_port}/listener", json={"down_for_s": 3600})
+    with WorkerProcess(config, tmp_path / "worker.log") as worker:
+        # Then consumption pauses near the bound
+        wait_for(lambda: worker.metric("dispatcher_paused_partitions") > 0, 30, "paused partitions")
+        time.sleep(2)
+        consumed = worker.metric("dispatcher_events_consumed_total")
+        assert consumed < 1000, consumed
+        assert worker.metric("dispatcher_inflight_events") <= 200 + 2000
+        assert worker.get("/healthz").status_code == 200
+        # When TikTok comes back, the backlog drains
+        httpx.post(f"http://127.0.0.1:{sandbox.control_port}/listener", json={"up": True})
+        wait_for(
+            lambda: set(sandbox_ids(sandbox)) >= {e["event_id"] for e in events},
+            90,
+            "backlog drained",
+        )
+        wait_for(lambda: worker.metric("dispatcher_paused_partitions") == 0, 10, "resumed")
+        assert worker.metric("dispatcher_dead_letters_total") == 0
+        assert worker.stop() == 0
+
+
+def test_sighup_reloads_partner_files(
+    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+) -> None:
+    topics = Topics.create(broker, "reload")
+    config = write_config(tmp_path, broker, topics, sandbox.url)
+    partner_file = tmp_path / "partners" / "tiktok.yaml"
+    with WorkerProcess(config, tmp_path / "worker.log") as worker:
+        wait_for(worker.is_ready, 30, "ready")
+        first = event_dict("install")
+        produce(broker, topics.installs, [first])
+        wait_for(lambda: first["event_id"] in sandbox_ids(sandbox), 30, "first event")
+        # When a broken file is reloaded, the running config stays
+        good = partner_file.read_text()
+        partner_file.write_text(good.replace("click_lookback: 7d", "click_lookback: 90d"))
+        worker.signal(signal.SIGHUP)
+        wait_for(
+            lambda: worker.metric("dispatcher_config_reloads_total", result="error") == 1,
+            10,
+            "failed reload",
+        )
+        second = event_dict("install")
+        produce(broker, topics.installs, [second])
+        wait_for(lambda: second["event_id"] in sandbox_ids(sandbox), 30, "second event, old config")
+        assert "apps[0].click_lookback: 90d is out of range" in worker.log()
+        # When a good change is reloaded, it takes effect without a restart
+        data = yaml.safe_load(good)
+        data["apps"][0]["active"] = False
+        partner_file.write_text(yaml.safe_dump(data))
+        worker.signal(signal.SIGHUP)
+        wait_for(
+            lambda: worker.metric("dispatcher_config_reloads_total", result="success") == 1,
+            10,
+            "reload",
+        )
+        third = event_dict("install")
+        produce(broker, topics.installs, [third])
+        wait_for(
+            lambda: worker.metric("dispatcher_decisions_total", reason="partner_inactive") == 1,
+            30,
+            "inactive",
+        )
+        assert worker.metric("dispatcher_config_info", app_id="id1234567890", active="false") == 1
+        assert third["event_id"] not in sandbox_ids(sandbox)
+        assert worker.stop() == 0
+
+
+def test_start_up_refuses_a_broken_config_and_a_missing_dead_letter_topic(
+    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+) -> None:
+    topics = Topics.create(broker, "startup")
+    config = write_config(
+        tmp_path, broker, topics, sandbox.url, apps=[app_dict(click_lookback="45d")]
+    )
+    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    assert worker.wait(30) == 2
+    assert (
+        "tiktok.yaml: apps[0].click_lookback: 45d is out of range; allowed: 1h to 30d"
+        in worker.log()
+    )
+    config = write_config(tmp_path, broker, topics, sandbox.url)
+    data = yaml.safe_load(config.read_text())
+    data["kafka"]["dead_letter_topic"] = "no-such-topic"
+    config.write_text(yaml.safe_dump(data))
+    worker = WorkerProcess(config, tmp_path / "worker-2.log").start()
+    assert worker.wait(60) == 1
+    assert "dead-letter topic 'no-such-topic' does not exist" in worker.log()
