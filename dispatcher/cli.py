@@ -124,6 +124,34 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from dispatcher.replay import DEFAULT_REASONS, ReplayReport, replay_dead_letters  # noqa: PLC0415
+
+    settings = load_settings(_config_path(args), os.environ, require_secrets=False)
+    reasons = tuple(args.reason) if args.reason else DEFAULT_REASONS
+
+    def progress(report: ReplayReport) -> None:
+        print(f"  scanned {report.scanned}, replayed {report.replayed}", file=sys.stderr)
+
+    verb = "would replay" if args.dry_run else "replaying"
+    print(f"{verb} dead letters with reason {', '.join(reasons)}", file=sys.stderr)
+    report = replay_dead_letters(
+        settings, reasons, args.limit, args.dry_run, args.from_beginning, progress
+    )
+    done = "would be replayed" if args.dry_run else "replayed"
+    print(f"{report.replayed} {done} (scanned {report.scanned}; other reasons "
+          f"{report.skipped_other_reason}; not replayable {report.unreplayable})")  # fmt: skip
+    for topic, count in sorted(report.by_topic.items()):
+        print(f"  {topic}: {count}")
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from dispatcher.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(args.events, args.keep_running, args.metrics_port)
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from dispatcher.sandbox import TikTokSandbox, serve_forever  # noqa: PLC0415
 
@@ -238,6 +266,46 @@ def _parser() -> argparse.ArgumentParser:
         "is final, exit 0); SIGHUP reloads the partner files.",
     )
     run.set_defaults(command=_run)
+
+    replay = commands.add_parser(
+        "replay-dead-letters",
+        parents=[common, with_config],
+        help="re-publish dead letters to their source topic",
+        description="Re-publish chosen dead letters to the topic they came from, where the "
+        "worker picks them up again with the same event_id. Progress is remembered per reason "
+        "selection, so a second run continues instead of repeating. bad_input is replayed only "
+        "when named with --reason.",
+    )
+    replay.add_argument(
+        "--reason",
+        action="append",
+        choices=["partner_rejected", "retries_exhausted", "bad_input"],
+        help="repeatable; default: partner_rejected and retries_exhausted",
+    )
+    replay.add_argument("--limit", type=int, metavar="N", help="replay at most N records")
+    replay.add_argument(
+        "--dry-run", action="store_true", help="count what would be replayed; publish nothing"
+    )
+    replay.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="ignore earlier replays of these reasons and start at the oldest record",
+    )
+    replay.set_defaults(command=_replay)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="the whole pipeline locally: broker, TikTok sandbox, worker, sample events",
+        description="Start a local Kafka-compatible broker, a local TikTok sandbox and the worker, "
+        "produce a realistic sample, show progress and a summary. Needs nothing set up.",
+    )
+    demo.add_argument("--events", type=int, default=2000, help="sample size (default: 2000)")
+    demo.add_argument("--keep-running", action="store_true", help="keep everything up until Ctrl-C")
+    demo.add_argument(
+        "--metrics-port", type=int, default=9108, help="worker metrics port (default: 9108)"
+    )
+    demo.set_defaults(command=_demo)
 
     sandbox = commands.add_parser(
         "sandbox",

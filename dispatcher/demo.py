@@ -1,0 +1,268 @@
+"""`dispatcher demo`: the whole pipeline on this machine, with nothing set up beforehand.
+
+A local Kafka-compatible broker (Tansu), a local TikTok sandbox, the worker as `dispatcher run`
+would start it, and a realistic sample of events; live progress, then a summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import yaml
+from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from dispatcher.broker import LocalBroker, free_port
+from dispatcher.samples import DEMO_APP, DEMO_APP_ALL, DEMO_TIKTOK_IDS, SampleGenerator
+from dispatcher.sandbox import SandboxThread, TikTokSandbox
+
+DEMO_TOKEN = "demo-access-token"  # noqa: S105 - the sandbox's; the demo never calls TikTok
+TOPICS = {"installs": "installs", "in_app_events": "in-app-events"}
+DEAD_LETTER_TOPIC = "postbacks-dead-letter"
+PARTITIONS = 3
+
+
+def demo_config(workdir: Path, bootstrap: str, endpoint: str, metrics_port: int) -> Path:
+    """The embedded default: the example config, pointed at the local broker and sandbox."""
+    events = [
+        {"sdk_event": "af_purchase", "partner_event": "Pay(Purchase)", "send_revenue": True},
+        {"sdk_event": "af_complete_registration", "partner_event": "Registration"},
+        {"sdk_event": "af_add_to_cart", "partner_event": "Add_to_cart", "send_revenue": False},
+    ]
+    partner = {
+        "partner": "tiktok",
+        "media_sources": ["bytedanceglobal_int", "tiktokglobal_int"],
+        "endpoint": endpoint,
+        "access_token_env": "TIKTOK_ACCESS_TOKEN",
+        "delivery": {"batch_max_events": 500, "batch_linger_ms": 100, "max_requests_per_s": 50},
+        "apps": [
+            {"app_id": DEMO_APP, "tiktok_app_id": DEMO_TIKTOK_IDS[DEMO_APP], "view_through": False,
+             "click_lookback": "7d", "install_postbacks": {"scope": "attributed"},
+             "in_app_postbacks": {"enabled": True, "scope": "attributed", "window": "180d",
+                                  "events": events}},
+            {"app_id": DEMO_APP_ALL, "tiktok_app_id": DEMO_TIKTOK_IDS[DEMO_APP_ALL],
+             "view_through": True, "view_through_lookback": "1d",
+             "install_postbacks": {"scope": "all"},
+             "in_app_postbacks": {"enabled": True, "scope": "attributed", "window": "lifetime",
+                                  "events": events}},
+        ],
+    }  # fmt: skip
+    runtime = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": "postback-dispatcher-demo",
+            "topics": TOPICS,
+            "dead_letter_topic": DEAD_LETTER_TOPIC,
+            # Tansu completes a group join in seconds only with short timeouts.
+            "session_timeout_ms": 6000,
+            "heartbeat_interval_ms": 1000,
+            "max_poll_interval_ms": 10000,
+        },
+        "partners_dir": "partners",
+        "metrics": {"host": "127.0.0.1", "port": metrics_port},
+        "worker": {"commit_interval_ms": 500, "rebalance_drain_s": 2},
+        "log": {"level": "INFO", "format": "text"},
+    }
+    (workdir / "partners").mkdir(parents=True, exist_ok=True)
+    (workdir / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner, sort_keys=False))
+    path = workdir / "dispatcher.yaml"
+    path.write_text(yaml.safe_dump(runtime, sort_keys=False))
+    return path
+
+
+@dataclass
+class Snapshot:
+    """The figures the demo shows, read from the worker's /metrics."""
+
+    consumed: float = 0
+    inflight: float = 0
+    delivered: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def parse(cls, text: str) -> Snapshot:
+        snap = cls()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                name, labels, value = sample.name, sample.labels, sample.value
+                if name == "dispatcher_events_consumed_total":
+                    snap.consumed += value
+                elif name == "dispatcher_inflight_events":
+                    snap.inflight = value
+                elif name == "dispatcher_postbacks_total" and value:
+                    target = snap.delivered if labels["outcome"] == "delivered" else snap.failed
+                    target[labels["event"]] += int(value)
+                elif (
+                    name == "dispatcher_decisions_total" and labels["decision"] == "skip" and value
+                ):
+                    snap.skipped[labels["reason"]] += int(value)
+                elif name == "dispatcher_dead_letters_total" and value:
+                    snap.dead_letters[labels["reason"]] += int(value)
+        return snap
+
+
+def _scrape(url: str) -> Snapshot | None:
+    try:
+        return Snapshot.parse(httpx.get(url, timeout=2).text)
+    except httpx.HTTPError:
+        return None
+
+
+def _port(preferred: int) -> int:
+    with contextlib.suppress(OSError):
+        import socket  # noqa: PLC0415
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", preferred))
+            return preferred
+    return free_port()
+
+
+@contextlib.contextmanager
+def _worker(config: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
+    env["TIKTOK_ACCESS_TOKEN"] = DEMO_TOKEN
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dispatcher", "run", "--config", str(config)],
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def run_demo(events: int, keep_running: bool, metrics_port: int, out: IO[str] = sys.stdout) -> int:
+    """Run the demo; return the exit code."""
+
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
+
+    workdir = Path(tempfile.mkdtemp(prefix="dispatcher-demo-"))
+    say(f"postback dispatcher demo (files in {workdir})")
+    say("  starting a local Kafka-compatible broker (Tansu, memory storage) ...")
+    with LocalBroker(log_path=workdir / "broker.log") as broker:
+        broker.create_topics(
+            {
+                TOPICS["installs"]: PARTITIONS,
+                TOPICS["in_app_events"]: PARTITIONS,
+                DEAD_LETTER_TOPIC: 1,
+            }
+        )
+        say(f"  broker on {broker.bootstrap}; topics: installs, in-app-events, {DEAD_LETTER_TOPIC}")
+        sandbox_thread = SandboxThread(TikTokSandbox(token=DEMO_TOKEN))
+        sandbox = sandbox_thread.start()
+        say(f"  TikTok sandbox on {sandbox.url}")
+        port = _port(metrics_port)
+        config = demo_config(workdir, broker.bootstrap, sandbox.url, port)
+        metrics_url = f"http://127.0.0.1:{port}/metrics"
+        try:
+            with _worker(config, workdir / "worker.log") as worker:
+                say(f"  worker: dispatcher run --config {config}")
+                cases = _produce(broker.bootstrap, events)
+                say(f"  produced {events} sample events: {_describe_cases(cases)}")
+                say()
+                started = time.monotonic()
+                snapshot = _follow(metrics_url, events, worker, say)
+                if snapshot is None:
+                    say(f"the worker did not finish; see {workdir / 'worker.log'}")
+                    return 1
+                elapsed = time.monotonic() - started
+                say()
+                _summary(snapshot, events, elapsed, len(sandbox.events), say)
+                say(f"metrics:  {metrics_url}  (also /healthz and /readyz)")
+                say(f"logs:     {workdir / 'worker.log'}")
+                if keep_running:
+                    say("everything keeps running; press Ctrl-C to stop")
+                    with contextlib.suppress(KeyboardInterrupt):
+                        worker.wait()
+                else:
+                    say("stopping (--keep-running keeps the broker, the worker and /metrics up)")
+        finally:
+            sandbox_thread.stop()
+    return 0
+
+
+def _produce(bootstrap: str, count: int) -> Counter[str]:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    cases: Counter[str] = Counter()
+    for sample in SampleGenerator().generate(count):
+        topic = TOPICS["installs"] if sample.event_type == "install" else TOPICS["in_app_events"]
+        producer.send(topic, key=sample.key(), value=sample.encode())
+        cases[sample.case] += 1
+    producer.flush()
+    producer.close()
+    return cases
+
+
+def _describe_cases(cases: Counter[str]) -> str:
+    installs = sum(n for case, n in cases.items() if case.startswith("install"))
+    in_app = sum(n for case, n in cases.items() if case.startswith("in_app"))
+    return f"{installs} installs, {in_app} in-app events, {cases['bad_input']} malformed"
+
+
+def _follow(url: str, total: int, worker: subprocess.Popen[bytes], say: Any) -> Snapshot | None:
+    """Print progress until every event is consumed and final; None if the worker died or hung."""
+    deadline = time.monotonic() + 120
+    last_line = ""
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            return None
+        snapshot = _scrape(url)
+        if snapshot is not None:
+            line = (
+                f"  consumed {int(snapshot.consumed):>6}/{total}"
+                f"   sent {sum(snapshot.delivered.values()):>6}"
+                f"   skipped {sum(snapshot.skipped.values()):>6}"
+                f"   dead-lettered {sum(snapshot.dead_letters.values()):>4}"
+                f"   in flight {int(snapshot.inflight):>5}"
+            )
+            if line != last_line:
+                say(line)
+                last_line = line
+            if snapshot.consumed >= total and snapshot.inflight == 0:
+                return snapshot
+        time.sleep(0.5)
+    return None
+
+
+def _summary(snap: Snapshot, total: int, elapsed_s: float, received: int, say: Any) -> None:
+    rows: list[tuple[str, int]] = [("events consumed", int(snap.consumed))]
+    rows.append(("postbacks sent (delivered)", sum(snap.delivered.values())))
+    rows += [(f"    {event}", n) for event, n in sorted(snap.delivered.items()) if n]
+    rows.append(("skipped (not owed)", sum(snap.skipped.values())))
+    rows += [(f"    {reason}", n) for reason, n in snap.skipped.most_common()]
+    rows.append(("dead-lettered", sum(snap.dead_letters.values())))
+    rows += [(f"    {reason}", n) for reason, n in snap.dead_letters.most_common()]
+    if snap.failed:
+        rows.append(("postbacks failed", sum(snap.failed.values())))
+    width = max(len(label) for label, _ in rows) + 2
+    say(f"summary: {total} events in {elapsed_s:.1f}s")
+    say("  " + "-" * (width + 8))
+    for label, count in rows:
+        say(f"  {label:<{width}}{count:>8}")
+    say("  " + "-" * (width + 8))
+    say(f"  the TikTok sandbox accepted {received} events")

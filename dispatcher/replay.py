@@ -1,0 +1,172 @@
+"""`dispatcher replay-dead-letters`: re-publish chosen dead letters to their source topics.
+
+Progress is kept per reason selection in a consumer group of its own
+(`<group_id>-replay-<reasons>`), so running the same replay twice does not publish twice;
+`--from-beginning` starts over. `bad_input` is replayed only when asked for by name.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from pydantic import ValidationError
+
+from dispatcher.config_loader import Settings
+from dispatcher.errors import BrokerUnavailableError, PermanentError
+from dispatcher.kafka_clients import make_producer
+from schemas.dead_letter import DEAD_LETTER_REASONS, DeadLetter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REASONS = ("partner_rejected", "retries_exhausted")
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did (or, with --dry-run, would do)."""
+
+    scanned: int = 0
+    replayed: int = 0
+    skipped_other_reason: int = 0
+    unreplayable: int = 0
+    by_topic: dict[str, int] = field(default_factory=dict)
+
+
+def replay_value(letter: DeadLetter) -> bytes | None:
+    """The message to publish again: the event as it arrived, or the raw bytes of bad input."""
+    if letter.reason == "bad_input":
+        if letter.raw_truncated:
+            return None
+        if letter.raw_base64 is not None:
+            return base64.b64decode(letter.raw_base64)
+        return letter.raw.encode() if letter.raw is not None else None
+    if letter.event is None:
+        return None
+    return json.dumps(letter.event).encode()
+
+
+def replay_group(settings: Settings, reasons: Iterable[str]) -> str:
+    """The consumer group that remembers how far a replay of these reasons got."""
+    return f"{settings.runtime.kafka.group_id}-replay-{'-'.join(sorted(reasons))}"
+
+
+def replay_dead_letters(
+    settings: Settings,
+    reasons: tuple[str, ...],
+    limit: int | None,
+    dry_run: bool,
+    from_beginning: bool,
+    progress: Callable[[ReplayReport], None],
+) -> ReplayReport:
+    """Read the dead-letter topic from where the last replay of these reasons stopped."""
+    unknown = set(reasons) - set(DEAD_LETTER_REASONS)
+    if unknown:
+        raise PermanentError(f"unknown reason(s) {sorted(unknown)}; allowed: {DEAD_LETTER_REASONS}")
+    kafka = settings.runtime.kafka
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=list(kafka.bootstrap_servers),
+            group_id=replay_group(settings, reasons),
+            enable_auto_commit=False,
+            client_id=f"{kafka.client_id}-replay",
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"cannot reach Kafka: {exc}") from exc
+    producer = None if dry_run else make_producer(settings)
+    report = ReplayReport()
+    try:
+        partitions = consumer.partitions_for_topic(kafka.dead_letter_topic)
+        if not partitions:
+            raise PermanentError(f"dead-letter topic {kafka.dead_letter_topic!r} does not exist")
+        tps = [TopicPartition(kafka.dead_letter_topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        for tp in tps:
+            committed = None if from_beginning else consumer.committed(tp)
+            if committed is None or committed < 0:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+        next_offsets = _scan(consumer, tps, reasons, limit, producer, report, progress)
+        if producer is not None:
+            producer.flush(timeout=30)
+            if next_offsets:
+                consumer.commit(
+                    {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in next_offsets.items()}
+                )
+    finally:
+        consumer.close(autocommit=False)
+        if producer is not None:
+            producer.close(timeout=10)
+    return report
+
+
+def _scan(
+    consumer: KafkaConsumer,
+    tps: list[TopicPartition],
+    reasons: tuple[str, ...],
+    limit: int | None,
+    producer: Any,
+    report: ReplayReport,
+    progress: Callable[[ReplayReport], None],
+) -> dict[TopicPartition, int]:
+    """Replay matching records until the end of the topic or the limit; return next offsets."""
+    next_offsets: dict[TopicPartition, int] = {}
+    idle_polls = 0
+    last_progress = 0.0
+    while idle_polls < 3:
+        batch = consumer.poll(timeout_ms=500, max_records=500)
+        if not batch:
+            # The fetch high watermark tells where the end is (ListOffsets may not).
+            at_end = all(
+                (hw := consumer.highwater(tp)) is not None and consumer.position(tp) >= hw
+                for tp in tps
+            )
+            idle_polls += 2 if at_end else 1
+            continue
+        idle_polls = 0
+        for tp, records in batch.items():
+            for record in records:
+                if limit is not None and report.replayed >= limit:
+                    return next_offsets
+                report.scanned += 1
+                next_offsets[tp] = record.offset + 1
+                _replay_one(record, reasons, producer, report)
+        if time.monotonic() - last_progress > 1:
+            progress(report)
+            last_progress = time.monotonic()
+    return next_offsets
+
+
+def _replay_one(record: Any, reasons: tuple[str, ...], producer: Any, report: ReplayReport) -> None:
+    try:
+        letter = DeadLetter.model_validate_json(record.value)
+    except ValidationError:
+        log.warning(
+            "offset %d of the dead-letter topic is not a dead letter; skipped", record.offset
+        )
+        report.unreplayable += 1
+        return
+    if letter.reason not in reasons:
+        report.skipped_other_reason += 1
+        return
+    value = replay_value(letter)
+    if value is None:
+        log.warning(
+            "dead letter at offset %d cannot be replayed (no event, or truncated raw input)",
+            record.offset,
+        )
+        report.unreplayable += 1
+        return
+    if producer is not None:
+        producer.send(letter.source_topic, key=record.key, value=value)
+    report.replayed += 1
+    report.by_topic[letter.source_topic] = report.by_topic.get(letter.source_topic, 0) + 1
