@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from schemas.config import AppConfig, PartnerConfig
 from schemas.durations import format_duration
@@ -13,8 +14,7 @@ ORGANIC_MEDIA_SOURCES = frozenset({"", "organic"})
 _ZERO = timedelta(0)
 
 
-@dataclass(frozen=True, slots=True)
-class Attribution:
+class Attribution(NamedTuple):
     """Whether the install belongs to this partner, and why in words an operator reads."""
 
     attributed: bool
@@ -62,6 +62,12 @@ def attribute(event: Event, partner: PartnerConfig, app: AppConfig) -> Attributi
             f"{touch_type} {_describe_gap(gap)} the install, outside the "
             f"{format_duration(lookback)} lookback",
         )
+    return _within(touch_type, lookback)
+
+
+@functools.lru_cache(maxsize=256)
+def _within(touch_type: str, lookback: timedelta) -> Attribution:
+    """The (shared) answer for a touch inside its window; built once per app setting."""
     return Attribution(True, f"{touch_type} within the {format_duration(lookback)} lookback")
 
 

@@ -54,6 +54,8 @@ def _describe_error(error: ErrorDetails, expected_type: EventType) -> str:
     field = ".".join(str(part) for part in error["loc"]) or "message"
     if error["type"] == "missing":
         return f"missing required field {field}"
+    if error["type"] == "string_pattern_mismatch":
+        return f"{field} must not be empty"
     if field == "event_type" and error["type"] == "literal_error":
         return (
             f"event_type {_short(error['input'])} does not match its topic, which carries "

@@ -12,12 +12,13 @@ client, its concurrency limit and its request pacer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -164,29 +165,61 @@ class PartnerChannel:
 
     # --- one batch ---------------------------------------------------------------------------
 
-    async def deliver(self, items: list[WorkItem], destination: str) -> None:
-        """Send a batch until it is delivered, rejected or out of attempts; then finish it."""
-        for part, result in await self._send(items, destination):
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """A concurrency slot and this request's pacing slot; send at once when it is yours."""
+        async with self.semaphore:
+            await self.pacer.acquire()  # inside the semaphore: the pacing holds at the wire
+            yield
+
+    def encode(self, items: list[WorkItem], destination: str) -> bytes:
+        """The request body of a batch."""
+        self.metrics.batch_sent(self.name, len(items))
+        return self.adapter.encode_request(destination, [item.payload for item in items])
+
+    async def deliver(
+        self,
+        items: list[WorkItem],
+        destination: str,
+        body: bytes | None = None,
+        first: AttemptResult | None = None,
+    ) -> None:
+        """Send a batch until it is delivered, rejected or out of attempts; then finish it.
+
+        `first` is the answer to an attempt already made (the lane sends as it forms a batch).
+        """
+        for part, result in await self._send(items, destination, body, first):
             self._finish(part, result)
 
     async def _send(
-        self, items: list[WorkItem], destination: str
+        self,
+        items: list[WorkItem],
+        destination: str,
+        body: bytes | None = None,
+        first: AttemptResult | None = None,
     ) -> list[tuple[list[WorkItem], BatchResult]]:
-        body = self.adapter.encode_request(destination, [item.payload for item in items])
-        self.metrics.batch_sent(self.name, len(items))
+        request = body if body is not None else self.encode(items, destination)
         attempts = 0
         previous: AttemptResult | None = None
 
         async def attempt() -> AttemptResult:
             nonlocal attempts, previous
             attempts += 1
+            if attempts == 1 and first is not None:
+                previous = first
+                return first
             if previous is not None and previous.fate_unknown:
                 self.metrics.resent(self.name, len(items))
-            previous = await self._attempt(body)
+            async with self.turn():
+                previous = await self.post(request)
             return previous
 
-        controller = retrying(self.delivery, self.sleep, functools.partial(self._retrying, items))
-        result: AttemptResult = await controller(attempt)
+        result: AttemptResult
+        if first is not None and not first.retryable:
+            attempts, result = 1, first  # the usual case: no retry policy to run
+        else:
+            before_sleep = functools.partial(self._retrying, items)
+            result = await retrying(self.delivery, self.sleep, before_sleep)(attempt)
         if result.kind is AttemptKind.OK:
             return [(items, BatchResult(Outcome.DELIVERED, attempts, result))]
         if result.kind is AttemptKind.FATAL:
@@ -197,35 +230,33 @@ class PartnerChannel:
                     "batch rejected, splitting to isolate the bad events",
                     extra={"partner": self.name, "size": len(items), "code": result.code},
                 )
-                first = await self._send(items[:middle], destination)
-                return first + await self._send(items[middle:], destination)
+                head = await self._send(items[:middle], destination)
+                return head + await self._send(items[middle:], destination)
             return [(items, BatchResult(Outcome.REJECTED, attempts, result))]
         return [(items, BatchResult(Outcome.GAVE_UP, attempts, result))]
 
-    async def _attempt(self, body: bytes) -> AttemptResult:
-        async with self.semaphore:
-            await self.pacer.acquire()  # inside the semaphore: the pacing holds at the wire
-            started = self.clock()
-            try:
-                response = await self.client.post(
-                    self.partner.endpoint,
-                    content=body,
-                    headers=self.headers,
-                    timeout=self.delivery.timeout_s,
-                )
-            except httpx.HTTPError as exc:
-                result = transport_failure(exc)
-            except Exception as exc:  # a defect must not lose events: log it and retry
-                log.exception("unexpected error sending to %s", self.name)
-                result = AttemptResult(
-                    AttemptKind.RETRYABLE, None, None, f"internal error: {type(exc).__name__}"
-                )
-            else:
-                result = self.adapter.classify(
-                    response.status_code, response.headers, response.content, self.wall_clock()
-                )
-            duration = self.clock() - started
-        self.metrics.attempted(self.name, result.kind, duration)
+    async def post(self, body: bytes) -> AttemptResult:
+        """One HTTP attempt (call it inside `turn()`), read as a value; feeds the pacer back."""
+        started = self.clock()
+        try:
+            response = await self.client.post(
+                self.partner.endpoint,
+                content=body,
+                headers=self.headers,
+                timeout=self.delivery.timeout_s,
+            )
+        except httpx.HTTPError as exc:
+            result = transport_failure(exc)
+        except Exception as exc:  # a defect must not lose events: log it and retry
+            log.exception("unexpected error sending to %s", self.name)
+            result = AttemptResult(
+                AttemptKind.RETRYABLE, None, None, f"internal error: {type(exc).__name__}"
+            )
+        else:
+            result = self.adapter.classify(
+                response.status_code, response.headers, response.content, self.wall_clock()
+            )
+        self.metrics.attempted(self.name, result.kind, self.clock() - started)
         if result.throttled:
             self.pacer.throttled(result.retry_after_s)
             self.metrics.rate_limit(self.name, self.pacer.rate)
@@ -330,22 +361,33 @@ class Lane:
                 await self._wake.wait()
                 continue
             await self._linger()
-            size = min(len(self.items), channel.delivery.batch_max_events)
-            batch = [self.items.popleft() for _ in range(size)]
-            if not batch:
-                continue  # discarded while lingering
-            self.busy = True
+            # The batch is formed only once the request can leave: while the lane waits for its
+            # turn (pacing, concurrency) the batch keeps growing, up to batch_max_events.
+            async with channel.turn():
+                size = min(len(self.items), channel.delivery.batch_max_events)
+                batch = [self.items.popleft() for _ in range(size)]
+                if not batch:
+                    continue  # discarded while waiting
+                self.busy = True
+                try:
+                    body = channel.encode(batch, self.destination)
+                    first = await channel.post(body)
+                except Exception:
+                    first = None
+                    log.exception("lane for %s failed to send", self.destination)
+                finally:
+                    self.busy = first is not None
             try:
-                await channel.deliver(batch, self.destination)
-            except asyncio.CancelledError:
-                raise
+                if first is not None:
+                    await channel.deliver(batch, self.destination, body, first)
+                    continue
             except Exception:
-                # A defect: put the batch back (nothing is lost) and try again after a pause.
                 log.exception("lane for %s failed; retrying its batch", self.destination)
-                self.items.extendleft(reversed(batch))
-                await channel.sleep(1.0)
             finally:
                 self.busy = False
+            # A defect: put the batch back (nothing is lost) and try again after a pause.
+            self.items.extendleft(reversed(batch))
+            await channel.sleep(1.0)
 
     async def _linger(self) -> None:
         """Wait until the batch is full, the linger has passed since the oldest item, or flush."""

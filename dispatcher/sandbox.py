@@ -40,6 +40,7 @@ from schemas.tiktok import (
 log = logging.getLogger(__name__)
 
 CODE_BAD_TOKEN = 40105
+LATENCY_PROPERTY = "bench_sent_at"
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
 
 
@@ -72,6 +73,7 @@ class ReceivedEvent:
     event_source_id: str
     received_at: float
     payload: dict[str, Any] | None
+    sent_at: float | None = None  # a benchmark's `properties.bench_sent_at`, for latency
 
 
 @dataclass
@@ -109,6 +111,8 @@ class TikTokSandbox:
         self._api_writers: set[asyncio.StreamWriter] = set()
         self._reopen: asyncio.TimerHandle | None = None
         self._request_ids = itertools.count(1)
+        self._seen: set[str] = set()
+        self._duplicates = 0
 
     async def start(self) -> None:
         """Listen on both ports (port 0 picks free ones)."""
@@ -224,39 +228,30 @@ class TikTokSandbox:
             self._record(200, CODE_BAD_TOKEN, 0, None)
             return 200, {}, self._body(CODE_BAD_TOKEN, "Access token is incorrect or revoked.")
         try:
-            decoded = json.loads(body)
-        except ValueError:
-            self._record(200, CODE_BAD_PARAMETER, 0, None)
-            return 200, {}, self._body(CODE_BAD_PARAMETER, "Request body is not valid JSON.")
-        data = decoded.get("data") if isinstance(decoded, dict) else None
-        if isinstance(data, list) and len(data) > MAX_EVENTS_PER_REQUEST:
-            self._record(200, CODE_BAD_PARAMETER, 0, None)
-            return (
-                200,
-                {},
-                self._body(
-                    CODE_BAD_PARAMETER, f"data: at most {MAX_EVENTS_PER_REQUEST} events per request"
-                ),
-            )
-        try:
-            request = TikTokRequest.model_validate(decoded)
+            request = TikTokRequest.model_validate_json(body)
         except ValidationError as exc:
-            error = exc.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in error["loc"])
             self._record(200, CODE_BAD_PARAMETER, 0, None)
-            return 200, {}, self._body(CODE_BAD_PARAMETER, f"{where}: {error['msg']}")
+            return 200, {}, self._body(CODE_BAD_PARAMETER, _describe(exc))
         now = time.time()
         source = request.event_source_id
-        for entry, raw_entry in zip(request.data, decoded["data"], strict=True):
+        payloads = json.loads(body)["data"] if self.record_payloads else [None] * len(request.data)
+        for entry, payload in zip(request.data, payloads, strict=True):
+            properties = entry.properties or {}
+            sent_at = properties.get(LATENCY_PROPERTY)
             self.events.append(
                 ReceivedEvent(
                     entry.event_id,
                     entry.event,
                     source,
                     now,
-                    raw_entry if self.record_payloads else None,
+                    payload,
+                    sent_at if isinstance(sent_at, float | int) else None,
                 )
             )
+            if entry.event_id in self._seen:
+                self._duplicates += 1
+            else:
+                self._seen.add(entry.event_id)
         self._record(200, CODE_OK, len(request.data), source)
         return 200, {}, self._body(CODE_OK, "OK")
 
@@ -310,19 +305,29 @@ class TikTokSandbox:
             self.events.clear()
             self.requests.clear()
             self.faults.clear()
+            self._seen.clear()
+            self._duplicates = 0
             return _json(200, {"reset": True})
         return _json(404, {"error": f"no route {method} {path}"})
 
     def stats(self) -> dict[str, int]:
-        """Counts of what was received."""
-        ids = [event.event_id for event in self.events]
-        unique = len(set(ids))
+        """Counts of what was received (kept as events arrive: cheap to poll)."""
         return {
             "requests": len(self.requests),
-            "events": len(ids),
-            "unique_event_ids": unique,
-            "duplicates": len(ids) - unique,
+            "events": len(self.events),
+            "unique_event_ids": len(self._seen),
+            "duplicates": self._duplicates,
         }
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    if error["type"] == "json_invalid":
+        return "Request body is not valid JSON."
+    if error["type"] == "too_long" and error["loc"] == ("data",):
+        return f"data: at most {MAX_EVENTS_PER_REQUEST} events per request"
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}"
 
 
 def _json(status: int, value: Any) -> tuple[int, dict[str, str], bytes]:

@@ -7,10 +7,11 @@ partner file names the environment variable that holds its token.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
+from functools import cached_property
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -18,7 +19,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PrivateAttr,
     field_validator,
     model_validator,
 )
@@ -102,8 +102,6 @@ class InAppPostbacks(_Config):
     window: Window = timedelta(days=180)
     events: tuple[EventMapping, ...] = ()
 
-    _by_sdk_event: Mapping[str, EventMapping] = PrivateAttr()
-
     @field_validator("events")
     @classmethod
     def _unique_sdk_events(cls, events: tuple[EventMapping, ...]) -> tuple[EventMapping, ...]:
@@ -114,12 +112,12 @@ class InAppPostbacks(_Config):
             seen.add(event.sdk_event)
         return events
 
-    def model_post_init(self, context: Any, /) -> None:
-        self._by_sdk_event = MappingProxyType({e.sdk_event: e for e in self.events})
-
-    def mapping_for(self, sdk_event: str) -> EventMapping | None:
-        """The mapping of an SDK event name, or None when it is not mapped."""
-        return self._by_sdk_event.get(sdk_event)
+    # Lookups are built once per (frozen) config, not per event: a cached_property lives in the
+    # instance dict and reads as fast as a field (a PrivateAttr goes through __getattr__).
+    @cached_property
+    def mapping_for(self) -> Callable[[str], EventMapping | None]:
+        """`mapping_for(sdk_event)`: the mapping of an SDK event name, or None when unmapped."""
+        return MappingProxyType({e.sdk_event: e for e in self.events}).get
 
 
 class AppConfig(_Config):
@@ -181,9 +179,6 @@ class PartnerConfig(_Config):
     delivery: DeliveryConfig = DeliveryConfig()
     apps: tuple[AppConfig, ...] = ()
 
-    _apps_by_id: Mapping[str, AppConfig] = PrivateAttr()
-    _media_sources: frozenset[str] = PrivateAttr()
-
     @field_validator("endpoint")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -206,17 +201,18 @@ class PartnerConfig(_Config):
             seen.add(app.app_id)
         return apps
 
-    def model_post_init(self, context: Any, /) -> None:
-        self._apps_by_id = MappingProxyType({app.app_id: app for app in self.apps})
-        self._media_sources = frozenset(self.media_sources)
+    @cached_property
+    def app(self) -> Callable[[str], AppConfig | None]:
+        """`app(app_id)`: this partner's config for an app, or None when it is not configured."""
+        return MappingProxyType({app.app_id: app for app in self.apps}).get
 
-    def app(self, app_id: str) -> AppConfig | None:
-        """This partner's config for an app, or None when the app is not configured."""
-        return self._apps_by_id.get(app_id)
+    @cached_property
+    def _media_source_set(self) -> frozenset[str]:
+        return frozenset(self.media_sources)
 
     def is_partner_media_source(self, media_source: str | None) -> bool:
         """True when an install's media source is one of this partner's."""
-        return media_source is not None and media_source.lower() in self._media_sources
+        return media_source is not None and media_source.lower() in self._media_source_set
 
 
 # ---------------------------------------------------------------------------------------------

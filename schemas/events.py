@@ -3,29 +3,42 @@
 from __future__ import annotations
 
 import json
-import math
-import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, PlainValidator, StringConstraints
 
 EventType = Literal["install", "in-app-event"]
 INSTALL: EventType = "install"
 IN_APP_EVENT: EventType = "in-app-event"
 
-# `YYYY-MM-DD HH:MM:SS[.fff]` (UTC, AppsFlyer raw data) or ISO 8601 with an offset.
-_TIMESTAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}"
-    r"(?:(?P<space> )|T)"
-    r"\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?"
-    r"(?P<offset>Z|[+-]\d{2}:?\d{2})?"
-)
+_fromisoformat = datetime.fromisoformat
 
 
 def parse_timestamp(value: object) -> datetime:
-    """Parse an event timestamp to an aware UTC datetime; numbers and other formats are refused."""
+    """Parse an event timestamp to an aware datetime: `YYYY-MM-DD HH:MM:SS[.fff]` (UTC, AppsFlyer
+    raw data) or ISO 8601 with an offset. Numbers, dates alone and offset-less ISO are refused.
+
+    On the hot path (three per event): a positional shape check, then the C parser.
+    """
+    if (
+        type(value) is str
+        and len(value) >= 19
+        and value[4] == "-"
+        and value[7] == "-"
+        and value[13] == ":"
+        and value[16] == ":"
+        and (separator := value[10]) in " T"
+    ):
+        try:
+            parsed = _fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value[:40]!r} is not a valid date and time") from None
+        if parsed.tzinfo is not None:
+            return parsed
+        if separator == " ":
+            return parsed.replace(tzinfo=UTC)
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not isinstance(value, str):
@@ -33,18 +46,9 @@ def parse_timestamp(value: object) -> datetime:
             f"must be a timestamp string 'YYYY-MM-DD HH:MM:SS[.fff]' (UTC) or ISO 8601 with an "
             f"offset, not {type(value).__name__}"
         )
-    match = _TIMESTAMP.fullmatch(value)
-    if match is None or (match["space"] is None and match["offset"] is None):
-        raise ValueError(
-            f"{value[:40]!r} is not 'YYYY-MM-DD HH:MM:SS[.fff]' (UTC) nor ISO 8601 with an offset"
-        )
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:  # e.g. month 13: the shape matched, the calendar did not
-        raise ValueError(f"{value[:40]!r} is not a valid date and time: {exc}") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    raise ValueError(
+        f"{value[:40]!r} is not 'YYYY-MM-DD HH:MM:SS[.fff]' (UTC) nor ISO 8601 with an offset"
+    )
 
 
 def _optional_timestamp(value: object) -> datetime | None:
@@ -87,18 +91,16 @@ def parse_decimal(value: object) -> Decimal | None:
     return amount
 
 
-def _lower_or_none(value: object) -> object:
-    if value is None or value == "":
-        return None
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
-OptionalTimestamp = Annotated[datetime | None, BeforeValidator(_optional_timestamp)]
-OptionalDecimal = Annotated[Decimal | None, BeforeValidator(parse_decimal)]
-EventValue = Annotated[dict[str, Any], BeforeValidator(parse_event_value)]
-Platform = Annotated[Literal["ios", "android"] | None, BeforeValidator(_lower_or_none)]
-TouchType = Annotated[str | None, BeforeValidator(_lower_or_none)]
+# AppsFlyer exports write missing values as empty strings: the typed fields below read "" as
+# absent; plain string fields keep "" and every rule treats an empty value as absent.
+Timestamp = Annotated[datetime, PlainValidator(parse_timestamp)]
+OptionalTimestamp = Annotated[datetime | None, PlainValidator(_optional_timestamp)]
+OptionalDecimal = Annotated[Decimal | None, PlainValidator(parse_decimal)]
+EventValue = Annotated[dict[str, Any], PlainValidator(parse_event_value)]
+# Lower-cased in pydantic-core (no Python call per event); "" stays "" and means absent.
+Lowered = Annotated[str | None, StringConstraints(strip_whitespace=True, to_lower=True)]
+# Required identifiers must hold a non-blank character (checked in pydantic-core).
+Identifier = Annotated[str, StringConstraints(pattern=r"\S")]
 
 
 class _Event(BaseModel):
@@ -106,15 +108,15 @@ class _Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
 
-    event_id: str
-    event_name: str
+    event_id: Identifier
+    event_name: Identifier
     event_time: Timestamp
     install_time: Timestamp
-    app_id: str
-    appsflyer_id: str
-    platform: Platform = None
+    app_id: Identifier
+    appsflyer_id: Identifier
+    platform: Lowered = None  # ios / android; not checked further, no rule depends on it
     media_source: str | None = None
-    attributed_touch_type: TouchType = None
+    attributed_touch_type: Lowered = None
     attributed_touch_time: OptionalTimestamp = None
     click_id: str | None = None
     campaign_id: str | None = None
@@ -128,22 +130,6 @@ class _Event(BaseModel):
     user_agent: str | None = None
     app_version: str | None = None
     country_code: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blank_is_absent(cls, data: Any) -> Any:
-        """AppsFlyer exports write missing values as empty strings; treat them as absent."""
-        if isinstance(data, dict) and "" in data.values():
-            required = {"event_id", "event_time", "install_time", "app_id", "appsflyer_id"}
-            return {k: v for k, v in data.items() if v != "" or k in required}
-        return data
-
-    @model_validator(mode="after")
-    def _required_not_blank(self) -> _Event:
-        for name in ("event_id", "app_id", "appsflyer_id", "event_name"):
-            if not getattr(self, name).strip():
-                raise ValueError(f"{name} must not be empty")
-        return self
 
     @property
     def event_time_s(self) -> float:
@@ -168,12 +154,3 @@ class InAppEvent(_Event):
 
 
 Event = InstallEvent | InAppEvent
-
-
-def is_finite_number(value: object) -> bool:
-    """True for an int or a finite float (not a bool)."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    return isinstance(value, float) and math.isfinite(value)

@@ -269,3 +269,21 @@ def test_token_is_never_in_logs_or_letters(caplog: pytest.LogCaptureFixture) -> 
         h = run(Harness(handler), [item(1)], expect_final=1)
     assert TOKEN not in caplog.text
     assert all(TOKEN not in letter.model_dump_json() for letter in h.letters.letters)
+
+
+def test_a_defect_while_sending_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given encoding the request fails once (a defect, not a partner answer)
+    original = TikTokAdapter.encode_request
+    calls = {"n": 0}
+
+    def flaky(self: TikTokAdapter, destination: str, payloads: Any) -> bytes:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return original(self, destination, payloads)
+
+    monkeypatch.setattr(TikTokAdapter, "encode_request", flaky)
+    # Then the batch is put back and delivered on the next turn
+    h = run(Harness(respond()), [item(1), item(2)], expect_final=2)
+    assert [ids(r) for r in h.requests] == [["e-1", "e-2"]]
+    assert h.letters.letters == []

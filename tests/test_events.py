@@ -113,7 +113,7 @@ def test_in_app_event_needs_its_sdk_event_name() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("app_id", ["id1"]), ("media_source", {"a": 1}), ("platform", "windows"), ("idfa", [1])],
+    [("app_id", ["id1"]), ("media_source", {"a": 1}), ("platform", ["ios"]), ("idfa", [1])],
 )
 def test_wrong_types_are_refused(field: str, value: object) -> None:
     with pytest.raises(ValidationError, match=field):
@@ -128,14 +128,30 @@ def test_numeric_ids_become_strings_and_unknown_fields_are_ignored() -> None:
 
 
 def test_blank_optional_fields_are_absent() -> None:
-    event = InstallEvent.model_validate(
-        event_dict("install", media_source="", attributed_touch_time="", click_id="", platform="")
+    # AppsFlyer exports write missing values as "": parsed fields read it as absent ...
+    event = InAppEvent.model_validate(
+        event_dict("in-app-event", attributed_touch_time="", event_revenue="", event_value="")
     )
-    assert (event.media_source, event.attributed_touch_time, event.click_id, event.platform) == (
-        None,
-        None,
-        None,
-        None,
+    assert (event.attributed_touch_time, event.event_revenue, event.event_value) == (None, None, {})
+
+
+def test_blank_strings_act_as_absent_in_decisions_and_payloads() -> None:
+    # ... and plain strings stay "", which every rule and the payload treat as absent.
+    from dispatcher.partners.tiktok import TikTokAdapter
+    from dispatcher.rules import Send, decide
+    from tests.factories import app_dict, make_partner
+
+    blank = {"click_id": "", "campaign_id": "", "idfa": "", "ip": "", "app_version": ""}
+    event = InstallEvent.model_validate(event_dict("install", **blank))
+    decision = decide(event, make_partner(app_dict()), TikTokAdapter().build_event)
+    assert isinstance(decision, Send)
+    assert decision.payload["ad"] == {"ad_id": "adset-1", "creative_id": "ad-1"}
+    assert "idfa" not in decision.payload["user"]
+    assert "ip" not in decision.payload["user"]
+    assert decision.payload["app"] == {"app_id": "id1234567890"}
+    organic = InstallEvent.model_validate(event_dict("install", media_source=""))
+    assert not isinstance(
+        decide(organic, make_partner(app_dict()), TikTokAdapter().build_event), Send
     )
 
 

@@ -7,8 +7,7 @@ rules and the delivery loop do not change.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from dispatcher.outcomes import AttemptResult
 from dispatcher.revenue import Money
@@ -16,8 +15,7 @@ from schemas.config import AppConfig
 from schemas.events import Event
 
 
-@dataclass(frozen=True, slots=True)
-class PostbackContent:
+class PostbackContent(NamedTuple):
     """What the rules decided to send, in partner-neutral terms."""
 
     event: Event

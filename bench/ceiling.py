@@ -1,0 +1,52 @@
+"""The consume-only ceiling: read and `json.loads` a topic with the worker's consumer settings.
+
+Run as its own process (`python -m bench.ceiling ...`) so it measures what one process can read.
+Prints one JSON line: events, seconds (first record to last), rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from kafka import KafkaConsumer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--group", required=True)
+    args = parser.parse_args()
+    consumer = KafkaConsumer(
+        args.topic,
+        bootstrap_servers=args.bootstrap,
+        group_id=args.group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        max_poll_interval_ms=10000,
+        max_poll_records=2000,
+    )
+    seen = 0
+    first = None
+    deadline = time.monotonic() + 300
+    while seen < args.count and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            if first is None:
+                first = time.perf_counter()
+            for record in records:
+                json.loads(record.value)
+            seen += len(records)
+    elapsed = time.perf_counter() - (first or time.perf_counter())
+    consumer.close(autocommit=False)
+    print(
+        json.dumps({"events": seen, "seconds": elapsed, "rate": seen / elapsed if elapsed else 0})
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,529 @@
+"""The throughput benchmark, in one run on the real broker (Tansu) and the local TikTok sandbox.
+
+    .venv/bin/python -m bench                 # the full run (a few minutes)
+    .venv/bin/python -m bench --quick         # a smoke run with small numbers
+
+Phases, each on its own topics and consumer group:
+  1. consume-only ceiling: read + json.loads of N events in a process of its own;
+  2. the worker with default settings on the same N events: delivered events/s, ratio to (1);
+  3. latency: events produced at half the rate of (2), event-to-postback p50/p99;
+  4. per-event mode (batch_max_events: 1) against what httpx alone does per process;
+  5. peak RSS with a large backlog while TikTok refuses connections, then the drain;
+  6. horizontal scale: two workers in one group against one.
+Prints a table and writes bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from dispatcher.broker import LocalBroker, free_port
+
+PARTITIONS = 8
+TOKEN = "bench-token"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- the pieces ------------------------------------------------------------------------------
+
+
+@dataclass
+class Sandbox:
+    process: subprocess.Popen[bytes]
+    url: str
+    control: str
+
+    def get(self, path: str) -> Any:
+        return httpx.get(f"{self.control}{path}", timeout=60).json()
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return httpx.post(f"{self.control}{path}", json=body or {}, timeout=60).json()
+
+    def stats(self) -> dict[str, int]:
+        result: dict[str, int] = self.get("/stats")
+        return result
+
+
+def start_sandbox(workdir: Path) -> Sandbox:
+    port, control = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", "sandbox", "--port", str(port),
+         "--control-port", str(control), "--no-payloads"],
+        stdout=subprocess.DEVNULL, stderr=open(workdir / "sandbox.log", "ab"),  # noqa: SIM115
+    )  # fmt: skip
+    sandbox = Sandbox(
+        process,
+        f"http://127.0.0.1:{port}/open_api/v1.3/event/track/",
+        f"http://127.0.0.1:{control}",
+    )
+    wait(lambda: _answers(sandbox), 30, "sandbox up")
+    return sandbox
+
+
+def _answers(sandbox: Sandbox) -> bool:
+    try:
+        sandbox.stats()
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def wait(condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def event(n: int, run: str, sent_at: float | None = None) -> dict[str, Any]:
+    """An owed in-app event: a TikTok-attributed purchase inside every window."""
+    value: dict[str, Any] = {
+        "af_revenue": "4.99",
+        "af_currency": "USD",
+        "af_content_id": f"sku-{n % 50}",
+    }
+    if sent_at is not None:
+        value["bench_sent_at"] = sent_at
+    now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    return {
+        "event_id": f"{run}-{n}", "event_type": "in-app-event", "event_name": "af_purchase",
+        "event_time": now, "install_time": "2025-11-19 09:00:00.000",
+        "app_id": "id1234567890", "appsflyer_id": f"af-{n % 20000}", "platform": "ios",
+        "media_source": "bytedanceglobal_int", "attributed_touch_type": "click",
+        "attributed_touch_time": "2025-11-19 08:00:00.000", "click_id": f"clk-{n}",
+        "campaign_id": "1780001", "adset_id": "1790001", "ad_id": "1800001",
+        "idfa": "6d92078a-8246-4ba4-ae5b-76104861e7dc", "ip": "203.0.113.7",
+        "user_agent": "ExampleApp/3.4.1 (iPhone; iOS 17.5)", "app_version": "3.4.1",
+        "event_value": json.dumps(value), "event_revenue": "4.99", "event_revenue_currency": "USD",
+    }  # fmt: skip
+
+
+def produce(bootstrap: str, topic: str, count: int, run: str) -> float:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024)
+    started = time.perf_counter()
+    for n in range(count):
+        value = event(n, run)
+        producer.send(topic, key=value["appsflyer_id"].encode(), value=json.dumps(value).encode())
+    producer.flush()
+    producer.close()
+    return time.perf_counter() - started
+
+
+@dataclass
+class Topics:
+    in_app: str
+    installs: str
+    dead_letters: str
+
+    @classmethod
+    def create(cls, broker: LocalBroker, name: str) -> Topics:
+        suffix = uuid.uuid4().hex[:6]
+        topics = cls(f"{name}-in-app-{suffix}", f"{name}-installs-{suffix}", f"{name}-dlq-{suffix}")
+        broker.create_topics(
+            {topics.in_app: PARTITIONS, topics.installs: PARTITIONS, topics.dead_letters: 1}
+        )
+        return topics
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    metrics_port: int
+
+    def metric(self, name: str) -> float:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return -1.0
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name
+        )
+
+    def ready(self) -> bool:
+        try:
+            return (
+                httpx.get(f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=2).status_code
+                == 200
+            )
+        except httpx.HTTPError:
+            return False
+
+    def peak_rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_worker(
+    workdir: Path, name: str, broker: LocalBroker, topics: Topics, sandbox: Sandbox, group: str,
+    delivery: dict[str, Any] | None = None, worker: dict[str, Any] | None = None,
+) -> Worker:  # fmt: skip
+    directory = workdir / name
+    (directory / "partners").mkdir(parents=True, exist_ok=True)
+    partner = {
+        "partner": "tiktok",
+        "media_sources": ["bytedanceglobal_int", "tiktokglobal_int"],
+        "endpoint": sandbox.url,
+        "access_token_env": "TIKTOK_ACCESS_TOKEN",
+        "apps": [{"app_id": "id1234567890", "tiktok_app_id": "7300000000000000001",
+                  "in_app_postbacks": {"enabled": True, "window": "lifetime", "events": [
+                      {"sdk_event": "af_purchase", "partner_event": "Pay(Purchase)", "send_revenue": True}]}}],
+    }  # fmt: skip
+    if delivery:
+        partner["delivery"] = delivery
+    (directory / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner))
+    port = free_port()
+    runtime = {
+        "kafka": {"bootstrap_servers": broker.bootstrap, "group_id": group,
+                  "topics": {"installs": topics.installs, "in_app_events": topics.in_app},
+                  "dead_letter_topic": topics.dead_letters, "session_timeout_ms": 6000,
+                  "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000},
+        "metrics": {"host": "127.0.0.1", "port": port},
+        "log": {"format": "json"},
+    }  # fmt: skip
+    if worker:
+        runtime["worker"] = worker
+    config = directory / "dispatcher.yaml"
+    config.write_text(yaml.safe_dump(runtime))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
+    env["TIKTOK_ACCESS_TOKEN"] = TOKEN
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL, stderr=open(directory / "worker.log", "ab"), env=env,  # noqa: SIM115
+    )  # fmt: skip
+    return Worker(process, port)
+
+
+def delivered_window(
+    sandbox: Sandbox, expected: int, timeout_s: float
+) -> tuple[float, float, list[dict[str, Any]]]:
+    """Wait for `expected` unique events; return (first, last) receive times and the events."""
+    wait(
+        lambda: sandbox.stats()["unique_event_ids"] >= expected,
+        timeout_s,
+        f"{expected} events delivered",
+        0.25,
+    )
+    events: list[dict[str, Any]] = sandbox.get("/events")["events"]
+    times = [e["received_at"] for e in events]
+    return min(times), max(times), events
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+# --- the phases ------------------------------------------------------------------------------
+
+
+def ceiling(broker: LocalBroker, topics: Topics, count: int) -> dict[str, Any]:
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.ceiling", "--bootstrap", broker.bootstrap, "--topic", topics.in_app,
+         "--count", str(count), "--group", f"ceiling-{uuid.uuid4().hex[:6]}"],
+        capture_output=True, text=True, check=True, timeout=600,
+    ).stdout  # fmt: skip
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sandbox: Sandbox,
+               count: int, workers: int = 1, delivery: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    sandbox.post("/reset")
+    group = f"{name}-{uuid.uuid4().hex[:6]}"
+    started = [
+        start_worker(workdir, f"{name}-{i}", broker, topics, sandbox, group, delivery)
+        for i in range(workers)
+    ]
+    try:
+        first, last, _ = delivered_window(sandbox, count, timeout_s=max(120, count / 200))
+        stats = sandbox.stats()
+        return {
+            "events": count,
+            "seconds": last - first,
+            "rate": count / (last - first) if last > first else float("nan"),
+            "duplicates": stats["duplicates"],
+            "requests": stats["requests"],
+            "peak_rss_mb": [round(w.peak_rss_mb(), 1) for w in started],
+            "cpu_s": [round(w.cpu_s(), 2) for w in started],
+        }
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+def latency(
+    workdir: Path, broker: LocalBroker, sandbox: Sandbox, rate: float, seconds: float
+) -> dict[str, Any]:
+    topics = Topics.create(broker, "latency")
+    sandbox.post("/reset")
+    worker = start_worker(
+        workdir, "latency", broker, topics, sandbox, f"latency-{uuid.uuid4().hex[:6]}"
+    )
+    try:
+        wait(worker.ready, 60, "latency worker ready")
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1)
+        total = int(rate * seconds)
+        started = time.perf_counter()
+        for n in range(total):
+            due = started + n / rate
+            ahead = due - time.perf_counter()
+            if ahead > 0.002:
+                time.sleep(ahead)
+            value = event(n, "latency", sent_at=time.time())
+            producer.send(
+                topics.in_app, key=value["appsflyer_id"].encode(), value=json.dumps(value).encode()
+            )
+        producer.flush()
+        achieved = total / (time.perf_counter() - started)
+        producer.close()
+        _, _, events = delivered_window(sandbox, total, timeout_s=120)
+        latencies = [
+            e["received_at"] - e["sent_at"] for e in events if e.get("sent_at") is not None
+        ]
+        return {
+            "target_rate": rate,
+            "produced_rate": achieved,
+            "events": len(latencies),
+            "p50_s": statistics.median(latencies),
+            "p99_s": percentile(latencies, 0.99),
+            "max_s": max(latencies),
+        }
+    finally:
+        worker.stop()
+
+
+def httpx_alone(sandbox: Sandbox, concurrency: int, seconds: float) -> dict[str, Any]:
+    sandbox.post("/reset")
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.httpx_alone", "--url", sandbox.url, "--concurrency", str(concurrency),
+         "--seconds", str(seconds)],
+        capture_output=True, text=True, check=True, timeout=seconds + 120,
+    ).stdout  # fmt: skip
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def backlog(
+    workdir: Path, broker: LocalBroker, sandbox: Sandbox, count: int, hold_s: float
+) -> dict[str, Any]:
+    topics = Topics.create(broker, "backlog")
+    log(f"backlog: producing {count} events")
+    produce(broker.bootstrap, topics.in_app, count, "backlog")
+    sandbox.post("/reset")
+    sandbox.post("/listener", {"down_for_s": None})  # connection refused until reopened
+    worker = start_worker(workdir, "backlog", broker, topics, sandbox, f"backlog-{uuid.uuid4().hex[:6]}",
+                          delivery={"backoff_max_s": 2, "max_attempts": 1000})  # fmt: skip
+    try:
+        wait(lambda: worker.metric("dispatcher_paused_partitions") > 0, 120, "paused partitions")
+        time.sleep(hold_s)
+        down = {
+            "peak_rss_mb": round(worker.peak_rss_mb(), 1),
+            "consumed": worker.metric("dispatcher_events_consumed_total"),
+            "inflight": worker.metric("dispatcher_inflight_events"),
+            "paused_partitions": worker.metric("dispatcher_paused_partitions"),
+        }
+        log(f"backlog: TikTok down, {down}; reopening")
+        sandbox.post("/listener", {"up": True})
+        opened = time.monotonic()
+        wait(
+            lambda: sandbox.stats()["unique_event_ids"] >= count,
+            max(600, count / 500),
+            "backlog drained",
+            1.0,
+        )
+        drain_s = time.monotonic() - opened
+        return {
+            "events": count,
+            "while_down": down,
+            "drain_seconds": drain_s,
+            "drain_rate": count / drain_s,
+            "peak_rss_mb_overall": round(worker.peak_rss_mb(), 1),
+            "duplicates": sandbox.stats()["duplicates"],
+        }
+    finally:
+        worker.stop()
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--events", type=int, default=100_000, help="events for the throughput phases"
+    )
+    parser.add_argument("--per-event-events", type=int, default=20_000)
+    parser.add_argument("--latency-seconds", type=float, default=20)
+    parser.add_argument("--backlog-events", type=int, default=1_000_000)
+    parser.add_argument("--backlog-hold-s", type=float, default=20)
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["latency", "per-event", "backlog", "scale"]
+    )
+    parser.add_argument("--quick", action="store_true", help="small numbers: a smoke run")
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args()
+    if args.quick:
+        args.events, args.per_event_events, args.latency_seconds = 5000, 1000, 4
+        args.backlog_events, args.backlog_hold_s = 20000, 3
+    workdir = Path(tempfile.mkdtemp(prefix="dispatcher-bench-"))
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "command": " ".join(["python -m bench", *sys.argv[1:]]),
+    }
+    with LocalBroker(log_path=workdir / "broker.log") as broker:
+        sandbox = start_sandbox(workdir)
+        try:
+            topics = Topics.create(broker, "throughput")
+            log(f"producing {args.events} owed in-app events")
+            results["produce_seconds"] = produce(broker.bootstrap, topics.in_app, args.events, "tp")
+            log("phase 1: consume-only ceiling")
+            results["ceiling"] = ceiling(broker, topics, args.events)
+            log("phase 2: the worker, default settings")
+            results["worker"] = throughput(workdir, "worker", broker, topics, sandbox, args.events)
+            results["ratio_to_ceiling"] = results["worker"]["rate"] / results["ceiling"]["rate"]
+            if "latency" not in args.skip:
+                half = results["worker"]["rate"] / 2
+                log(f"phase 3: latency at {half:.0f} events/s")
+                results["latency"] = latency(workdir, broker, sandbox, half, args.latency_seconds)
+            if "per-event" not in args.skip:
+                log("phase 4: per-event mode against httpx alone")
+                per_event_topics = Topics.create(broker, "per-event")
+                produce(broker.bootstrap, per_event_topics.in_app, args.per_event_events, "pe")
+                per_event = {"batch_max_events": 1, "batch_linger_ms": 0, "max_requests_per_s": 100000,
+                             "max_concurrent_requests": 8}  # fmt: skip
+                results["per_event"] = throughput(
+                    workdir,
+                    "per-event",
+                    broker,
+                    per_event_topics,
+                    sandbox,
+                    args.per_event_events,
+                    delivery=per_event,
+                )
+                results["httpx_alone"] = httpx_alone(sandbox, concurrency=8, seconds=10)
+                results["per_event_ratio_to_httpx"] = (
+                    results["per_event"]["rate"] / results["httpx_alone"]["rate"]
+                )
+            if "scale" not in args.skip:
+                log("phase 6: two workers in one group")
+                results["two_workers"] = throughput(
+                    workdir, "scale", broker, topics, sandbox, args.events, workers=2
+                )
+                results["scale_factor"] = results["two_workers"]["rate"] / results["worker"]["rate"]
+            if "backlog" not in args.skip:
+                log(f"phase 5: backlog of {args.backlog_events} while TikTok is down")
+                results["backlog"] = backlog(
+                    workdir, broker, sandbox, args.backlog_events, args.backlog_hold_s
+                )
+        finally:
+            sandbox.process.terminate()
+            sandbox.process.wait(timeout=10)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2))
+    print(render(results))
+    print(f"\nJSON: {args.output}")
+    return 0
+
+
+def render(r: dict[str, Any]) -> str:
+    rows = [
+        ("consume-only ceiling (read + json.loads)", f"{r['ceiling']['rate']:,.0f} events/s"),
+        ("worker, default settings: delivered", f"{r['worker']['rate']:,.0f} events/s"),
+        ("  ratio to the ceiling (target >= 0.33, stretch 0.5)", f"{r['ratio_to_ceiling']:.2f}"),
+        ("  peak RSS", f"{r['worker']['peak_rss_mb'][0]:.0f} MB"),
+        ("  duplicates", f"{r['worker']['duplicates']}"),
+    ]
+    if "latency" in r:
+        lat = r["latency"]
+        rows += [
+            (
+                f"event-to-postback at {lat['produced_rate']:,.0f} events/s: p50",
+                f"{lat['p50_s'] * 1000:.0f} ms",
+            ),
+            ("  p99 (target < 1 s)", f"{lat['p99_s'] * 1000:.0f} ms"),
+        ]
+    if "per_event" in r:
+        rows += [
+            ("per-event mode (batch_max_events: 1)", f"{r['per_event']['rate']:,.0f} events/s"),
+            (
+                "httpx alone, same concurrency, one process",
+                f"{r['httpx_alone']['rate']:,.0f} requests/s",
+            ),
+            ("  ratio (target >= 0.8)", f"{r['per_event_ratio_to_httpx']:.2f}"),
+            ("  peak RSS", f"{r['per_event']['peak_rss_mb'][0]:.0f} MB"),
+        ]
+    if "two_workers" in r:
+        rows += [
+            ("two workers, one group: delivered", f"{r['two_workers']['rate']:,.0f} events/s"),
+            ("  factor over one worker", f"{r['scale_factor']:.2f}"),
+        ]
+    if "backlog" in r:
+        b = r["backlog"]
+        rows += [
+            (
+                f"backlog of {b['events']:,} with TikTok down: peak RSS (target < 300 MB)",
+                f"{b['while_down']['peak_rss_mb']:.0f} MB",
+            ),
+            ("  consumed while down (paused, not buffered)", f"{b['while_down']['consumed']:,.0f}"),
+            (
+                "  drain after TikTok returns",
+                f"{b['drain_rate']:,.0f} events/s ({b['drain_seconds']:.0f} s)",
+            ),
+            ("  peak RSS over the drain", f"{b['peak_rss_mb_overall']:.0f} MB"),
+        ]
+    width = max(len(label) for label, _ in rows) + 2
+    lines = [f"{'figure':<{width}}value", "-" * (width + 24)]
+    lines += [f"{label:<{width}}{value}" for label, value in rows]
+    return "\n".join(lines)
