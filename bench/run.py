@@ -56,11 +56,14 @@ class Sandbox:
     url: str
     control: str
 
+    def __post_init__(self) -> None:
+        self.client = httpx.Client(timeout=60)  # one client: polling must cost the machine little
+
     def get(self, path: str) -> Any:
-        return httpx.get(f"{self.control}{path}", timeout=60).json()
+        return self.client.get(f"{self.control}{path}").json()
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        return httpx.post(f"{self.control}{path}", json=body or {}, timeout=60).json()
+        return self.client.post(f"{self.control}{path}", json=body or {}).json()
 
     def stats(self) -> dict[str, int]:
         result: dict[str, int] = self.get("/stats")

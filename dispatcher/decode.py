@@ -16,6 +16,11 @@ _MODELS: dict[str, type[InstallEvent] | type[InAppEvent]] = {
     IN_APP_EVENT: InAppEvent,
 }
 _MAX_ERRORS_IN_DETAIL = 5
+# Fields validated as unions: one plain sentence instead of one message per union member.
+_FIELD_RULES = {
+    "event_value": "must be an object, or a JSON string of one",
+    "event_revenue": "must be a finite decimal string or number",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +49,20 @@ def _bad_input(raw: bytes, exc: ValidationError, expected_type: EventType) -> Ba
         return BadInput(f"not valid JSON: {first['msg']}", raw, None)
     if first["type"] == "model_type" and not first["loc"]:
         return BadInput(f"not a JSON object: {_describe_json(raw)}", raw, None)
-    parts = [_describe_error(error, expected_type) for error in errors[:_MAX_ERRORS_IN_DETAIL]]
-    if len(errors) > _MAX_ERRORS_IN_DETAIL:
-        parts.append(f"and {len(errors) - _MAX_ERRORS_IN_DETAIL} more")
+    first_per_field: dict[object, ErrorDetails] = {}
+    for error in errors:
+        first_per_field.setdefault(error["loc"][0] if error["loc"] else "", error)
+    described = [_describe_error(error, expected_type) for error in first_per_field.values()]
+    parts = described[:_MAX_ERRORS_IN_DETAIL]
+    if len(described) > _MAX_ERRORS_IN_DETAIL:
+        parts.append(f"and {len(described) - _MAX_ERRORS_IN_DETAIL} more")
     return BadInput("; ".join(parts), raw, _parse_object(raw))
 
 
 def _describe_error(error: ErrorDetails, expected_type: EventType) -> str:
-    field = ".".join(str(part) for part in error["loc"]) or "message"
+    field = str(error["loc"][0]) if error["loc"] else "message"
+    if field in _FIELD_RULES:
+        return f"{field}: {_FIELD_RULES[field]} (got {_short(error['input'])})"
     if error["type"] == "missing":
         return f"missing required field {field}"
     if error["type"] == "string_pattern_mismatch":

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
@@ -55,7 +55,7 @@ class WorkItem:
     payload: Mapping[str, Any]
     event_label: str  # the partner's event name, a metric label
     event_time_s: float
-    queued_at: float = field(default=0.0)
+    queued_at: float  # the worker's monotonic clock when it handed the item over
 
 
 FinalCallback = Callable[[list[WorkItem]], None]
@@ -132,15 +132,26 @@ class PartnerChannel:
     # --- lanes -----------------------------------------------------------------------------
 
     def submit(self, items: Iterable[WorkItem]) -> None:
-        """Queue items in their lanes."""
-        now = self.clock()
+        """Queue items in their lanes; runs of items bound for one lane are queued at once."""
+        run: list[WorkItem] = []
         for item in items:
-            item.queued_at = now
-            key = (item.destination, item.topic, item.partition)
-            lane = self.lanes.get(key)
-            if lane is None:
-                lane = self.lanes[key] = Lane(self, item.destination, (item.topic, item.partition))
-            lane.put(item)
+            if run and (
+                item.partition != run[0].partition
+                or item.destination != run[0].destination
+                or item.topic != run[0].topic
+            ):
+                self._lane_for(run[0]).put(run)
+                run = []
+            run.append(item)
+        if run:
+            self._lane_for(run[0]).put(run)
+
+    def _lane_for(self, item: WorkItem) -> Lane:
+        key = (item.destination, item.topic, item.partition)
+        lane = self.lanes.get(key)
+        if lane is None:
+            lane = self.lanes[key] = Lane(self, item.destination, (item.topic, item.partition))
+        return lane
 
     def flush(self, tps: set[Partition] | None = None) -> None:
         """Send what is queued now, without lingering (shutdown, revoked partitions)."""
@@ -287,10 +298,10 @@ class PartnerChannel:
     def _finish(self, items: list[WorkItem], result: BatchResult) -> None:
         labels = Counter(item.event_label for item in items)
         if result.outcome is Outcome.DELIVERED:
-            now = self.wall_clock()
             self.metrics.finished(
-                self.name, result.outcome, labels, [now - item.event_time_s for item in items]
-            )
+                self.name, result.outcome, labels, [item.event_time_s for item in items],
+                self.wall_clock(),
+            )  # fmt: skip
             if result.last.partial:
                 log.info(
                     "partial success reported; counted as delivered: %s",
@@ -299,7 +310,7 @@ class PartnerChannel:
                 )
             self.on_final(items)
             return
-        self.metrics.finished(self.name, result.outcome, labels, ())
+        self.metrics.finished(self.name, result.outcome, labels, (), 0.0)
         log.warning(
             "postbacks %s after %d attempts, dead-lettering: %s",
             result.outcome.value,
@@ -332,9 +343,9 @@ class Lane:
         self._flush = False
         self.task = asyncio.get_running_loop().create_task(self._run())
 
-    def put(self, item: WorkItem) -> None:
-        """Queue an item."""
-        self.items.append(item)
+    def put(self, items: list[WorkItem]) -> None:
+        """Queue items (in offset order)."""
+        self.items.extend(items)
         self._wake.set()
 
     def flush(self) -> None:

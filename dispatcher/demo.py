@@ -46,7 +46,7 @@ def demo_config(workdir: Path, bootstrap: str, endpoint: str, metrics_port: int)
         "media_sources": ["bytedanceglobal_int", "tiktokglobal_int"],
         "endpoint": endpoint,
         "access_token_env": "TIKTOK_ACCESS_TOKEN",
-        "delivery": {"batch_max_events": 500, "batch_linger_ms": 100, "max_requests_per_s": 50},
+        "delivery": {"batch_max_events": 1000, "batch_linger_ms": 100, "max_requests_per_s": 50},
         "apps": [
             {"app_id": DEMO_APP, "tiktok_app_id": DEMO_TIKTOK_IDS[DEMO_APP], "view_through": False,
              "click_lookback": "7d", "install_postbacks": {"scope": "attributed"},

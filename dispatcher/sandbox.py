@@ -85,6 +85,7 @@ class RequestRecord:
     code: int | None
     events: int
     event_source_id: str | None
+    retry_after_s: float | None = None  # what the answer asked for, when it did
 
 
 class TikTokSandbox:
@@ -216,10 +217,11 @@ class TikTokSandbox:
             return None
         if fault is not None and not fault.answers_normally:
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            asked = float(fault.retry_after) if fault.retry_after else None
             if fault.code is not None:
-                self._record(fault.status, fault.code, 0, None)
+                self._record(fault.status, fault.code, 0, None, asked)
                 return fault.status, extra, self._body(fault.code, fault.message)
-            self._record(fault.status, None, 0, None)
+            self._record(fault.status, None, 0, None, asked)
             return fault.status, extra, fault.message.encode()
         if method != "POST":
             self._record(404, None, 0, None)
@@ -261,8 +263,17 @@ class TikTokSandbox:
             {"code": code, "message": message, "request_id": request_id, "data": {}}
         ).encode()
 
-    def _record(self, status: int, code: int | None, events: int, source: str | None) -> None:
-        self.requests.append(RequestRecord(time.time(), status, code, events, source))
+    def _record(
+        self,
+        status: int,
+        code: int | None,
+        events: int,
+        source: str | None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.requests.append(
+            RequestRecord(time.time(), status, code, events, source, retry_after_s)
+        )
 
     # --- the control port ------------------------------------------------------------------
 

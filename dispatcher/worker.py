@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
@@ -37,7 +37,16 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT_MS = 100
 LAG_INTERVAL_S = 5.0
 
-Completion = list[tuple[str, int, int]]  # (topic, partition, offset) of finished work units
+
+class Done(NamedTuple):
+    """A finished unit of work that is not a postback (a dead-lettered bad input)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+Completion = list[WorkItem] | list[Done]  # finished work units
 
 
 class Worker:
@@ -83,6 +92,10 @@ class Worker:
         self._reload = threading.Event()
         self._paused = False
         self._closing = False
+        # kafka-python's fetcher: a private attribute, used only to prefetch (see _prefetch)
+        self._fetcher = getattr(consumer, "_fetcher", None)
+        if not callable(getattr(self._fetcher, "send_fetches", None)):
+            self._fetcher = None
         self._next_commit_at = 0.0
         self._next_lag_at = 0.0
 
@@ -129,6 +142,7 @@ class Worker:
         budget = self._apply_backpressure()
         records = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=budget)
         if records:
+            self._prefetch()
             self._handle(records)
         now = self._clock()
         if now >= self._next_commit_at:
@@ -140,6 +154,7 @@ class Worker:
             self._next_lag_at = now + LAG_INTERVAL_S
 
     def _handle(self, records: dict[Any, list[Any]]) -> None:
+        now = self._clock()
         items: list[WorkItem] = []
         decisions: Counter[tuple[str, str, str, str]] = Counter()
         rereads = 0
@@ -158,7 +173,7 @@ class Worker:
                 if isinstance(event, BadInput):
                     state.track(offset, 1)
                     letter = bad_input_letter(topic, partition, offset, event)
-                    done = partial(self._completions.put, [(topic, partition, offset)])
+                    done = partial(self._completions.put, [Done(topic, partition, offset)])
                     self._dead_letters.submit(letter, message.key, done)
                     log.info(
                         "bad input dead-lettered: %s",
@@ -184,6 +199,7 @@ class Worker:
                                 decision.payload,
                                 adapter.event_label(decision.payload),
                                 event.event_time_s,
+                                now,
                             )
                         )
                     else:
@@ -195,9 +211,21 @@ class Worker:
         if rereads:
             self._metrics.reread_skipped(rereads)
 
+    def _prefetch(self) -> None:
+        """Ask for the next records of drained partitions now, so the broker's answer arrives
+        while this batch is decided (kafka-python fetches only once every buffered partition is
+        drained, which leaves the loop waiting on the network once per fetch)."""
+        if self._fetcher is None:
+            return
+        try:
+            self._fetcher.send_fetches()
+        except Exception:
+            log.debug("prefetch failed; kafka-python fetches on its own", exc_info=True)
+            self._fetcher = None
+
     def _on_final(self, items: list[WorkItem]) -> None:
         """Called from the delivery thread when items are final."""
-        self._completions.put([(item.topic, item.partition, item.offset) for item in items])
+        self._completions.put(items)
 
     def _drain_completions(self, timeout_s: float = 0.0) -> None:
         try:
@@ -208,10 +236,10 @@ class Worker:
             )
         except queue.Empty:
             return
-        offsets = self._offsets
+        complete = self._offsets.complete
         while True:
-            for topic, partition, offset in batch:
-                offsets.complete((topic, partition), offset)
+            for item in batch:
+                complete((item.topic, item.partition), item.offset)
             try:
                 batch = self._completions.get_nowait()
             except queue.Empty:

@@ -150,7 +150,7 @@ class AppConfig(_Config):
 class DeliveryConfig(_Config):
     """How postbacks are sent to one partner; every value has a default."""
 
-    batch_max_events: Annotated[int, Field(ge=1, le=MAX_EVENTS_PER_REQUEST)] = 500
+    batch_max_events: Annotated[int, Field(ge=1, le=MAX_EVENTS_PER_REQUEST)] = 1000
     batch_linger_ms: Annotated[int, Field(ge=0, le=10_000)] = 100
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     max_attempts: Annotated[int, Field(ge=1, le=1000)] = 10

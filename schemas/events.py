@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, PlainValidator, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, Json, PlainValidator, StringConstraints
 
 EventType = Literal["install", "in-app-event"]
 INSTALL: EventType = "install"
@@ -57,25 +56,6 @@ def _optional_timestamp(value: object) -> datetime | None:
     return parse_timestamp(value)
 
 
-def parse_event_value(value: object) -> dict[str, Any]:
-    """Normalise `event_value` (an object, or a JSON string of one) to a dict."""
-    if value is None or value == "":
-        return {}
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str):
-        try:
-            decoded = json.loads(value)
-        except ValueError:
-            raise ValueError(
-                "is a string but not JSON; expected an object or a JSON object string"
-            ) from None
-        if isinstance(decoded, dict):
-            return decoded
-        raise ValueError(f"is a JSON string of {type(decoded).__name__}, not of an object")
-    raise ValueError(f"must be an object or a JSON string of one, not {type(value).__name__}")
-
-
 def parse_decimal(value: object) -> Decimal | None:
     """Read a revenue amount from a decimal string or a number; None when absent."""
     if value is None or value == "":
@@ -95,8 +75,6 @@ def parse_decimal(value: object) -> Decimal | None:
 # absent; plain string fields keep "" and every rule treats an empty value as absent.
 Timestamp = Annotated[datetime, PlainValidator(parse_timestamp)]
 OptionalTimestamp = Annotated[datetime | None, PlainValidator(_optional_timestamp)]
-OptionalDecimal = Annotated[Decimal | None, PlainValidator(parse_decimal)]
-EventValue = Annotated[dict[str, Any], PlainValidator(parse_event_value)]
 # Lower-cased in pydantic-core (no Python call per event); "" stays "" and means absent.
 Lowered = Annotated[str | None, StringConstraints(strip_whitespace=True, to_lower=True)]
 # Required identifiers must hold a non-blank character (checked in pydantic-core).
@@ -148,9 +126,28 @@ class InAppEvent(_Event):
     """An in-app event, from the in-app events topic."""
 
     event_type: Literal["in-app-event"]
-    event_value: EventValue = {}
-    event_revenue: OptionalDecimal = None
+    # Both validated in pydantic-core (no Python call per event); read them through the
+    # properties below, which turn "" and null into "absent".
+    event_value_field: Annotated[
+        dict[str, Any] | Json[dict[str, Any]] | Literal[""] | None, Field(alias="event_value")
+    ] = None
+    event_revenue_field: Annotated[
+        Annotated[Decimal, Field(allow_inf_nan=False)] | Literal[""] | None,
+        Field(alias="event_revenue"),
+    ] = None
     event_revenue_currency: str | None = None
+
+    @property
+    def event_value(self) -> dict[str, Any]:
+        """The rich event parameters (empty when absent)."""
+        value = self.event_value_field
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def event_revenue(self) -> Decimal | None:
+        """The event's revenue amount, when it has one."""
+        amount = self.event_revenue_field
+        return amount if isinstance(amount, Decimal) else None
 
 
 Event = InstallEvent | InAppEvent

@@ -268,3 +268,20 @@ class WorkerProcess:
 def sandbox_ids(sandbox: Any) -> list[str]:
     """Every event id the sandbox accepted, in arrival order (duplicates included)."""
     return [event.event_id for event in list(sandbox.events)]
+
+
+IN_FLIGHT_S = 0.05  # a request that arrives this soon after a 429 was sent before it was read
+
+
+def retry_after_violations(requests: list[Any]) -> list[tuple[float, float]]:
+    """(answer time, offending request time) for requests that arrived while a Retry-After that
+    the sandbox had asked for was still running."""
+    arrivals = sorted(r.at for r in requests)
+    violations = []
+    for record in requests:
+        wait_s = record.retry_after_s
+        if not wait_s:
+            continue
+        start, end = record.at + IN_FLIGHT_S, record.at + wait_s - 0.01
+        violations += [(record.at, other) for other in arrivals if start < other < end]
+    return violations

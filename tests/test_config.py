@@ -75,7 +75,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert app.install_postbacks.scope == "attributed"
     assert app.in_app_postbacks.enabled is False  # no section: no in-app postbacks
     delivery = settings.partners.by_name("tiktok").delivery
-    assert (delivery.batch_max_events, delivery.max_attempts) == (500, 10)
+    assert (delivery.batch_max_events, delivery.max_attempts) == (1000, 10)
     assert settings.runtime.kafka.dead_letter_topic == "postbacks-dead-letter"
     assert settings.runtime.metrics.port == 9108
 

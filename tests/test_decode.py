@@ -32,7 +32,7 @@ def test_valid_messages_decode_to_their_topic_type() -> None:
         (raw(event_dict("install", app_id=["id1"])), "install", "app_id: Input should be a valid string"),
         (raw(event_dict("install")), "in-app-event", "event_type 'install' does not match its topic"),
         (raw(event_dict("in-app-event")), "install", "event_type 'in-app-event' does not match"),
-        (raw(event_dict("in-app-event", event_value="[1]")), "in-app-event", "event_value: is a JSON string of list"),
+        (raw(event_dict("in-app-event", event_value="[1]")), "in-app-event", "event_value: must be an object, or a JSON string of one"),
         (raw(event_dict("install") | {"event_type": "purchase"}), "install", "event_type 'purchase'"),
     ],
 )  # fmt: skip

@@ -40,8 +40,9 @@ def item(n: int, partition: int = 0, destination: str = "7300000000000000001") -
     }
     raw = json.dumps({"event_id": f"e-{n}", "app_id": "id1"}).encode()
     return WorkItem(
-        "in-app", partition, n, b"key", raw, "tiktok", destination, payload, "Purchase", time.time()
-    )
+        "in-app", partition, n, b"key", raw, "tiktok", destination, payload, "Purchase",
+        time.time(), time.monotonic(),
+    )  # fmt: skip
 
 
 def ok_body(code: int = 0, message: str = "OK") -> dict[str, Any]:

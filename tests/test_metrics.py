@@ -47,7 +47,7 @@ def test_a_failing_metric_update_is_logged_not_raised(caplog) -> None:  # type: 
 def test_label_sets_are_bounded_by_design() -> None:
     metrics = Metrics()
     metrics.start_partner("tiktok")
-    metrics.finished("tiktok", Outcome.DELIVERED, {"Purchase": 2}, [0.1, 0.2])
+    metrics.finished("tiktok", Outcome.DELIVERED, {"Purchase": 2}, [99.9, 99.8], 100.0)
     names = {sample.name for family in metrics.registry.collect() for sample in family.samples}
     label_names = {
         label
@@ -58,3 +58,38 @@ def test_label_sets_are_bounded_by_design() -> None:
     assert "dispatcher_event_to_postback_seconds_count" in names
     assert label_names <= {"topic", "partner", "event_type", "decision", "reason", "event", "outcome",
                            "result", "partition", "app_id", "active", "version", "le"}  # fmt: skip
+
+
+def test_the_batch_histogram_agrees_with_prometheus_client() -> None:
+    # Given the same latencies observed one by one in a prometheus_client Histogram
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from dispatcher.metrics import LATENCY_BUCKETS_S
+
+    latencies = [0.0, 0.05, 0.07, 0.1, 0.3, 1.0, 2.4, 59.0, 86400.0, 100000.0]
+    reference_registry = CollectorRegistry()
+    reference = Histogram(
+        "dispatcher_event_to_postback_seconds", "ref", ["partner"],
+        buckets=LATENCY_BUCKETS_S, registry=reference_registry,
+    )  # fmt: skip
+    for latency in latencies:
+        reference.labels("tiktok").observe(latency)
+    # When the dispatcher's histogram gets them as one batch
+    metrics = Metrics()
+    # (now = 0 keeps `now - (now - x)` exact, so bucket edges compare exactly)
+    metrics.finished("tiktok", Outcome.DELIVERED, {"Purchase": 10}, [-x for x in latencies], 0.0)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for family in registry.collect()
+            if family.name == "dispatcher_event_to_postback_seconds"
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    # Then every bucket, the count and the sum agree
+    ours, theirs = samples(metrics.registry), samples(reference_registry)
+    assert ours.keys() == theirs.keys()
+    for key, value in theirs.items():
+        assert abs(ours[key] - value) < 1e-6, key

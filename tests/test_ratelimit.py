@@ -1,8 +1,9 @@
-"""Request pacing: spacing, throttling, Retry-After, recovery — on a fake clock."""
+"""Request pacing: the ceiling per second, throttling, Retry-After, recovery — on a fake clock."""
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 
 from dispatcher.ratelimit import RequestPacer
@@ -11,39 +12,18 @@ from dispatcher.ratelimit import RequestPacer
 class FakeTime:
     def __init__(self) -> None:
         self.now = 1000.0
-        self.sleeps: list[float] = []
 
     def clock(self) -> float:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)
 
 
-def send_times(pacer: RequestPacer, fake: FakeTime, count: int) -> list[float]:
-    async def go() -> list[float]:
-        times = []
-        for _ in range(count):
-            await pacer.acquire()
-            times.append(fake.now)
-        return times
-
-    return asyncio.run(go())
-
-
-def test_requests_are_spaced_by_the_ceiling() -> None:
-    fake = FakeTime()
-    pacer = RequestPacer(10, fake.clock, fake.sleep)
-    times = send_times(pacer, fake, 5)
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert all(abs(gap - 0.1) < 1e-9 for gap in gaps), gaps
-
-
-def test_concurrent_waiters_never_beat_the_spacing() -> None:
-    fake = FakeTime()
-    pacer = RequestPacer(4, fake.clock, fake.sleep)
+def send_times(
+    pacer: RequestPacer, fake: FakeTime, count: int, concurrent: bool = False
+) -> list[float]:
     times: list[float] = []
 
     async def one() -> None:
@@ -51,11 +31,42 @@ def test_concurrent_waiters_never_beat_the_spacing() -> None:
         times.append(fake.now)
 
     async def go() -> None:
-        await asyncio.gather(*(one() for _ in range(6)))
+        if concurrent:
+            await asyncio.gather(*(one() for _ in range(count)))
+        else:
+            for _ in range(count):
+                await one()
 
     asyncio.run(go())
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 0.25 - 1e-9, gaps
+    return times
+
+
+def most_in_any_window(times: list[float], window_s: float = 1.0) -> int:
+    ordered = sorted(times)
+    return max(bisect.bisect_left(ordered, t + window_s - 1e-9) - i for i, t in enumerate(ordered))
+
+
+def test_never_more_than_the_ceiling_in_any_second() -> None:
+    fake = FakeTime()
+    pacer = RequestPacer(10, fake.clock, fake.sleep)
+    times = send_times(pacer, fake, 55)
+    assert most_in_any_window(times) == 10
+    assert times[-1] - times[0] >= 5.0  # 55 requests at 10/s take five seconds at least
+    assert times[-1] - times[0] < 5.5  # ... and not much more: the ceiling is reached
+
+
+def test_concurrent_waiters_respect_the_ceiling() -> None:
+    fake = FakeTime()
+    pacer = RequestPacer(4, fake.clock, fake.sleep)
+    times = send_times(pacer, fake, 13, concurrent=True)
+    assert most_in_any_window(times) == 4
+
+
+def test_a_slow_rate_is_one_request_per_interval() -> None:
+    fake = FakeTime()
+    pacer = RequestPacer(0.5, fake.clock, fake.sleep)
+    times = send_times(pacer, fake, 3)
+    assert [round(b - a, 6) for a, b in itertools.pairwise(times)] == [2.0, 2.0]
 
 
 def test_throttling_halves_the_rate_and_waits_out_retry_after() -> None:
@@ -65,8 +76,9 @@ def test_throttling_halves_the_rate_and_waits_out_retry_after() -> None:
     start = fake.now
     pacer.throttled(retry_after_s=3)
     assert pacer.rate == 5
-    [next_send] = send_times(pacer, fake, 1)
-    assert next_send >= start + 3
+    times = send_times(pacer, fake, 12)
+    assert times[0] >= start + 3
+    assert most_in_any_window(times) == 5
 
 
 def test_rate_has_a_floor_and_recovers_on_success() -> None:

@@ -379,7 +379,9 @@ def test_scope_all_sends_a_superset_of_scope_attributed(
     subject: InstallEvent | InAppEvent = event
     if install:
         subject = InstallEvent.model_validate(
-            event.model_dump(exclude={"event_value", "event_revenue", "event_revenue_currency"})
+            event.model_dump(
+                exclude={"event_value_field", "event_revenue_field", "event_revenue_currency"}
+            )
             | {"event_type": "install"}
         )
     attributed = make_partner(app_dict(view_through=view_through, install_scope="attributed"))
