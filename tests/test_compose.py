@@ -1,0 +1,466 @@
+"""The Compose stack, the image and the dashboard, checked by parsing them (no Docker needed).
+
+Each check is a function that returns the problems it finds, so the tests below can show it catches
+a broken file as well as pass the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from dispatcher.config_loader import load_settings
+from dispatcher.metrics import Metrics
+from tests.pipeline import REPO
+
+COMPOSE_FILE = REPO / "docker-compose.yml"
+DOCKERFILE = REPO / "Dockerfile"
+PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA = REPO / "deploy" / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "postback-dispatcher.json"
+JOB = "postback-dispatcher"
+
+# ---------------------------------------------------------------------------------------------
+# Metric names: what the dispatcher exports, and what a PromQL expression uses
+
+# Sample names prometheus_client derives from a family name, by family type.
+SAMPLE_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
+}
+
+
+def exported_metric_names() -> set[str]:
+    """Every sample name the dispatcher's registry can expose, plus Prometheus' own `up`.
+
+    Labelled metrics have no samples until a label set is used, so the names come from each
+    family's name and type rather than from a scrape.
+    """
+    names = {"up"}
+    for family in Metrics().registry.collect():
+        names |= {family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type]}
+    return names
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+# A whole word that is not a function call (`rate(`) and not part of a number (`1e3`, `0.5`).
+_IDENTIFIER = re.compile(r"(?<![\w.:$])[a-zA-Z_:][\w:]*(?![\w:]|\s*\()")
+_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
+             "group_left", "group_right", "inf", "nan", "atan2"}  # fmt: skip
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (Grafana `$variables` allowed)."""
+    text = _STRING.sub('""', expr)
+    text = re.sub(r"\$\{[^}]*\}|\$\w+", " ", text)  # Grafana variables
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges and subqueries
+    text = _GROUPING.sub(" ", text)
+    return {name for name in _IDENTIFIER.findall(text) if name.lower() not in _KEYWORDS}
+
+
+def test_metric_names_are_read_from_promql() -> None:
+    expr = (
+        'histogram_quantile(0.9, sum by (le) (rate(dispatcher_x_seconds_bucket{job="a", '
+        'le=~"1|2", s="{b}"}[$__rate_interval]))) / on (partner) group_left (app) '
+        "up offset 5m > bool 1e3 and deriv(sum by (topic) (lag_total)[10m:1m]) > 0"
+    )
+    assert metric_names(expr) == {"dispatcher_x_seconds_bucket", "up", "lag_total"}
+
+
+def test_exported_names_cover_what_a_scrape_shows() -> None:
+    metrics = Metrics()
+    metrics.start_partner("tiktok")
+    scraped = {s.name for family in metrics.registry.collect() for s in family.samples}
+    assert scraped, "the registry exposes samples"
+    assert scraped <= exported_metric_names()
+    assert "dispatcher_postbacks_total" in exported_metric_names()
+    assert "dispatcher_request_duration_seconds_bucket" in exported_metric_names()
+
+
+# ---------------------------------------------------------------------------------------------
+# Compose helpers
+
+_REFERENCE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+def interpolate(value: str) -> str:
+    """A value as Compose resolves it with none of the variables set: `${X:-d}` → `d`."""
+    return _REFERENCE.sub(lambda m: m.group(2) or "", value).replace("$$", "$")
+
+
+def load_compose() -> dict[str, Any]:
+    compose: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    return compose
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as a mapping, uninterpolated (list or mapping syntax)."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(key): "" if value is None else str(value) for key, value in env.items()}
+
+
+def depends_on(service: dict[str, Any]) -> dict[str, str]:
+    """Dependency → condition (short syntax means `service_started`)."""
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return dict.fromkeys(deps, "service_started")
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
+
+
+def one_shot_services(compose: dict[str, Any]) -> set[str]:
+    """Services others wait for to *finish* (like kafka-init): they need no health check."""
+    return {
+        name
+        for service in compose["services"].values()
+        for name, condition in depends_on(service).items()
+        if condition == "service_completed_successfully"
+    }
+
+
+def bind_mounts(service: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(host source, container target) of a service's bind mounts, interpolated."""
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                yield interpolate(volume["source"]), volume["target"]
+            continue
+        source, target = interpolate(volume).split(":")[:2]
+        if source.startswith((".", "/", "~")):
+            yield source, target
+
+
+def image_tag(image: str) -> str | None:
+    """The tag of an image reference, or None without one (`name`, `registry:5000/name`)."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Compose checks: each returns its problems
+
+
+def unpinned_images(compose: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, service in compose["services"].items():
+        image = service.get("image")
+        if image is None:
+            if "build" not in service:
+                problems.append(f"{name}: neither image nor build")
+            continue
+        if "@sha256:" in image:
+            continue
+        tag = image_tag(image)
+        # An exact version: no tag, `latest` or a bare major ("3", "11") would move under us.
+        if tag is None or tag == "latest" or not re.search(r"\d+\.\d+", tag):
+            problems.append(f"{name}: image {image!r} is not pinned to an exact version")
+    return problems
+
+
+def missing_healthchecks(compose: dict[str, Any]) -> list[str]:
+    problems = []
+    exempt = one_shot_services(compose)
+    for name, service in compose["services"].items():
+        check = service.get("healthcheck") or {}
+        test = check.get("test")
+        if name not in exempt and (check.get("disable") or not test or test[0] == "NONE"):
+            problems.append(f"{name}: no health check")
+    return problems
+
+
+def broken_dependencies(compose: dict[str, Any]) -> list[str]:
+    problems = []
+    services = compose["services"]
+    for name, service in services.items():
+        for dependency, condition in depends_on(service).items():
+            if dependency not in services:
+                problems.append(f"{name}: depends on unknown service {dependency!r}")
+            elif condition == "service_healthy" and "healthcheck" not in services[dependency]:
+                problems.append(f"{name}: waits for {dependency} to be healthy, it has no check")
+    return problems
+
+
+def missing_mount_sources(compose: dict[str, Any]) -> list[str]:
+    problems = []
+    declared = set(compose.get("volumes") or {})
+    for name, service in compose["services"].items():
+        for source, _ in bind_mounts(service):
+            if not (COMPOSE_FILE.parent / source).exists():
+                problems.append(f"{name}: mounts {source}, which is not in the repository")
+        for volume in service.get("volumes") or []:
+            source = volume.get("source", "") if isinstance(volume, dict) else volume.split(":")[0]
+            if source and not source.startswith((".", "/", "~", "$")) and source not in declared:
+                problems.append(f"{name}: named volume {source!r} is not declared")
+    return problems
+
+
+SECRET_KEY = re.compile(r"TOKEN|PASSWORD|SECRET|PASSWD|API_?KEY|CREDENTIAL", re.IGNORECASE)
+
+
+def inline_secrets(compose: dict[str, Any]) -> list[str]:
+    """Secret-looking variables must come from the environment: the whole value a `${...}`."""
+    problems = []
+    for name, service in compose["services"].items():
+        for key, value in environment(service).items():
+            if SECRET_KEY.search(key) and not re.fullmatch(r"\$\{\w+(?::?-[^}]*)?\}", value):
+                problems.append(f"{name}: {key} is set in the file; use ${{{key}}}")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_compose()
+
+
+CHECKS = [unpinned_images, missing_healthchecks, broken_dependencies, missing_mount_sources,
+          inline_secrets]  # fmt: skip
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+def test_compose_file_passes(check: Any, compose: dict[str, Any]) -> None:
+    assert check(compose) == []
+
+
+@pytest.mark.parametrize(
+    ("check", "service"),
+    [
+        (unpinned_images, {"image": "apache/kafka:latest"}),
+        (unpinned_images, {"image": "prom/prometheus"}),
+        (unpinned_images, {"image": "grafana/grafana:11"}),
+        (unpinned_images, {"image": "registry:5000/grafana"}),
+        (missing_healthchecks, {"image": "a:1.2.3"}),
+        (missing_healthchecks, {"image": "a:1.2.3", "healthcheck": {"test": ["NONE"]}}),
+        (broken_dependencies, {"build": ".", "depends_on": ["nowhere"]}),
+        (missing_mount_sources, {"build": ".", "volumes": ["./no/such/dir:/etc/x:ro"]}),
+        (missing_mount_sources, {"build": ".", "volumes": ["undeclared:/data"]}),
+        (inline_secrets, {"build": ".", "environment": {"TIKTOK_ACCESS_TOKEN": "abc123"}}),
+        (inline_secrets, {"build": ".", "environment": ["GF_SECURITY_ADMIN_PASSWORD=hunter2"]}),
+    ],
+)
+def test_compose_checks_catch_mistakes(check: Any, service: dict[str, Any]) -> None:
+    # Given the real file with one extra, broken service
+    broken = load_compose()
+    broken["services"]["broken"] = service
+    # Then the check reports it
+    assert any(problem.startswith("broken:") for problem in check(broken))
+
+
+def test_kafka_init_is_the_only_service_without_a_health_check(compose: dict[str, Any]) -> None:
+    assert one_shot_services(compose) == {"kafka-init"}
+    assert "healthcheck" not in compose["services"]["kafka-init"]
+
+
+def test_dispatcher_configuration_points_at_the_compose_services(compose: dict[str, Any]) -> None:
+    # Given the dispatcher's environment as Compose passes it, and the config directory it mounts
+    service = compose["services"]["dispatcher"]
+    env = {key: interpolate(value) for key, value in environment(service).items()}
+    (config_dir,) = [
+        source for source, target in bind_mounts(service) if target == "/etc/dispatcher"
+    ]
+    # When the dispatcher loads its configuration (as `dispatcher run` would)
+    settings = load_settings(COMPOSE_FILE.parent / config_dir / "dispatcher.yaml", env)
+    # Then Kafka and the partner endpoint are services of this file
+    services = compose["services"]
+    for server in settings.runtime.kafka.bootstrap_servers:
+        host, port = server.rsplit(":", 1)
+        assert host in services
+        advertised = environment(services[host])["KAFKA_ADVERTISED_LISTENERS"]
+        assert f"//{host}:{port}" in advertised
+    endpoint = urlsplit(settings.partners.by_name("tiktok").endpoint)
+    assert endpoint.hostname == "tiktok-sandbox"
+    sandbox_command = services["tiktok-sandbox"]["command"]
+    assert sandbox_command[sandbox_command.index("--port") + 1] == str(endpoint.port)
+    # And the metrics port is the one published and scraped
+    assert f"{settings.runtime.metrics.port}:{settings.runtime.metrics.port}" in service["ports"]
+
+
+def test_kafka_init_creates_every_configured_topic(compose: dict[str, Any]) -> None:
+    kafka = yaml.safe_load((REPO / "config" / "dispatcher.yaml").read_text())["kafka"]
+    script = " ".join(compose["services"]["kafka-init"]["command"])
+    created = set(re.findall(r"--topic\s+(\S+)", script))
+    assert created == {*kafka["topics"].values(), kafka["dead_letter_topic"]}
+    assert script.count("--if-not-exists") >= 1
+
+
+def test_prometheus_scrapes_the_dispatcher_and_loads_the_alerts(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == JOB]
+    targets = {target for static in job["static_configs"] for target in static["targets"]}
+    assert "dispatcher:9108" in targets
+    assert "dispatcher" in compose["services"]
+    # Every rule file sits where Prometheus looks for it: next to the mounted config file.
+    mounts = dict(bind_mounts(compose["services"]["prometheus"]))
+    config_target = Path(mounts["./deploy/prometheus/prometheus.yml"])
+    mounted_targets = {Path(target) for target in mounts.values()}
+    for rule_file in config["rule_files"]:
+        assert config_target.parent / rule_file in mounted_targets
+        assert (PROMETHEUS_CONFIG.parent / rule_file).is_file()
+
+
+def test_grafana_provisions_the_datasource_and_the_dashboard(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    mounts = dict(bind_mounts(grafana))
+    (datasource,) = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"]
+    assert urlsplit(datasource["url"]).hostname in compose["services"]
+    (provider,) = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "dashboards.yml").read_text()
+    )["providers"]
+    assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    # Every panel queries the provisioned datasource by its fixed uid
+    uids = {ref["uid"] for ref in datasource_refs(json.loads(DASHBOARD.read_text()))}
+    assert uids == {datasource["uid"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The Dockerfile
+
+
+def dockerfile_problems(text: str) -> list[str]:
+    problems = []
+    lines = re.sub(r"\\\n", " ", text).splitlines()
+    instructions = [
+        (parts[0].upper(), parts[1] if len(parts) > 1 else "")
+        for parts in (line.split(None, 1) for line in lines if line.strip() and line[0] != "#")
+    ]
+    for keyword, rest in instructions:
+        if keyword == "FROM":
+            image = rest.split()[0]
+            tag = image_tag(image) or ""
+            if "@sha256:" not in image and not re.search(r"\d+\.\d+\.\d+", tag):
+                problems.append(f"base image {image} is not pinned to a patch version")
+        if keyword == "COPY" and "--from" not in rest:
+            for source in rest.split()[:-1]:
+                if not (REPO / source).exists():
+                    problems.append(f"COPY {source}: not in the repository")
+    users = [rest.split(":")[0].strip() for keyword, rest in instructions if keyword == "USER"]
+    if not users or users[-1] in {"root", "0"}:
+        problems.append("the image runs as root")
+    return problems
+
+
+def test_dockerfile_is_pinned_and_runs_unprivileged() -> None:
+    text = DOCKERFILE.read_text()
+    assert dockerfile_problems(text) == []
+    assert 'ENTRYPOINT ["dispatcher"]' in text
+    assert "EXPOSE 9108" in text
+    assert "127.0.0.1:9108/healthz" in text
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (("FROM python:3.11.13-slim-bookworm", "FROM python:3.11-slim"), "not pinned"),
+        (("FROM python:3.11.13-slim-bookworm", "FROM python:latest"), "not pinned"),
+        (("USER 10001", "USER root"), "runs as root"),
+        (("USER 10001", ""), "runs as root"),
+        (("COPY schemas ./schemas", "COPY nowhere ./schemas"), "not in the repository"),
+    ],
+)
+def test_dockerfile_check_catches_mistakes(edit: tuple[str, str], problem: str) -> None:
+    text = DOCKERFILE.read_text()
+    assert edit[0] in text
+    assert any(problem in found for found in dockerfile_problems(text.replace(*edit)))
+
+
+def test_dockerignore_keeps_local_state_out() -> None:
+    ignored = set((REPO / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "tests"} <= ignored
+    # ... but not what the image is built from
+    assert not {"dispatcher", "schemas", "pyproject.toml", "README.md"} & ignored
+
+
+# ---------------------------------------------------------------------------------------------
+# The dashboard
+
+
+def all_panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, including those inside collapsed rows."""
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def datasource_refs(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in all_panels(dashboard):
+        if panel["type"] != "row":
+            yield panel["datasource"]
+            yield from (target["datasource"] for target in panel["targets"])
+    yield from (variable["datasource"] for variable in dashboard["templating"]["list"])
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(where, PromQL) of every panel target and template variable."""
+    for panel in all_panels(dashboard):
+        for target in panel.get("targets", []):
+            yield f"panel {panel['title']!r}", target["expr"]
+    for variable in dashboard["templating"]["list"]:
+        query = variable["query"]
+        query = query["query"] if isinstance(query, dict) else query
+        # label_values(<series selector>, <label>): only the selector is PromQL
+        match = re.fullmatch(r"label_values\((.*),\s*\w+\)", query.strip())
+        yield f"variable {variable['name']!r}", match.group(1) if match else query
+
+
+def unknown_metrics(dashboard: dict[str, Any], known: set[str]) -> list[str]:
+    return [
+        f"{where}: {sorted(metric_names(expr) - known)}"
+        for where, expr in dashboard_queries(dashboard)
+        if metric_names(expr) - known
+    ]
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def test_dashboard_uses_only_metrics_the_dispatcher_exports(dashboard: dict[str, Any]) -> None:
+    assert unknown_metrics(dashboard, exported_metric_names()) == []
+
+
+def test_dashboard_check_catches_a_misspelt_metric(dashboard: dict[str, Any]) -> None:
+    broken = json.loads(json.dumps(dashboard).replace("dispatcher_consumer_lag", "dispatcher_lag"))
+    assert unknown_metrics(broken, exported_metric_names())
+
+
+def test_dashboard_shows_every_metric_family(dashboard: dict[str, Any]) -> None:
+    # A metric nobody can see is a metric nobody watches: a new one needs a panel.
+    used = set().union(*(metric_names(expr) for _, expr in dashboard_queries(dashboard)))
+    unused = [
+        family.name
+        for family in Metrics().registry.collect()
+        if not any(family.name + suffix in used for suffix in SAMPLE_SUFFIXES[family.type])
+    ]
+    assert unused == []
+
+
+def test_dashboard_is_well_formed(dashboard: dict[str, Any]) -> None:
+    panels = list(all_panels(dashboard))
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids)), "panel ids are unique"
+    assert dashboard["uid"] == "postback-dispatcher"
+    assert dashboard["schemaVersion"] >= 39
+    for panel in panels:
+        assert {"h", "w", "x", "y"} <= set(panel["gridPos"])
+        assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+        if panel["type"] != "row":
+            assert panel["targets"], f"{panel['title']} has a query"
+            assert len({t["refId"] for t in panel["targets"]}) == len(panel["targets"])
