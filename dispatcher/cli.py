@@ -157,10 +157,12 @@ def _demo(args: argparse.Namespace) -> int:
 def _tune_garbage_collector() -> None:
     """The hot path allocates many short-lived, acyclic objects (events, payloads) that reference
     counting frees; cyclic collections walking thousands of in-flight events are overhead. Freeze
-    what start-up built and collect the young generation less often."""
+    what start-up built and collect less often - but not rarely: HTTP and asyncio leave cycles
+    behind, and with (50_000, 20, 100) the peak RSS of a 300,000-event drain grew from 178 MB to
+    253 MB."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(10_000, 10, 10)
 
 
 def _sandbox(args: argparse.Namespace) -> int:
