@@ -37,6 +37,7 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher.broker import LocalBroker, free_port
+from dispatcher.sandbox import ReceivedEvent, SandboxProcess
 
 PARTITIONS = 8
 TOKEN = "bench-token"
@@ -50,48 +51,8 @@ def log(message: str) -> None:
 # --- the pieces ------------------------------------------------------------------------------
 
 
-@dataclass
-class Sandbox:
-    process: subprocess.Popen[bytes]
-    url: str
-    control: str
-
-    def __post_init__(self) -> None:
-        self.client = httpx.Client(timeout=60)  # one client: polling must cost the machine little
-
-    def get(self, path: str) -> Any:
-        return self.client.get(f"{self.control}{path}").json()
-
-    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        return self.client.post(f"{self.control}{path}", json=body or {}).json()
-
-    def stats(self) -> dict[str, int]:
-        result: dict[str, int] = self.get("/stats")
-        return result
-
-
-def start_sandbox(workdir: Path) -> Sandbox:
-    port, control = free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", "sandbox", "--port", str(port),
-         "--control-port", str(control), "--no-payloads"],
-        stdout=subprocess.DEVNULL, stderr=open(workdir / "sandbox.log", "ab"),  # noqa: SIM115
-    )  # fmt: skip
-    sandbox = Sandbox(
-        process,
-        f"http://127.0.0.1:{port}/open_api/v1.3/event/track/",
-        f"http://127.0.0.1:{control}",
-    )
-    wait(lambda: _answers(sandbox), 30, "sandbox up")
-    return sandbox
-
-
-def _answers(sandbox: Sandbox) -> bool:
-    try:
-        sandbox.stats()
-        return True
-    except httpx.HTTPError:
-        return False
+def start_sandbox(workdir: Path) -> SandboxProcess:
+    return SandboxProcess(log_path=str(workdir / "sandbox.log")).start()
 
 
 def wait(condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.2) -> Any:
@@ -201,7 +162,7 @@ class Worker:
 
 
 def start_worker(
-    workdir: Path, name: str, broker: LocalBroker, topics: Topics, sandbox: Sandbox, group: str,
+    workdir: Path, name: str, broker: LocalBroker, topics: Topics, sandbox: SandboxProcess, group: str,
     delivery: dict[str, Any] | None = None, worker: dict[str, Any] | None = None,
 ) -> Worker:  # fmt: skip
     directory = workdir / name
@@ -241,8 +202,8 @@ def start_worker(
 
 
 def delivered_window(
-    sandbox: Sandbox, expected: int, timeout_s: float
-) -> tuple[float, float, list[dict[str, Any]]]:
+    sandbox: SandboxProcess, expected: int, timeout_s: float
+) -> tuple[float, float, list[ReceivedEvent]]:
     """Wait for `expected` unique events; return (first, last) receive times and the events."""
     wait(
         lambda: sandbox.stats()["unique_event_ids"] >= expected,
@@ -250,8 +211,8 @@ def delivered_window(
         f"{expected} events delivered",
         0.25,
     )
-    events: list[dict[str, Any]] = sandbox.get("/events")["events"]
-    times = [e["received_at"] for e in events]
+    events = sandbox.events()
+    times = [e.received_at for e in events]
     return min(times), max(times), events
 
 
@@ -273,9 +234,9 @@ def ceiling(broker: LocalBroker, topics: Topics, count: int) -> dict[str, Any]:
     return result
 
 
-def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sandbox: Sandbox,
+def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sandbox: SandboxProcess,
                count: int, workers: int = 1, delivery: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    sandbox.post("/reset")
+    sandbox.reset()
     group = f"{name}-{uuid.uuid4().hex[:6]}"
     started = [
         start_worker(workdir, f"{name}-{i}", broker, topics, sandbox, group, delivery)
@@ -299,10 +260,10 @@ def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sa
 
 
 def latency(
-    workdir: Path, broker: LocalBroker, sandbox: Sandbox, rate: float, seconds: float
+    workdir: Path, broker: LocalBroker, sandbox: SandboxProcess, rate: float, seconds: float
 ) -> dict[str, Any]:
     topics = Topics.create(broker, "latency")
-    sandbox.post("/reset")
+    sandbox.reset()
     worker = start_worker(
         workdir, "latency", broker, topics, sandbox, f"latency-{uuid.uuid4().hex[:6]}"
     )
@@ -324,9 +285,7 @@ def latency(
         achieved = total / (time.perf_counter() - started)
         producer.close()
         _, _, events = delivered_window(sandbox, total, timeout_s=120)
-        latencies = [
-            e["received_at"] - e["sent_at"] for e in events if e.get("sent_at") is not None
-        ]
+        latencies = [e.received_at - e.sent_at for e in events if e.sent_at is not None]
         return {
             "target_rate": rate,
             "produced_rate": achieved,
@@ -339,8 +298,8 @@ def latency(
         worker.stop()
 
 
-def httpx_alone(sandbox: Sandbox, concurrency: int, seconds: float) -> dict[str, Any]:
-    sandbox.post("/reset")
+def httpx_alone(sandbox: SandboxProcess, concurrency: int, seconds: float) -> dict[str, Any]:
+    sandbox.reset()
     output = subprocess.run(
         [sys.executable, "-m", "bench.httpx_alone", "--url", sandbox.url, "--concurrency", str(concurrency),
          "--seconds", str(seconds)],
@@ -351,13 +310,13 @@ def httpx_alone(sandbox: Sandbox, concurrency: int, seconds: float) -> dict[str,
 
 
 def backlog(
-    workdir: Path, broker: LocalBroker, sandbox: Sandbox, count: int, hold_s: float
+    workdir: Path, broker: LocalBroker, sandbox: SandboxProcess, count: int, hold_s: float
 ) -> dict[str, Any]:
     topics = Topics.create(broker, "backlog")
     log(f"backlog: producing {count} events")
     produce(broker.bootstrap, topics.in_app, count, "backlog")
-    sandbox.post("/reset")
-    sandbox.post("/listener", {"down_for_s": None})  # connection refused until reopened
+    sandbox.reset()
+    sandbox.listener_down()  # connection refused until reopened
     worker = start_worker(workdir, "backlog", broker, topics, sandbox, f"backlog-{uuid.uuid4().hex[:6]}",
                           delivery={"backoff_max_s": 2, "max_attempts": 1000})  # fmt: skip
     try:
@@ -370,7 +329,7 @@ def backlog(
             "paused_partitions": worker.metric("dispatcher_paused_partitions"),
         }
         log(f"backlog: TikTok down, {down}; reopening")
-        sandbox.post("/listener", {"up": True})
+        sandbox.listener_up()
         opened = time.monotonic()
         wait(
             lambda: sandbox.stats()["unique_event_ids"] >= count,
@@ -438,6 +397,8 @@ def main() -> int:
             results["ratio_to_ceiling"] = results["worker"]["rate"] / results["ceiling"]["rate"]
             if "latency" not in args.skip:
                 half = results["worker"]["rate"] / 2
+                if args.quick:
+                    half = min(half, 2000)  # a few thousand events give no real maximum rate
                 log(f"phase 3: latency at {half:.0f} events/s")
                 results["latency"] = latency(workdir, broker, sandbox, half, args.latency_seconds)
             if "per-event" not in args.skip:
@@ -471,8 +432,7 @@ def main() -> int:
                     workdir, broker, sandbox, args.backlog_events, args.backlog_hold_s
                 )
         finally:
-            sandbox.process.terminate()
-            sandbox.process.wait(timeout=10)
+            sandbox.stop()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))
     print(render(results))
