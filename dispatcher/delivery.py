@@ -177,11 +177,11 @@ class PartnerChannel:
     # --- one batch ---------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        """A concurrency slot and this request's pacing slot; send at once when it is yours."""
+    async def turn(self) -> AsyncIterator[float]:
+        """A concurrency slot and this request's pacing slot; send at once when it is yours.
+        Yields the turn's time, for `post`."""
         async with self.semaphore:
-            await self.pacer.acquire()  # inside the semaphore: the pacing holds at the wire
-            yield
+            yield await self.pacer.acquire()  # inside the semaphore: the pacing holds at the wire
 
     def encode(self, items: list[WorkItem], destination: str) -> bytes:
         """The request body of a batch."""
@@ -221,8 +221,8 @@ class PartnerChannel:
                 return first
             if previous is not None and previous.fate_unknown:
                 self.metrics.resent(self.name, len(items))
-            async with self.turn():
-                previous = await self.post(request)
+            async with self.turn() as turn_at:
+                previous = await self.post(request, turn_at)
             return previous
 
         result: AttemptResult
@@ -246,15 +246,22 @@ class PartnerChannel:
             return [(items, BatchResult(Outcome.REJECTED, attempts, result))]
         return [(items, BatchResult(Outcome.GAVE_UP, attempts, result))]
 
-    async def post(self, body: bytes) -> AttemptResult:
+    async def post(self, body: bytes, turn_at: float) -> AttemptResult:
         """One HTTP attempt (call it inside `turn()`), read as a value; feeds the pacer back."""
         started = self.clock()
+        pacer = self.pacer
+
+        async def trace(event: str, _info: object) -> None:
+            if event == "http11.send_request_body.complete":
+                pacer.written(turn_at)
+
         try:
             response = await self.client.post(
                 self.partner.endpoint,
                 content=body,
                 headers=self.headers,
                 timeout=self.delivery.timeout_s,
+                extensions={"trace": trace},
             )
         except httpx.HTTPError as exc:
             result = transport_failure(exc)
@@ -374,7 +381,7 @@ class Lane:
             await self._linger()
             # The batch is formed only once the request can leave: while the lane waits for its
             # turn (pacing, concurrency) the batch keeps growing, up to batch_max_events.
-            async with channel.turn():
+            async with channel.turn() as turn_at:
                 size = min(len(self.items), channel.delivery.batch_max_events)
                 batch = [self.items.popleft() for _ in range(size)]
                 if not batch:
@@ -382,7 +389,7 @@ class Lane:
                 self.busy = True
                 try:
                     body = channel.encode(batch, self.destination)
-                    first = await channel.post(body)
+                    first = await channel.post(body, turn_at)
                 except Exception:
                     first = None
                     log.exception("lane for %s failed to send", self.destination)

@@ -8,7 +8,8 @@ answers, dropped connections, refused connections) and read back what it receive
 
     control port:
     GET  /events      events accepted: event_id, event, event_source_id, received_at, payload
-    GET  /requests    every request: at, status, code, events, event_source_id
+    GET  /requests    every request: at (arrival), status, code, events, event_source_id,
+                      retry_after_s, answered_at
     GET  /stats       counts: requests, events, unique event ids, duplicates
     POST /faults      {"faults": [{"status": 503, "count": 5}, {"code": 40100, "for_s": 10}, ...]}
     DELETE /faults    clear faults
@@ -23,6 +24,7 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -83,12 +85,13 @@ class ReceivedEvent:
 class RequestRecord:
     """A request the sandbox answered (or dropped)."""
 
-    at: float
+    at: float  # when its first line arrived: what rate limits count
     status: int
     code: int | None
     events: int
     event_source_id: str | None
     retry_after_s: float | None = None  # what the answer asked for, when it did
+    answered_at: float | None = None  # when the answer was ready: a Retry-After starts here
 
 
 class TikTokSandbox:
@@ -210,32 +213,32 @@ class TikTokSandbox:
             self._api_writers.discard(writer)
 
     async def _handle_api(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
+        self, method: str, path: str, headers: dict[str, str], body: bytes, arrived: float
     ) -> tuple[int, dict[str, str], bytes] | None:
         fault = self._next_fault()
         if fault is not None and fault.delay_s:
             await asyncio.sleep(fault.delay_s)
         if fault is not None and fault.close:
-            self._record(0, None, 0, None)
+            self._record(arrived, 0, None, 0, None)
             return None
         if fault is not None and not fault.answers_normally:
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             asked = float(fault.retry_after) if fault.retry_after else None
             if fault.code is not None:
-                self._record(fault.status, fault.code, 0, None, asked)
+                self._record(arrived, fault.status, fault.code, 0, None, asked)
                 return fault.status, extra, self._body(fault.code, fault.message)
-            self._record(fault.status, None, 0, None, asked)
+            self._record(arrived, fault.status, None, 0, None, asked)
             return fault.status, extra, fault.message.encode()
         if method != "POST":
-            self._record(404, None, 0, None)
+            self._record(arrived, 404, None, 0, None)
             return 404, {}, b"not found"
         if self.token is not None and headers.get("access-token") != self.token:
-            self._record(200, CODE_BAD_TOKEN, 0, None)
+            self._record(arrived, 200, CODE_BAD_TOKEN, 0, None)
             return 200, {}, self._body(CODE_BAD_TOKEN, "Access token is incorrect or revoked.")
         try:
             request = TikTokRequest.model_validate_json(body)
         except ValidationError as exc:
-            self._record(200, CODE_BAD_PARAMETER, 0, None)
+            self._record(arrived, 200, CODE_BAD_PARAMETER, 0, None)
             return 200, {}, self._body(CODE_BAD_PARAMETER, _describe(exc))
         now = time.time()
         source = request.event_source_id
@@ -257,7 +260,7 @@ class TikTokSandbox:
                 self._duplicates += 1
             else:
                 self._seen.add(entry.event_id)
-        self._record(200, CODE_OK, len(request.data), source)
+        self._record(arrived, 200, CODE_OK, len(request.data), source)
         return 200, {}, self._body(CODE_OK, "OK")
 
     def _body(self, code: int, message: str) -> bytes:
@@ -268,6 +271,7 @@ class TikTokSandbox:
 
     def _record(
         self,
+        arrived: float,
         status: int,
         code: int | None,
         events: int,
@@ -275,7 +279,7 @@ class TikTokSandbox:
         retry_after_s: float | None = None,
     ) -> None:
         self.requests.append(
-            RequestRecord(time.time(), status, code, events, source, retry_after_s)
+            RequestRecord(arrived, status, code, events, source, retry_after_s, time.time())
         )
 
     # --- the control port ------------------------------------------------------------------
@@ -286,7 +290,7 @@ class TikTokSandbox:
         await _serve(reader, writer, self._handle_control)
 
     async def _handle_control(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
+        self, method: str, path: str, headers: dict[str, str], body: bytes, _arrived: float
     ) -> tuple[int, dict[str, str], bytes]:
         route = (method, path.split("?", 1)[0].rstrip("/"))
         try:
@@ -355,6 +359,7 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, han
             request_line = await reader.readline()
             if not request_line:
                 return
+            arrived = time.time()
             headers: dict[str, str] = {}
             while True:
                 line = await reader.readline()
@@ -365,7 +370,7 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, han
             length = int(headers.get("content-length", "0") or 0)
             body = await reader.readexactly(length) if length else b""
             method, path, _ = request_line.decode("latin-1").split(" ", 2)
-            answer = await handle(method, path, headers, body)
+            answer = await handle(method, path, headers, body, arrived)
             if answer is None:
                 return  # drop the connection without answering
             status, extra, payload = answer
@@ -427,7 +432,7 @@ class SandboxProcess:
     def __init__(
         self,
         log_path: str | None = None,
-        token_env: str | None = None,
+        token: str | None = None,
         record_payloads: bool = False,
     ) -> None:
         from dispatcher.broker import free_port  # noqa: PLC0415 - avoids a cycle at import
@@ -436,7 +441,7 @@ class SandboxProcess:
         self.url = f"http://127.0.0.1:{self.port}/open_api/v1.3/event/track/"
         self.control = f"http://127.0.0.1:{self.control_port}"
         self._log_path = log_path
-        self._token_env = token_env
+        self._token = token
         self._record_payloads = record_payloads
         self._process: subprocess.Popen[bytes] | None = None
         self._client = httpx.Client(timeout=60)
@@ -445,14 +450,16 @@ class SandboxProcess:
         """Start it and wait until the control port answers."""
         command = [sys.executable, "-m", "dispatcher", "sandbox", "--port", str(self.port),
                    "--control-port", str(self.control_port)]  # fmt: skip
-        if self._token_env:
-            command += ["--token-env", self._token_env]
+        env = dict(os.environ)
+        if self._token:
+            command += ["--token-env", "SANDBOX_ACCESS_TOKEN"]
+            env["SANDBOX_ACCESS_TOKEN"] = self._token
         if not self._record_payloads:
             command.append("--no-payloads")
         with contextlib.ExitStack() as stack:
             log = stack.enter_context(open(self._log_path, "ab")) if self._log_path else None
             self._process = subprocess.Popen(
-                command, stdout=subprocess.DEVNULL, stderr=log or subprocess.DEVNULL
+                command, stdout=subprocess.DEVNULL, stderr=log or subprocess.DEVNULL, env=env
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -282,6 +282,7 @@ def retry_after_violations(requests: list[Any]) -> list[tuple[float, float]]:
         wait_s = record.retry_after_s
         if not wait_s:
             continue
-        start, end = record.at + IN_FLIGHT_S, record.at + wait_s - 0.01
-        violations += [(record.at, other) for other in arrivals if start < other < end]
+        answered = record.answered_at if record.answered_at is not None else record.at
+        start, end = answered + IN_FLIGHT_S, answered + wait_s - 0.01
+        violations += [(answered, other) for other in arrivals if start < other < end]
     return violations

@@ -6,6 +6,8 @@ import asyncio
 import bisect
 import itertools
 
+import pytest
+
 from dispatcher.ratelimit import RequestPacer
 
 
@@ -108,3 +110,38 @@ def test_a_later_retry_after_holds_back_waiters_already_sleeping() -> None:
     start = fake.now
     asyncio.run(go())
     assert times[0] >= start + 10
+
+
+def test_the_ceiling_holds_at_the_wire_when_requests_leave_late() -> None:
+    """A burst whose requests reach the wire one after another (10 ms apart), then a burst that
+    leaves at once: by turn times both fit the ceiling, but without allowing for the first burst's
+    write delays, the second would land within a second of most of the first."""
+    fake = FakeTime()
+    pacer = RequestPacer(10, fake.clock, fake.sleep)
+    wire: list[float] = []
+
+    async def burst(write_gap_s: float) -> None:
+        turns = [await pacer.acquire() for _ in range(10)]
+        for turn_at in turns:
+            fake.now += write_gap_s  # the event loop writes them one at a time
+            pacer.written(turn_at)
+            wire.append(fake.now)
+
+    asyncio.run(burst(0.01))
+    asyncio.run(burst(0.0))
+    assert most_in_any_window(wire) <= 10
+    assert wire[-1] - wire[0] < 1.2  # the longer window costs only the delay
+
+
+def test_write_delays_are_forgotten_after_two_windows() -> None:
+    fake = FakeTime()
+    pacer = RequestPacer(10, fake.clock, fake.sleep)
+    pacer.written(fake.now - 0.3)
+    assert pacer.write_delay(fake.now, 1.0) == pytest.approx(0.3)
+    fake.now += 1.5
+    pacer.written(fake.now - 0.1)
+    assert pacer.write_delay(fake.now, 1.0) == pytest.approx(0.3)
+    fake.now += 1.0
+    assert pacer.write_delay(fake.now, 1.0) == pytest.approx(0.1)
+    fake.now += 2.0
+    assert pacer.write_delay(fake.now, 1.0) == 0.0
