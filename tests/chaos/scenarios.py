@@ -1,0 +1,645 @@
+"""Chaos scenarios: the real worker (`dispatcher run` processes), the real broker (Tansu) and the
+TikTok sandbox (a process of its own), under faults. Each scenario is bounded in time, checks that
+no owed event is lost, reports duplicates, and checks that the access token leaked nowhere.
+
+Used by `tests/chaos/test_chaos.py` (pytest, marker `chaos`) and `python -m tests.chaos` (prints
+the table and writes RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from kafka import KafkaProducer
+
+from dispatcher.broker import LocalBroker
+from dispatcher.sandbox import SandboxProcess
+from tests.chaos.fuzz import Fuzzer
+from tests.factories import app_dict, event_dict
+from tests.pipeline import (
+    IN_FLIGHT_S,
+    TOKEN,
+    Topics,
+    WorkerProcess,
+    read_all,
+    retry_after_violations,
+    write_config,
+)
+
+MAX_RSS_MB = 300  # the memory bound of the throughput issue, checked under an outage here
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How hard each scenario pushes. `short` runs in CI; `full` is the documented long run."""
+
+    name: str
+    kill_events: int
+    kill_rate: float
+    kills: int
+    outage_s: float
+    outage_rate: float
+    throttle_s: float
+    throttle_rate: float
+    slow_s: float
+    malformed: int
+    valid_mixed: int
+    seed: int = 20261125
+
+
+PROFILES = {
+    "short": Profile("short", 20_000, 2_000, 5, 10, 400, 10, 300, 6, 10_000, 1_000),
+    "full": Profile("full", 50_000, 2_500, 5, 60, 1_000, 30, 300, 15, 10_000, 2_000),
+}
+
+
+@dataclass
+class Result:
+    """One scenario's figures and the checks that failed (none: it passed)."""
+
+    name: str
+    bound: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def check(self, condition: bool, message: str) -> None:
+        if not condition:
+            self.failures.append(message)
+
+
+class ChaosEnv:
+    """The broker, a sandbox process, a working directory; helpers to run workers."""
+
+    def __init__(self, broker: LocalBroker, workdir: Path) -> None:
+        self.broker = broker
+        self.workdir = workdir
+        self.sandbox = SandboxProcess(log_path=str(workdir / "sandbox.log"), token=TOKEN).start()
+
+    def close(self) -> None:
+        self.sandbox.stop()
+
+    def topics(self, name: str, partitions: int = 3) -> Topics:
+        return Topics.create(self.broker, name, partitions)
+
+    def config(self, name: str, topics: Topics, **overrides: Any) -> Path:
+        directory = self.workdir / name
+        directory.mkdir(parents=True, exist_ok=True)
+        return write_config(directory, self.broker, topics, self.sandbox.url, **overrides)
+
+    def worker(self, config: Path, label: str, ready_within_s: float | None = 30) -> WorkerProcess:
+        """Start a worker; unless `ready_within_s` is None, wait until it is consuming and fail
+        loudly (with its log) when it is not."""
+        worker = WorkerProcess(config, config.parent / f"worker-{label}.log").start()
+        if ready_within_s is not None and not wait_until(worker.is_ready, ready_within_s, 0.1):
+            tail = "\n".join(worker.log().splitlines()[-10:])
+            raise RuntimeError(f"worker {label} not ready within {ready_within_s} s:\n{tail}")
+        return worker
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def owed_event(kind: str = "install") -> dict[str, Any]:
+    """An event the default test app is owed a postback for (TikTok click, inside every window)."""
+    return event_dict(kind)
+
+
+def not_owed_event() -> dict[str, Any]:
+    """An organic install: skipped under `scope: attributed`."""
+    return event_dict("install", media_source="organic")
+
+
+class SteadyProducer(threading.Thread):
+    """Writes messages at a steady rate from a thread; `produced` counts what the broker has."""
+
+    def __init__(
+        self, broker: LocalBroker, messages: list[tuple[str, bytes | None, bytes]], rate: float
+    ):
+        super().__init__(daemon=True)
+        self.broker, self.messages, self.rate = broker, messages, rate
+        self.produced = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            producer = KafkaProducer(bootstrap_servers=self.broker.bootstrap, linger_ms=5)
+            started = time.monotonic()
+            for n, (topic, key, value) in enumerate(self.messages):
+                ahead = started + n / self.rate - time.monotonic()
+                if ahead > 0.002:
+                    time.sleep(ahead)
+                producer.send(topic, key=key, value=value)
+                self.produced = n + 1
+            producer.flush()
+            producer.close()
+        except BaseException as exc:  # surfaced by the scenario
+            self.error = exc
+
+
+def encode(
+    topics: Topics, events: Iterable[dict[str, Any]]
+) -> list[tuple[str, bytes | None, bytes]]:
+    return [
+        (topics.installs if e["event_type"] == "install" else topics.in_app,
+         str(e["appsflyer_id"]).encode(), json.dumps(e).encode())
+        for e in events
+    ]  # fmt: skip
+
+
+class Sampler(threading.Thread):
+    """Samples a worker's metrics and RSS every `interval_s`."""
+
+    def __init__(self, worker: Callable[[], WorkerProcess], interval_s: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.worker, self.interval_s = worker, interval_s
+        self.samples: list[dict[str, float]] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval_s):
+            worker = self.worker()
+            sample = {"t": time.monotonic(), "rss_mb": rss_mb(worker)}
+            for name in ("dispatcher_paused_partitions", "dispatcher_inflight_events",
+                         "dispatcher_events_consumed_total"):  # fmt: skip
+                sample[name] = worker.metric(name)
+            self.samples.append(sample)
+
+    def stop(self) -> list[dict[str, float]]:
+        self.stopped.set()
+        self.join(timeout=5)
+        return self.samples
+
+
+def rss_mb(worker: WorkerProcess) -> float:
+    """The worker's peak resident memory so far (VmHWM), in MB."""
+    assert worker.process is not None
+    try:
+        status = Path(f"/proc/{worker.process.pid}/status").read_text()
+    except FileNotFoundError:
+        return 0.0
+    line = next((line for line in status.splitlines() if line.startswith("VmHWM:")), "VmHWM: 0 kB")
+    return int(line.split()[1]) / 1024
+
+
+def wait_until(condition: Callable[[], Any], timeout_s: float, interval_s: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval_s)
+    return bool(condition())
+
+
+def delivered_ids(env: ChaosEnv) -> set[str]:
+    return {event.event_id for event in env.sandbox.events()}
+
+
+def all_delivered(env: ChaosEnv, owed: set[str]) -> bool:
+    """Every owed event arrived. Polls the cheap counts first: listing every event holds the
+    sandbox's loop for tens of milliseconds, which would skew the arrival times it records."""
+    if env.sandbox.stats()["unique_event_ids"] < len(owed):
+        return False
+    return owed <= delivered_ids(env)
+
+
+def most_requests_in_a_window(times: list[float], window_s: float) -> int:
+    ordered = sorted(times)
+    if not ordered:
+        return 0
+    return max(bisect.bisect_left(ordered, t + window_s) - i for i, t in enumerate(ordered))
+
+
+def token_leaks(
+    workers: list[WorkerProcess], env: ChaosEnv, topics: Topics, metrics_text: str
+) -> list[str]:
+    """Where the access token shows up (it must show up nowhere)."""
+    places = []
+    for worker in workers:
+        if TOKEN in worker.log():
+            places.append(f"log {worker.log_path.name}")
+    if TOKEN in json.dumps(read_all(env.broker, topics.dead_letters, timeout_s=3)):
+        places.append("dead letters")
+    if TOKEN in metrics_text:
+        places.append("metrics")
+    return places
+
+
+def finish(result: Result, env: ChaosEnv, topics: Topics, workers: list[WorkerProcess],
+           owed: set[str], not_owed: Iterable[str] = ()) -> None:  # fmt: skip
+    """The checks every scenario ends with: loss, duplicates, no token anywhere, clean exit."""
+    received = [event.event_id for event in env.sandbox.events()]
+    unique = set(received)
+    lost = owed - unique
+    result.figures["owed"] = len(owed)
+    result.figures["lost"] = len(lost)
+    result.figures["duplicates"] = len(received) - len(unique)
+    result.check(not lost, f"{len(lost)} owed events never arrived, e.g. {sorted(lost)[:3]}")
+    wrongly_sent = set(not_owed) & unique
+    result.check(not wrongly_sent, f"{len(wrongly_sent)} events that were not owed were sent")
+    live = workers[-1]
+    metrics_text = ""
+    try:
+        metrics_text = live.scrape()
+    except httpx.HTTPError:
+        result.failures.append("the last worker's /metrics did not answer")
+    code = live.stop(timeout_s=60)
+    result.check(code == 0, f"the last worker exited {code} on SIGTERM")
+    leaks = token_leaks(workers, env, topics, metrics_text)
+    result.figures["token_leaks"] = len(leaks)
+    result.check(not leaks, f"the access token leaked into {leaks}")
+
+
+# --- scenarios -----------------------------------------------------------------------------------
+
+
+def kill_9(env: ChaosEnv, profile: Profile) -> Result:
+    """kill -9 at random points of a stream, `kills` times; the restarts lose nothing."""
+    result = Result("kill -9, five times, mid-stream", "every owed event delivered within 120 s "
+                    "of the last kill; each restart consuming within 30 s")  # fmt: skip
+    started = time.monotonic()
+    rnd = random.Random(profile.seed)
+    env.sandbox.reset()
+    topics = env.topics("kill9")
+    config = env.config("kill9", topics, delivery={"batch_max_events": 200})
+    events = [owed_event(rnd.choice(["install", "in-app-event"])) if rnd.random() < 0.9 else not_owed_event()
+              for _ in range(profile.kill_events)]  # fmt: skip
+    owed = {e["event_id"] for e in events if e["media_source"] != "organic"}
+    not_owed = {e["event_id"] for e in events} - owed
+    env.sandbox.add_faults([{"delay_s": 0.03, "for_s": 3600}])  # a partner that takes its time
+    producer = SteadyProducer(env.broker, encode(topics, events), profile.kill_rate)
+    workers = [env.worker(config, "0")]
+    producer.start()
+    ready_s: list[float] = []
+    for kill in range(profile.kills):
+        # a random point: after the live worker has delivered a random number of new events
+        target = len(env.sandbox.events()) + rnd.randint(300, 2_500)
+
+        def reached(target: int = target) -> bool:
+            stats = env.sandbox.stats()
+            finished = (
+                producer.produced >= len(events) and stats["unique_event_ids"] >= len(owed) * 0.98
+            )
+            return stats["events"] >= target or finished
+
+        wait_until(reached, 60)
+        workers[-1].kill()
+        restarted = time.monotonic()
+        workers.append(env.worker(config, str(kill + 1), ready_within_s=None))
+        became_ready = wait_until(workers[-1].is_ready, 30, 0.1)
+        ready_s.append(time.monotonic() - restarted)
+        result.check(became_ready, f"restart {kill + 1} was not consuming within 30 s")
+    producer.join(timeout=600)
+    result.check(producer.error is None, f"producer failed: {producer.error}")
+    drained = wait_until(lambda: all_delivered(env, owed), 120, 1.0)
+    result.check(drained, "not every owed event arrived within 120 s of the last kill")
+    env.sandbox.clear_faults()
+    result.figures |= {
+        "events": len(events),
+        "kills": profile.kills,
+        "restart_to_consuming_s": f"{min(ready_s):.1f}-{max(ready_s):.1f}",
+        "peak_rss_mb": round(max(rss_mb(w) for w in workers[-1:]), 1),
+    }
+    finish(result, env, topics, workers, owed, not_owed)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def tiktok_down(env: ChaosEnv, profile: Profile) -> Result:
+    """TikTok answers 503, then refuses connections; consumption pauses, memory stays bounded,
+    the backlog drains once TikTok is back."""
+    outage = profile.outage_s
+    result = Result(f"TikTok down {outage:.0f} s (503, then connection refused)",
+                    f"backlog drained within {max(60, outage):.0f} s of TikTok's return; "
+                    f"peak RSS < {MAX_RSS_MB} MB")  # fmt: skip
+    started = time.monotonic()
+    env.sandbox.reset()
+    topics = env.topics("down")
+    config = env.config("down", topics, worker={"max_inflight_events": 2_000},
+                        delivery={"backoff_max_s": 2, "max_attempts": 1000})  # fmt: skip
+    lead_s, tail_s = 5.0, 10.0
+    count = int(profile.outage_rate * (lead_s + outage + tail_s))
+    events = [owed_event() for _ in range(count)]
+    owed = {e["event_id"] for e in events}
+    workers = [env.worker(config, "0")]
+    sampler = Sampler(lambda: workers[0])
+    sampler.start()
+    producer = SteadyProducer(env.broker, encode(topics, events), profile.outage_rate)
+    producer.start()
+    time.sleep(lead_s)
+    outage_started = time.monotonic()
+    env.sandbox.add_faults([{"status": 503, "message": "Service Unavailable", "for_s": outage / 2}])
+    time.sleep(outage / 2)
+    env.sandbox.clear_faults()
+    env.sandbox.listener_down()
+    time.sleep(outage / 2)
+    env.sandbox.listener_up()
+    back = time.monotonic()
+    backlog = producer.produced - env.sandbox.stats()["unique_event_ids"]
+    producer.join(timeout=600)
+    drained = wait_until(lambda: all_delivered(env, owed), max(60, outage), 0.5)
+    drain_s = time.monotonic() - back
+    samples = sampler.stop()
+    during = [s for s in samples if outage_started + 2 < s["t"] < back]
+    after = [s for s in samples if s["t"] > back + drain_s - 1]
+    paused_during = any(s["dispatcher_paused_partitions"] > 0 for s in during)
+    resumed = bool(after) and after[-1]["dispatcher_paused_partitions"] == 0
+    peak_rss = max((s["rss_mb"] for s in samples), default=0.0)
+    result.check(paused_during, "consumption never paused while TikTok was down")
+    result.check(resumed, "consumption did not resume after TikTok came back")
+    result.check(drained, f"the backlog did not drain within {max(60, outage):.0f} s")
+    result.check(peak_rss < MAX_RSS_MB, f"peak RSS {peak_rss:.0f} MB")
+    dead = workers[0].metric("dispatcher_dead_letters_total")
+    result.check(dead == 0, f"{dead} dead letters during a recoverable outage")
+    result.figures |= {
+        "events": count,
+        "peak_rss_mb": round(peak_rss, 1),
+        "max_inflight": max((s["dispatcher_inflight_events"] for s in samples), default=0),
+        "paused_during_outage": paused_during,
+        "backlog_at_return": backlog,
+        "return_to_drained_s": round(drain_s, 1),
+        "dead_letters": dead,
+    }
+    finish(result, env, topics, workers, owed)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def throttling(env: ChaosEnv, profile: Profile) -> Result:
+    """429 storms with Retry-After and body code 40100 on HTTP 200: never faster than the
+    ceiling, never before a Retry-After has passed (measured at the sandbox)."""
+    ceiling, batch, cycles = 20, 10, int(profile.throttle_s)
+    count = int(profile.throttle_rate * profile.throttle_s)
+    # each storm cycle blocks sending for ~4.5 s; then the rest drains at the ceiling
+    deadline_s = 60 + 5 * cycles + count / (ceiling * batch)
+    result = Result(f"429 + Retry-After and 40100 storms ({cycles} cycles)",
+                    f"<= {ceiling} requests in any second; no request while a Retry-After runs "
+                    f"(requests on the wire within {IN_FLIGHT_S * 1000:.0f} ms excepted); "
+                    f"drained within {deadline_s:.0f} s of the last event produced")  # fmt: skip
+    started = time.monotonic()
+    env.sandbox.reset()
+    topics = env.topics("throttle")
+    config = env.config("throttle", topics, delivery={
+        "max_requests_per_s": ceiling, "batch_max_events": batch, "batch_linger_ms": 10,
+        "backoff_initial_s": 0.2, "backoff_max_s": 2, "max_attempts": 1000,
+    })  # fmt: skip
+    storm: list[dict[str, Any]] = []
+    for _ in range(cycles):
+        storm += [
+            {"status": 429, "retry_after": "1", "message": "Too Many Requests", "count": 2},
+            {"count": 6},  # normal answers
+            {"code": 40100, "message": "Too many requests. Please retry later.", "count": 3},
+            {"count": 6},
+            {"code": 40100, "retry_after": "2", "message": "Too many requests.", "count": 1},
+        ]
+    events = [owed_event() for _ in range(count)]
+    owed = {e["event_id"] for e in events}
+    workers = [env.worker(config, "0")]
+    env.sandbox.add_faults(storm)
+    producer = SteadyProducer(env.broker, encode(topics, events), profile.throttle_rate)
+    producer.start()
+    producer.join(timeout=600)
+    drained = wait_until(lambda: all_delivered(env, owed), deadline_s, 1.0)
+    env.sandbox.clear_faults()
+    requests = env.sandbox.requests()
+    times = [r.at for r in requests]
+    # 20 ms less than a second absorbs arrival jitter between two sends a second apart
+    busiest = most_requests_in_a_window(times, 0.98)
+    violations = retry_after_violations(requests)
+    result.check(drained, f"not every owed event arrived within {deadline_s:.0f} s")
+    result.check(
+        busiest <= ceiling, f"{busiest} requests arrived within one second (ceiling {ceiling})"
+    )
+    result.check(not violations, f"{len(violations)} requests arrived while a Retry-After ran")
+    result.check(busiest >= ceiling * 0.75,
+                 f"at most {busiest} requests in a second: the ceiling of {ceiling} was never tested")  # fmt: skip
+    result.figures |= {
+        "events": count,
+        "requests": len(requests),
+        "http_429": sum(1 for r in requests if r.status == 429),
+        "code_40100": sum(1 for r in requests if r.code == 40100),
+        "most_requests_in_0.98s": busiest,
+        "most_requests_in_1s": most_requests_in_a_window(times, 1.0),
+        "retry_after_violations": len(violations),
+        "dead_letters": workers[0].metric("dispatcher_dead_letters_total"),
+    }
+    finish(result, env, topics, workers, owed)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def slow_partner(env: ChaosEnv, profile: Profile) -> Result:
+    """Every answer takes 2 s (under the 10 s timeout): slower, nothing lost, no duplicates."""
+    result = Result("slow partner (2 s answers)", "every owed event delivered within 60 s of the "
+                    "slowdown's end; no duplicates")  # fmt: skip
+    started = time.monotonic()
+    env.sandbox.reset()
+    topics = env.topics("slow")
+    config = env.config("slow", topics, delivery={"timeout_s": 10})
+    count = int(200 * profile.slow_s)
+    events = [owed_event() for _ in range(count)]
+    owed = {e["event_id"] for e in events}
+    workers = [env.worker(config, "0")]
+    env.sandbox.add_faults([{"delay_s": 2.0, "for_s": profile.slow_s}])
+    producer = SteadyProducer(env.broker, encode(topics, events), 200)
+    producer.start()
+    producer.join(timeout=600)
+    drained = wait_until(lambda: all_delivered(env, owed), profile.slow_s + 60, 1.0)
+    result.check(drained, "not every owed event arrived in time")
+    duplicates = env.sandbox.stats()["duplicates"]
+    result.check(duplicates == 0, f"{duplicates} duplicates although no request timed out")
+    result.figures |= {"events": count, "requests": env.sandbox.stats()["requests"]}
+    finish(result, env, topics, workers, owed)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def timeouts(env: ChaosEnv, profile: Profile) -> Result:
+    """Answers slower than timeout_s: retries after timeouts, possible duplicates, nothing lost."""
+    result = Result("timeouts (3 s answers, timeout_s 1)", "every owed event delivered within 60 s "
+                    "of the slowdown's end; duplicates reported")  # fmt: skip
+    started = time.monotonic()
+    env.sandbox.reset()
+    topics = env.topics("timeout")
+    config = env.config("timeout", topics, delivery={"timeout_s": 1, "backoff_initial_s": 0.2,
+                                                      "backoff_max_s": 1, "max_attempts": 1000})  # fmt: skip
+    count = int(100 * profile.slow_s)
+    events = [owed_event() for _ in range(count)]
+    owed = {e["event_id"] for e in events}
+    workers = [env.worker(config, "0")]
+    env.sandbox.add_faults([{"delay_s": 3.0, "for_s": profile.slow_s}])
+    producer = SteadyProducer(env.broker, encode(topics, events), 100)
+    producer.start()
+    producer.join(timeout=600)
+    drained = wait_until(lambda: all_delivered(env, owed), profile.slow_s + 60, 1.0)
+    result.check(drained, "not every owed event arrived in time")
+    resent = workers[0].metric("dispatcher_resent_events_total")
+    retryable = workers[0].metric("dispatcher_delivery_attempts_total", result="retryable")
+    result.check(retryable > 0, "no attempt timed out: the scenario did not test timeouts")
+    result.figures |= {"events": count, "timed_out_attempts": retryable, "resent_metric": resent,
+                       "dead_letters": workers[0].metric("dispatcher_dead_letters_total")}  # fmt: skip
+    finish(result, env, topics, workers, owed)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def malformed(env: ChaosEnv, profile: Profile) -> Result:
+    """Malformed messages among valid ones: no crash, each bad one dead-lettered once, every
+    valid owed event delivered, unknown apps skipped."""
+    result = Result(f"{profile.malformed:,} malformed messages among valid ones",
+                    "no crash; each malformed message in the dead-letter topic exactly once; "
+                    "valid events delivered within 120 s")  # fmt: skip
+    started = time.monotonic()
+    env.sandbox.reset()
+    topics = env.topics("malformed")
+    config = env.config("malformed", topics)
+    bad = list(Fuzzer(profile.seed).generate(profile.malformed))
+    valid = [
+        owed_event(random.Random(n).choice(["install", "in-app-event"]))
+        for n in range(profile.valid_mixed)
+    ]
+    unknown = [
+        event_dict("install", app_id="com.unknown.app") for _ in range(profile.valid_mixed // 4)
+    ]
+    owed = {e["event_id"] for e in valid}
+    messages: list[tuple[str, bytes | None, bytes, bool]] = [
+        (topics.installs if m.topic_kind == "install" else topics.in_app, None, m.value, True)
+        for m in bad
+    ] + [(t, k, v, False) for t, k, v in encode(topics, valid + unknown)]
+    random.Random(profile.seed).shuffle(messages)
+    producer = KafkaProducer(
+        bootstrap_servers=env.broker.bootstrap, linger_ms=5, max_request_size=2_000_000
+    )
+    futures = [
+        (producer.send(topic, key=key, value=value), is_bad)
+        for topic, key, value, is_bad in messages
+    ]
+    producer.flush()
+    bad_coordinates = set()
+    for future, is_bad in futures:
+        metadata = future.get(timeout=30)
+        if is_bad:
+            bad_coordinates.add((metadata.topic, metadata.partition, metadata.offset))
+    producer.close()
+    workers = [env.worker(config, "0")]
+    expected_dead = len(bad_coordinates)
+    done = wait_until(lambda: workers[0].metric("dispatcher_dead_letters_total") >= expected_dead
+                      and all_delivered(env, owed), 120, 0.5)  # fmt: skip
+    result.check(done, "the dead letters or the valid events did not all arrive within 120 s")
+    alive = workers[0].process is not None and workers[0].process.poll() is None
+    result.check(alive, "the worker crashed")
+    letters = read_all(env.broker, topics.dead_letters, timeout_s=10)
+    coordinates = [
+        (letter["source_topic"], letter["source_partition"], letter["source_offset"])
+        for letter in letters
+    ]
+    result.check(
+        len(coordinates) == len(set(coordinates)), "a malformed message was dead-lettered twice"
+    )
+    result.check(set(coordinates) == bad_coordinates,
+                 f"dead letters {len(set(coordinates))} != malformed messages {expected_dead}")  # fmt: skip
+    result.check(
+        {letter["reason"] for letter in letters} <= {"bad_input"},
+        "a dead letter with another reason",
+    )
+    skipped_unknown = workers[0].metric("dispatcher_decisions_total", reason="unknown_app")
+    result.check(
+        skipped_unknown == len(unknown), f"unknown-app skips {skipped_unknown} != {len(unknown)}"
+    )
+    result.figures |= {"malformed": expected_dead, "dead_letters": len(letters),
+                       "valid": len(valid), "unknown_app_skipped": skipped_unknown,
+                       "kinds": len(Fuzzer.KINDS)}  # fmt: skip
+    unknown_ids = {e["event_id"] for e in unknown}
+    finish(result, env, topics, workers, owed, unknown_ids)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def config_changes(env: ChaosEnv, profile: Profile) -> Result:
+    """A broken partner file stops start-up (exit 2, file and path named); a broken SIGHUP reload
+    keeps the old config and is counted; a good one takes effect without a restart or a loss."""
+    result = Result("a broken partner file at start-up; broken and good SIGHUP reloads",
+                    "start-up refusal within 30 s; reloads applied within 10 s; no event lost")  # fmt: skip
+    started = time.monotonic()
+    env.sandbox.reset()
+    topics = env.topics("config")
+    # A broken partner file at start-up
+    broken = env.config("config-broken", topics, apps=[app_dict(click_lookback="45d")])
+    refused = env.worker(broken, "refused", ready_within_s=None)
+    code = refused.wait(30)
+    partner_file = broken.parent / "partners" / "tiktok.yaml"
+    names = f"{partner_file}: apps[0].click_lookback: 45d is out of range" in refused.log()
+    result.check(code == 2, f"a broken partner file exited {code}, not 2")
+    result.check(names, "the start-up error did not name the file and the path")
+    # A running worker and a stream of owed events across two reloads
+    config = env.config("config", topics)
+    partner_file = config.parent / "partners" / "tiktok.yaml"
+    good_text = partner_file.read_text()
+    workers = [env.worker(config, "0")]
+    pid = workers[0].process.pid if workers[0].process else None
+    stream = [owed_event() for _ in range(3_000)]
+    producer = SteadyProducer(env.broker, encode(topics, stream), 300)
+    producer.start()
+    time.sleep(2)
+    partner_file.write_text(good_text.replace("click_lookback: 7d", "click_lookback: 90d"))
+    workers[0].signal(signal.SIGHUP)
+    failed = wait_until(
+        lambda: workers[0].metric("dispatcher_config_reloads_total", result="error") == 1, 10
+    )
+    result.check(failed, "a broken reload was not counted as an error")
+    organic_before = [not_owed_event() for _ in range(50)]
+    SteadyProducer(env.broker, encode(topics, organic_before), 1000).run()
+    wait_until(
+        lambda: workers[0].metric("dispatcher_decisions_total", reason="out_of_scope") >= 50, 20
+    )
+    # The good change: installs of any source are now owed
+    data = yaml.safe_load(good_text)
+    data["apps"][0]["install_postbacks"] = {"scope": "all"}
+    partner_file.write_text(yaml.safe_dump(data))
+    workers[0].signal(signal.SIGHUP)
+    reloaded = wait_until(
+        lambda: workers[0].metric("dispatcher_config_reloads_total", result="success") == 1, 10
+    )
+    result.check(reloaded, "a good reload was not applied within 10 s")
+    organic_after = [not_owed_event() for _ in range(50)]
+    SteadyProducer(env.broker, encode(topics, organic_after), 1000).run()
+    producer.join(timeout=600)
+    owed = {e["event_id"] for e in stream + organic_after}
+    drained = wait_until(lambda: all_delivered(env, owed), 60, 1.0)
+    result.check(drained, "events were lost across the reloads")
+    same_process = workers[0].process is not None and workers[0].process.pid == pid
+    result.check(same_process, "the worker restarted")
+    result.figures |= {"stream_events": len(stream), "start_up_exit_code": code,
+                       "reload_errors": 1 if failed else 0, "reloads_applied": 1 if reloaded else 0,
+                       "organic_after_reload_sent": len({e["event_id"] for e in organic_after} & delivered_ids(env))}  # fmt: skip
+    finish(result, env, topics, workers, owed, {e["event_id"] for e in organic_before})
+    refused_leak = TOKEN in refused.log()
+    result.check(not refused_leak, "the token leaked into the refused worker's log")
+    result.seconds = time.monotonic() - started
+    return result
+
+
+SCENARIOS: dict[str, Callable[[ChaosEnv, Profile], Result]] = {
+    "kill_9": kill_9,
+    "tiktok_down": tiktok_down,
+    "throttling": throttling,
+    "slow_partner": slow_partner,
+    "timeouts": timeouts,
+    "malformed": malformed,
+    "config": config_changes,
+}
