@@ -443,28 +443,40 @@ def throttling(env: ChaosEnv, profile: Profile) -> Result:
     return result
 
 
+def stream_through_delays(
+    env: ChaosEnv, result: Result, name: str, answers_after_s: float, for_s: float, rate: int,
+    delivery: dict[str, Any],
+) -> tuple[Topics, WorkerProcess, set[str]]:  # fmt: skip
+    """A worker, answers that take `answers_after_s` for `for_s` seconds, a stream of owed
+    events at `rate` for as long; checks they all arrived within 60 s of the slowdown's end."""
+    env.sandbox.reset()
+    topics = env.topics(name)
+    config = env.config(name, topics, delivery=delivery)
+    events = [owed_event() for _ in range(int(rate * for_s))]
+    owed = {e["event_id"] for e in events}
+    worker = env.worker(config, "0")
+    env.sandbox.add_faults([{"delay_s": answers_after_s, "for_s": for_s}])
+    producer = SteadyProducer(env.broker, encode(topics, events), rate)
+    producer.start()
+    producer.join(timeout=600)
+    drained = wait_until(lambda: all_delivered(env, owed), for_s + 60, 1.0)
+    result.check(drained, "not every owed event arrived in time")
+    result.figures["events"] = len(events)
+    return topics, worker, owed
+
+
 def slow_partner(env: ChaosEnv, profile: Profile) -> Result:
     """Every answer takes 2 s (under the 10 s timeout): slower, nothing lost, no duplicates."""
     result = Result("slow partner (2 s answers)", "every owed event delivered within 60 s of the "
                     "slowdown's end; no duplicates")  # fmt: skip
     started = time.monotonic()
-    env.sandbox.reset()
-    topics = env.topics("slow")
-    config = env.config("slow", topics, delivery={"timeout_s": 10})
-    count = int(200 * profile.slow_s)
-    events = [owed_event() for _ in range(count)]
-    owed = {e["event_id"] for e in events}
-    workers = [env.worker(config, "0")]
-    env.sandbox.add_faults([{"delay_s": 2.0, "for_s": profile.slow_s}])
-    producer = SteadyProducer(env.broker, encode(topics, events), 200)
-    producer.start()
-    producer.join(timeout=600)
-    drained = wait_until(lambda: all_delivered(env, owed), profile.slow_s + 60, 1.0)
-    result.check(drained, "not every owed event arrived in time")
+    topics, worker, owed = stream_through_delays(
+        env, result, "slow", 2.0, profile.slow_s, 200, {"timeout_s": 10}
+    )
     duplicates = env.sandbox.stats()["duplicates"]
     result.check(duplicates == 0, f"{duplicates} duplicates although no request timed out")
-    result.figures |= {"events": count, "requests": env.sandbox.stats()["requests"]}
-    finish(result, env, topics, workers, owed)
+    result.figures["requests"] = env.sandbox.stats()["requests"]
+    finish(result, env, topics, [worker], owed)
     result.seconds = time.monotonic() - started
     return result
 
@@ -474,26 +486,16 @@ def timeouts(env: ChaosEnv, profile: Profile) -> Result:
     result = Result("timeouts (3 s answers, timeout_s 1)", "every owed event delivered within 60 s "
                     "of the slowdown's end; duplicates reported")  # fmt: skip
     started = time.monotonic()
-    env.sandbox.reset()
-    topics = env.topics("timeout")
-    config = env.config("timeout", topics, delivery={"timeout_s": 1, "backoff_initial_s": 0.2,
-                                                      "backoff_max_s": 1, "max_attempts": 1000})  # fmt: skip
-    count = int(100 * profile.slow_s)
-    events = [owed_event() for _ in range(count)]
-    owed = {e["event_id"] for e in events}
-    workers = [env.worker(config, "0")]
-    env.sandbox.add_faults([{"delay_s": 3.0, "for_s": profile.slow_s}])
-    producer = SteadyProducer(env.broker, encode(topics, events), 100)
-    producer.start()
-    producer.join(timeout=600)
-    drained = wait_until(lambda: all_delivered(env, owed), profile.slow_s + 60, 1.0)
-    result.check(drained, "not every owed event arrived in time")
-    resent = workers[0].metric("dispatcher_resent_events_total")
-    retryable = workers[0].metric("dispatcher_delivery_attempts_total", result="retryable")
+    delivery = {"timeout_s": 1, "backoff_initial_s": 0.2, "backoff_max_s": 1, "max_attempts": 1000}
+    topics, worker, owed = stream_through_delays(
+        env, result, "timeout", 3.0, profile.slow_s, 100, delivery
+    )
+    retryable = worker.metric("dispatcher_delivery_attempts_total", result="retryable")
     result.check(retryable > 0, "no attempt timed out: the scenario did not test timeouts")
-    result.figures |= {"events": count, "timed_out_attempts": retryable, "resent_metric": resent,
-                       "dead_letters": workers[0].metric("dispatcher_dead_letters_total")}  # fmt: skip
-    finish(result, env, topics, workers, owed)
+    result.figures |= {"timed_out_attempts": retryable,
+                       "resent_metric": worker.metric("dispatcher_resent_events_total"),
+                       "dead_letters": worker.metric("dispatcher_dead_letters_total")}  # fmt: skip
+    finish(result, env, topics, [worker], owed)
     result.seconds = time.monotonic() - started
     return result
 
@@ -570,6 +572,15 @@ def malformed(env: ChaosEnv, profile: Profile) -> Result:
     return result
 
 
+def reload(worker: WorkerProcess, partner_file: Path, data: Any, expect: str) -> bool:
+    """Write the partner file, SIGHUP, and wait up to 10 s for the first reload counted with
+    result `expect`."""
+    partner_file.write_text(yaml.safe_dump(data))
+    worker.signal(signal.SIGHUP)
+    metric = "dispatcher_config_reloads_total"
+    return wait_until(lambda: worker.metric(metric, result=expect) == 1, 10)
+
+
 def config_changes(env: ChaosEnv, profile: Profile) -> Result:
     """A broken partner file stops start-up (exit 2, file and path named); a broken SIGHUP reload
     keeps the old config and is counted; a good one takes effect without a restart or a loss."""
@@ -596,11 +607,11 @@ def config_changes(env: ChaosEnv, profile: Profile) -> Result:
     producer = SteadyProducer(env.broker, encode(topics, stream), 300)
     producer.start()
     time.sleep(2)
-    partner_file.write_text(good_text.replace("click_lookback: 7d", "click_lookback: 90d"))
-    workers[0].signal(signal.SIGHUP)
-    failed = wait_until(
-        lambda: workers[0].metric("dispatcher_config_reloads_total", result="error") == 1, 10
-    )
+    # Broken: one value out of range, beside a change that would make organic installs owed if
+    # any of the file were applied
+    broken_data = yaml.safe_load(good_text)
+    broken_data["apps"][0] |= {"click_lookback": "90d", "install_postbacks": {"scope": "all"}}
+    failed = reload(workers[0], partner_file, broken_data, "error")
     result.check(failed, "a broken reload was not counted as an error")
     organic_before = [not_owed_event() for _ in range(50)]
     SteadyProducer(env.broker, encode(topics, organic_before), 1000).run()
@@ -610,11 +621,7 @@ def config_changes(env: ChaosEnv, profile: Profile) -> Result:
     # The good change: installs of any source are now owed
     data = yaml.safe_load(good_text)
     data["apps"][0]["install_postbacks"] = {"scope": "all"}
-    partner_file.write_text(yaml.safe_dump(data))
-    workers[0].signal(signal.SIGHUP)
-    reloaded = wait_until(
-        lambda: workers[0].metric("dispatcher_config_reloads_total", result="success") == 1, 10
-    )
+    reloaded = reload(workers[0], partner_file, data, "success")
     result.check(reloaded, "a good reload was not applied within 10 s")
     organic_after = [not_owed_event() for _ in range(50)]
     SteadyProducer(env.broker, encode(topics, organic_after), 1000).run()
