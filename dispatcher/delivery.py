@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import httpx
@@ -27,6 +27,7 @@ from tenacity import RetryCallState
 
 from dispatcher.config_loader import PartnerSet
 from dispatcher.dead_letters import delivery_letter
+from dispatcher.logs import SecretRedactor
 from dispatcher.metrics import Metrics
 from dispatcher.offsets import Partition
 from dispatcher.outcomes import AttemptKind, AttemptResult, BatchResult, Outcome
@@ -126,6 +127,8 @@ class PartnerChannel:
         self.partner = partner
         self.delivery = partner.delivery
         self.headers = self.adapter.request_headers(token)
+        # a partner's error message may quote the token back: it must reach no log or dead letter
+        self.redactor = SecretRedactor([token])
         self.semaphore = asyncio.Semaphore(partner.delivery.max_concurrent_requests)
         self.pacer.set_max_rate(partner.delivery.max_requests_per_s)
 
@@ -274,6 +277,9 @@ class PartnerChannel:
             result = self.adapter.classify(
                 response.status_code, response.headers, response.content, self.wall_clock()
             )
+        redacted = self.redactor.redact(result.message)
+        if redacted is not result.message:
+            result = replace(result, message=redacted)
         self.metrics.attempted(self.name, result.kind, self.clock() - started)
         if result.throttled:
             self.pacer.throttled(result.retry_after_s)
