@@ -28,24 +28,34 @@ def _common(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def _consumer(settings: Settings, **options: Any) -> KafkaConsumer:
+    try:
+        return KafkaConsumer(**_common(settings) | options)
+    except KafkaError as exc:
+        servers = ",".join(settings.runtime.kafka.bootstrap_servers)
+        raise BrokerUnavailableError(f"cannot reach Kafka at {servers}: {exc}") from exc
+
+
 def make_consumer(settings: Settings) -> KafkaConsumer:
     """A consumer for the worker's group; offsets are committed by the worker alone."""
     kafka = settings.runtime.kafka
-    try:
-        return KafkaConsumer(
-            **_common(settings),
-            group_id=kafka.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset=kafka.auto_offset_reset,
-            session_timeout_ms=kafka.session_timeout_ms,
-            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
-            max_poll_interval_ms=kafka.max_poll_interval_ms,
-            max_poll_records=kafka.max_poll_records,
-        )
-    except KafkaError as exc:
-        raise BrokerUnavailableError(
-            f"cannot reach Kafka at {','.join(kafka.bootstrap_servers)}: {exc}"
-        ) from exc
+    return _consumer(
+        settings,
+        group_id=kafka.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset=kafka.auto_offset_reset,
+        session_timeout_ms=kafka.session_timeout_ms,
+        heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+        max_poll_interval_ms=kafka.max_poll_interval_ms,
+        max_poll_records=kafka.max_poll_records,
+    )
+
+
+def make_replay_consumer(settings: Settings, group_id: str) -> KafkaConsumer:
+    """A consumer of the dead-letter topic for `replay-dead-letters` (assigned, not subscribed:
+    the group only keeps where the last replay stopped)."""
+    client_id = f"{settings.runtime.kafka.client_id}-replay"
+    return _consumer(settings, group_id=group_id, enable_auto_commit=False, client_id=client_id)
 
 
 def make_producer(settings: Settings) -> KafkaProducer:

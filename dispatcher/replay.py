@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
 from dispatcher.config_loader import Settings
-from dispatcher.errors import BrokerUnavailableError, PermanentError
-from dispatcher.kafka_clients import make_producer
+from dispatcher.errors import PermanentError
+from dispatcher.kafka_clients import make_producer, make_replay_consumer
 from schemas.dead_letter import DEAD_LETTER_REASONS, DeadLetter
 
 log = logging.getLogger(__name__)
@@ -72,15 +71,7 @@ def replay_dead_letters(
     if unknown:
         raise PermanentError(f"unknown reason(s) {sorted(unknown)}; allowed: {DEAD_LETTER_REASONS}")
     kafka = settings.runtime.kafka
-    try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=list(kafka.bootstrap_servers),
-            group_id=replay_group(settings, reasons),
-            enable_auto_commit=False,
-            client_id=f"{kafka.client_id}-replay",
-        )
-    except KafkaError as exc:
-        raise BrokerUnavailableError(f"cannot reach Kafka: {exc}") from exc
+    consumer = make_replay_consumer(settings, replay_group(settings, reasons))
     producer = None if dry_run else make_producer(settings)
     report = ReplayReport()
     try:
