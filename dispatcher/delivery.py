@@ -32,14 +32,12 @@ from dispatcher.metrics import Metrics
 from dispatcher.offsets import Partition
 from dispatcher.outcomes import AttemptKind, AttemptResult, BatchResult, Outcome
 from dispatcher.partners import ADAPTERS, PartnerAdapter
-from dispatcher.ratelimit import RequestPacer
+from dispatcher.ratelimit import Clock, RequestPacer
 from dispatcher.retry import retrying
 from schemas.config import PartnerConfig
 from schemas.dead_letter import DeadLetter
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], float]
 
 
 @dataclass(slots=True, eq=False)
@@ -119,7 +117,7 @@ class PartnerChannel:
         self.lanes: dict[tuple[str, str, int], Lane] = {}
         self.pacer = RequestPacer(partner.delivery.max_requests_per_s, clock, sleep)
         self.configure(partner, token)
-        metrics.start_partner(self.name)
+        metrics.start_partner(self.name, adapter.install_event)
         metrics.rate_limit(self.name, self.pacer.rate)
 
     def configure(self, partner: PartnerConfig, token: str) -> None:
@@ -286,8 +284,7 @@ class PartnerChannel:
             self.metrics.rate_limit(self.name, self.pacer.rate)
         elif result.retry_after_s:
             self.pacer.pause(result.retry_after_s)
-        elif result.kind is AttemptKind.OK and self.pacer.rate < self.pacer.max_rate:
-            self.pacer.succeeded()
+        elif result.kind is AttemptKind.OK and self.pacer.succeeded():
             self.metrics.rate_limit(self.name, self.pacer.rate)
         return result
 
@@ -399,8 +396,6 @@ class Lane:
                 except Exception:
                     first = None
                     log.exception("lane for %s failed to send", self.destination)
-                finally:
-                    self.busy = first is not None
             try:
                 if first is not None:
                     await channel.deliver(batch, self.destination, body, first)

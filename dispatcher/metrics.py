@@ -53,6 +53,7 @@ class BatchHistogram(Collector):
         self._documentation = documentation
         self._labelnames = labelnames
         self._bounds = tuple(sorted(buckets))
+        self._bucket_labels = [*map(floatToGoString, self._bounds), "+Inf"]
         self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
         self._lock = threading.Lock()
         registry.register(self)
@@ -86,9 +87,7 @@ class BatchHistogram(Collector):
             ]
         for labels, counts, total in snapshot:
             cumulative, buckets = 0, []
-            for bound, count in zip(
-                [*map(floatToGoString, self._bounds), "+Inf"], counts, strict=True
-            ):
+            for bound, count in zip(self._bucket_labels, counts, strict=True):
                 cumulative += count
                 buckets.append((bound, cumulative))
             family.add_metric(list(labels), buckets, total)
@@ -214,10 +213,10 @@ class Metrics:
             self.config_reloads.labels(result)
             self.offset_commits.labels(result)
 
-    def start_partner(self, partner: str) -> None:
+    def start_partner(self, partner: str, install_event: str) -> None:
         """Create a partner's series at zero so rates and ratios exist before the first event."""
         for outcome in Outcome:
-            self.postbacks.labels(partner, "InstallApp", outcome.value)
+            self.postbacks.labels(partner, install_event, outcome.value)
         for kind in AttemptKind:
             self.delivery_attempts.labels(partner, kind.value)
         self.resent_events.labels(partner)

@@ -80,7 +80,7 @@ class OffsetTracker:
 
     def complete(self, tp: Partition, offset: int) -> None:
         """One unit of work for an event finished (ignored for a partition no longer ours)."""
-        state = self._partitions.get(tp) or self._detached.get(tp)
+        state = self._state(tp)
         if state is not None:
             state.complete(offset)
 
@@ -92,11 +92,7 @@ class OffsetTracker:
 
     def pending_in(self, tps: Iterable[Partition]) -> int:
         """Events not final in the given partitions."""
-        return sum(
-            state.pending()
-            for tp in tps
-            if (state := self._partitions.get(tp) or self._detached.get(tp)) is not None
-        )
+        return sum(state.pending() for tp in tps if (state := self._state(tp)) is not None)
 
     def to_commit(self, tps: Iterable[Partition] | None = None) -> dict[Partition, int]:
         """Partitions whose committable offset moved past what was committed."""
@@ -111,18 +107,18 @@ class OffsetTracker:
     def mark_committed(self, offsets: Mapping[Partition, int]) -> None:
         """The broker accepted these commits; offsets only move forward."""
         for tp, offset in offsets.items():
-            state = self._partitions.get(tp) or self._detached.get(tp)
+            state = self._state(tp)
             if state is not None and (state.committed is None or offset > state.committed):
                 state.committed = offset
 
     def committed(self, tp: Partition) -> int | None:
         """The last offset committed for a partition, if any."""
-        state = self._partitions.get(tp) or self._detached.get(tp)
+        state = self._state(tp)
         return state.committed if state else None
 
     def final_offset(self, tp: Partition) -> int | None:
         """Where a partition's final events end (what would be committed now)."""
-        state = self._partitions.get(tp) or self._detached.get(tp)
+        state = self._state(tp)
         return state.committable() if state else None
 
     def detach(self, tps: Iterable[Partition]) -> None:
@@ -147,10 +143,9 @@ class OffsetTracker:
         """The partitions currently tracked as ours."""
         return list(self._partitions)
 
+    def _state(self, tp: Partition) -> PartitionOffsets | None:
+        """An assigned partition's state, or a revoked one's still finishing its work."""
+        return self._partitions.get(tp) or self._detached.get(tp)
+
     def _select(self, tps: Iterable[Partition]) -> dict[Partition, PartitionOffsets]:
-        selected: dict[Partition, PartitionOffsets] = {}
-        for tp in tps:
-            state = self._partitions.get(tp) or self._detached.get(tp)
-            if state is not None:
-                selected[tp] = state
-        return selected
+        return {tp: state for tp in tps if (state := self._state(tp)) is not None}

@@ -98,12 +98,9 @@ class RequestPacer:
         if retry_after_s is not None and retry_after_s > 0:
             self._not_before = max(self._not_before, self._clock() + retry_after_s)
 
-    def succeeded(self) -> None:
-        """A request went through: recover towards the ceiling."""
-        if self.rate < self.max_rate:
-            self.rate = min(self.max_rate, self.rate + self.max_rate / 10)
-
-    @property
-    def paused_until(self) -> float:
-        """Clock time before which nothing is sent."""
-        return self._not_before
+    def succeeded(self) -> bool:
+        """A request went through: recover towards the ceiling. True when the rate changed."""
+        if self.rate >= self.max_rate:
+            return False
+        self.rate = min(self.max_rate, self.rate + self.max_rate / 10)
+        return True

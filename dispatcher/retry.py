@@ -20,9 +20,9 @@ from tenacity import (
 from tenacity.wait import wait_base
 
 from dispatcher.outcomes import AttemptResult
+from dispatcher.ratelimit import Sleep
 from schemas.config import DeliveryConfig
 
-Sleep = Callable[[float], Awaitable[None]]
 BeforeSleep = Callable[[RetryCallState], Awaitable[None] | None]
 
 

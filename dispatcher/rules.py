@@ -13,7 +13,7 @@ from typing import Any, Literal, NamedTuple
 from dispatcher.attribution import attribute
 from dispatcher.partners.base import PostbackContent
 from dispatcher.revenue import revenue_of, strip_revenue
-from schemas.config import AppConfig, PartnerConfig
+from schemas.config import PartnerConfig
 from schemas.durations import format_duration
 from schemas.events import Event, InAppEvent
 
@@ -85,7 +85,6 @@ class Send(NamedTuple):
     """A postback is owed: `payload` is the partner's event, `destination` where it goes."""
 
     partner: str
-    app: AppConfig
     destination: str
     content: PostbackContent
     payload: Mapping[str, Any]
@@ -135,7 +134,7 @@ def decide(event: Event, partner: PartnerConfig, build_payload: PayloadBuilder) 
 
     if not isinstance(event, InAppEvent):
         content = PostbackContent(event, app, None, attribution.attributed, {}, None, False)
-        return Send(name, app, app.destination, content, build_payload(content), Rule.SCOPE,
+        return Send(name, app.destination, content, build_payload(content), Rule.SCOPE,
                     reason, attribution.why)  # fmt: skip
 
     window = postbacks.window
@@ -157,5 +156,5 @@ def decide(event: Event, partner: PartnerConfig, build_payload: PayloadBuilder) 
         revenue = None
     content = PostbackContent(event, app, mapping.partner_event, attribution.attributed, params,
                               revenue, not mapping.send_revenue)  # fmt: skip
-    return Send(name, app, app.destination, content, build_payload(content), Rule.REVENUE, reason,
+    return Send(name, app.destination, content, build_payload(content), Rule.REVENUE, reason,
                 attribution.why)  # fmt: skip

@@ -67,7 +67,6 @@ class Worker:
         runtime = settings.runtime
         self._settings = settings
         self._consumer = consumer
-        self._producer = producer
         self._metrics = metrics
         self._health = health
         self._load_partners = load_partners

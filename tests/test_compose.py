@@ -81,7 +81,7 @@ def test_metric_names_are_read_from_promql() -> None:
 
 def test_exported_names_cover_what_a_scrape_shows() -> None:
     metrics = Metrics()
-    metrics.start_partner("tiktok")
+    metrics.start_partner("tiktok", "InstallApp")
     scraped = {s.name for family in metrics.registry.collect() for s in family.samples}
     assert scraped, "the registry exposes samples"
     assert scraped <= exported_metric_names()

@@ -46,7 +46,7 @@ def test_a_failing_metric_update_is_logged_not_raised(caplog) -> None:  # type: 
 
 def test_label_sets_are_bounded_by_design() -> None:
     metrics = Metrics()
-    metrics.start_partner("tiktok")
+    metrics.start_partner("tiktok", "InstallApp")
     metrics.finished("tiktok", Outcome.DELIVERED, {"Purchase": 2}, [99.9, 99.8], 100.0)
     names = {sample.name for family in metrics.registry.collect() for sample in family.samples}
     label_names = {

@@ -31,6 +31,7 @@ class PartnerAdapter(Protocol):
     """Payload building and response reading for one partner's API; no I/O of its own."""
 
     name: str
+    install_event: str  # the partner's name for an install (the `event` label of its postbacks)
 
     def build_event(self, content: PostbackContent) -> dict[str, Any]:
         """One event of the partner's request body."""

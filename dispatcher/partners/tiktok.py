@@ -45,6 +45,7 @@ class TikTokAdapter:
     """Builds TikTok Events API app events and classifies its responses."""
 
     name = "tiktok"
+    install_event = INSTALL_EVENT
 
     def build_event(self, content: PostbackContent) -> dict[str, Any]:
         """One `data[]` entry of the request body."""
