@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from dispatcher.broker import free_port
 from schemas.tiktok import (
     CODE_BAD_PARAMETER,
     CODE_OK,
@@ -119,7 +120,6 @@ class TikTokSandbox:
         self._reopen: asyncio.TimerHandle | None = None
         self._request_ids = itertools.count(1)
         self._seen: set[str] = set()
-        self._duplicates = 0
 
     async def start(self) -> None:
         """Listen on both ports (port 0 picks free ones)."""
@@ -256,10 +256,7 @@ class TikTokSandbox:
                     sent_at if isinstance(sent_at, float | int) else None,
                 )
             )
-            if entry.event_id in self._seen:
-                self._duplicates += 1
-            else:
-                self._seen.add(entry.event_id)
+            self._seen.add(entry.event_id)
         self._record(arrived, 200, CODE_OK, len(request.data), source)
         return 200, {}, self._body(CODE_OK, "OK")
 
@@ -324,7 +321,6 @@ class TikTokSandbox:
             self.requests.clear()
             self.faults.clear()
             self._seen.clear()
-            self._duplicates = 0
             return _json(200, {"reset": True})
         return _json(404, {"error": f"no route {method} {path}"})
 
@@ -334,7 +330,7 @@ class TikTokSandbox:
             "requests": len(self.requests),
             "events": len(self.events),
             "unique_event_ids": len(self._seen),
-            "duplicates": self._duplicates,
+            "duplicates": len(self.events) - len(self._seen),
         }
 
 
@@ -435,8 +431,6 @@ class SandboxProcess:
         token: str | None = None,
         record_payloads: bool = False,
     ) -> None:
-        from dispatcher.broker import free_port  # noqa: PLC0415 - avoids a cycle at import
-
         self.port, self.control_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}/open_api/v1.3/event/track/"
         self.control = f"http://127.0.0.1:{self.control_port}"
