@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import signal
@@ -172,18 +173,32 @@ def committed_offsets(broker: LocalBroker, topics: Topics) -> dict[tuple[str, in
         consumer.close(autocommit=False)
 
 
+def wait_until(condition: Callable[[], Any], timeout_s: float, interval_s: float = 0.1) -> Any:
+    """Poll until `condition()` is truthy or `timeout_s` passed; its last value."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(interval_s)
+    return value
+
+
 def wait_for(
     condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.1
 ) -> Any:
     """Poll until `condition()` is truthy; fail with `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)
+    value = wait_until(condition, timeout_s, interval_s)
+    if not value:
+        raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+    return value
+
+
+def most_in_any_window(times: Iterable[float], window_s: float = 1.0) -> int:
+    """The most of `times` inside any window of `window_s` (closed at its start, open at its
+    end, so two times exactly `window_s` apart never share one)."""
+    ordered = sorted(times)
+    return max(
+        (bisect.bisect_left(ordered, t + window_s - 1e-9) - i for i, t in enumerate(ordered)),
+        default=0,
+    )
 
 
 class WorkerProcess:

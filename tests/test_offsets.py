@@ -110,10 +110,12 @@ def test_committable_is_always_the_lowest_unfinished_offset(
         work.extend([offset] * count)
     rnd.shuffle(work)
     committed = []
+    remaining = dict(enumerate(units))  # units left per offset, counted here, not by the tracker
     for offset in work:
         state.complete(offset)
+        remaining[offset] -= 1
         committed.append(state.committable())
-        remaining_offsets = [o for o in range(len(units)) if state._pending.get(o)]
+        remaining_offsets = [o for o, left in remaining.items() if left]
         expected = min(remaining_offsets) if remaining_offsets else len(units)
         assert state.committable() == expected
     assert committed == sorted(committed)  # never moves backwards

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 import itertools
 
 import pytest
 
 from dispatcher.ratelimit import RequestPacer
+from tests.pipeline import most_in_any_window
 
 
 class FakeTime:
@@ -41,11 +41,6 @@ def send_times(
 
     asyncio.run(go())
     return times
-
-
-def most_in_any_window(times: list[float], window_s: float = 1.0) -> int:
-    ordered = sorted(times)
-    return max(bisect.bisect_left(ordered, t + window_s - 1e-9) - i for i, t in enumerate(ordered))
 
 
 def test_never_more_than_the_ceiling_in_any_second() -> None:

@@ -307,7 +307,8 @@ def test_back_pressure_pauses_instead_of_buffering(
         time.sleep(2)
         consumed = worker.metric("dispatcher_events_consumed_total")
         assert consumed < 1000, consumed
-        assert worker.metric("dispatcher_inflight_events") <= 200 + 2000
+        # the poll budget never takes in more than the bound (at least one record when full)
+        assert worker.metric("dispatcher_inflight_events") <= 200 + 1
         assert worker.get("/healthz").status_code == 200
         # When TikTok comes back, the backlog drains
         httpx.post(f"http://127.0.0.1:{sandbox.control_port}/listener", json={"up": True})

@@ -8,7 +8,6 @@ the table and writes RELIABILITY.md).
 
 from __future__ import annotations
 
-import bisect
 import json
 import random
 import signal
@@ -32,8 +31,11 @@ from tests.pipeline import (
     TOKEN,
     Topics,
     WorkerProcess,
+    most_in_any_window,
+    produce,
     read_all,
     retry_after_violations,
+    wait_until,
     write_config,
 )
 
@@ -197,15 +199,6 @@ def rss_mb(worker: WorkerProcess) -> float:
     return int(line.split()[1]) / 1024
 
 
-def wait_until(condition: Callable[[], Any], timeout_s: float, interval_s: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval_s)
-    return bool(condition())
-
-
 def delivered_ids(env: ChaosEnv) -> set[str]:
     return {event.event_id for event in env.sandbox.events()}
 
@@ -216,13 +209,6 @@ def all_delivered(env: ChaosEnv, owed: set[str]) -> bool:
     if env.sandbox.stats()["unique_event_ids"] < len(owed):
         return False
     return owed <= delivered_ids(env)
-
-
-def most_requests_in_a_window(times: list[float], window_s: float) -> int:
-    ordered = sorted(times)
-    if not ordered:
-        return 0
-    return max(bisect.bisect_left(ordered, t + window_s) - i for i, t in enumerate(ordered))
 
 
 def token_leaks(
@@ -419,7 +405,7 @@ def throttling(env: ChaosEnv, profile: Profile) -> Result:
     requests = env.sandbox.requests()
     times = [r.at for r in requests]
     # 20 ms less than a second absorbs arrival jitter between two sends a second apart
-    busiest = most_requests_in_a_window(times, 0.98)
+    busiest = most_in_any_window(times, 0.98)
     violations = retry_after_violations(requests)
     result.check(drained, f"not every owed event arrived within {deadline_s:.0f} s")
     result.check(
@@ -434,7 +420,7 @@ def throttling(env: ChaosEnv, profile: Profile) -> Result:
         "http_429": sum(1 for r in requests if r.status == 429),
         "code_40100": sum(1 for r in requests if r.code == 40100),
         "most_requests_in_0.98s": busiest,
-        "most_requests_in_1s": most_requests_in_a_window(times, 1.0),
+        "most_requests_in_1s": most_in_any_window(times, 1.0),
         "retry_after_violations": len(violations),
         "dead_letters": workers[0].metric("dispatcher_dead_letters_total"),
     }
@@ -614,17 +600,18 @@ def config_changes(env: ChaosEnv, profile: Profile) -> Result:
     failed = reload(workers[0], partner_file, broken_data, "error")
     result.check(failed, "a broken reload was not counted as an error")
     organic_before = [not_owed_event() for _ in range(50)]
-    SteadyProducer(env.broker, encode(topics, organic_before), 1000).run()
-    wait_until(
+    produce(env.broker, topics.installs, organic_before)
+    skipped = wait_until(
         lambda: workers[0].metric("dispatcher_decisions_total", reason="out_of_scope") >= 50, 20
     )
+    result.check(skipped, "the organic installs after the broken reload were not all skipped")
     # The good change: installs of any source are now owed
     data = yaml.safe_load(good_text)
     data["apps"][0]["install_postbacks"] = {"scope": "all"}
     reloaded = reload(workers[0], partner_file, data, "success")
     result.check(reloaded, "a good reload was not applied within 10 s")
     organic_after = [not_owed_event() for _ in range(50)]
-    SteadyProducer(env.broker, encode(topics, organic_after), 1000).run()
+    produce(env.broker, topics.installs, organic_after)
     producer.join(timeout=600)
     owed = {e["event_id"] for e in stream + organic_after}
     drained = wait_until(lambda: all_delivered(env, owed), 60, 1.0)
