@@ -273,7 +273,11 @@ def test_stop_while_partner_is_down_exits_0_and_restart_delivers(
     topics = Topics.create(broker, "stopdown")
     events = [event_dict("install") for _ in range(200)]
     produce(broker, topics.installs, events)
-    config = write_config(tmp_path, broker, topics, sandbox.url, worker={"shutdown_timeout_s": 2})
+    # retries never run out while it is down (else exhausted batches become final: dead letters)
+    config = write_config(
+        tmp_path, broker, topics, sandbox.url, worker={"shutdown_timeout_s": 2},
+        delivery={"max_attempts": 1000},
+    )  # fmt: skip
     sandbox.add_faults([Fault(status=503, for_s=3600)])
     with WorkerProcess(config, tmp_path / "worker.log") as worker:
         wait_for(lambda: worker.metric("dispatcher_inflight_events") > 0, 30, "events in flight")
