@@ -11,6 +11,8 @@ from schemas.durations import format_duration
 from schemas.events import Event
 
 ORGANIC_MEDIA_SOURCES = frozenset({"", "organic"})
+# AppsFlyer's mask for privacy-restricted networks: nobody's, unless a partner file lists it.
+RESTRICTED_MEDIA_SOURCE = "restricted"
 _ZERO = timedelta(0)
 
 
@@ -23,6 +25,10 @@ class Attribution(NamedTuple):
 
 _ORGANIC = Attribution(False, "organic install")
 _NO_TOUCH_TIME = Attribution(False, "no attributed_touch_time, so the lookback cannot be checked")
+_RESTRICTED = Attribution(
+    False,
+    "media source 'restricted' (a privacy-restricted network), which this partner does not list",
+)
 _VIEW_THROUGH_OFF = Attribution(False, "view-through install and view_through is off for this app")
 
 
@@ -39,11 +45,13 @@ def is_organic(media_source: str | None) -> bool:
 def attribute(event: Event, partner: PartnerConfig, app: AppConfig) -> Attribution:
     """Judge the install's attribution (in-app events carry their install's fields)."""
     media_source = event.media_source
-    if is_organic(media_source):
+    if media_source is None or is_organic(media_source):
         return _ORGANIC
     if not partner.is_partner_media_source(media_source):
+        if media_source.strip().lower() == RESTRICTED_MEDIA_SOURCE:
+            return _RESTRICTED
         return Attribution(False, f"attributed to another media source ({media_source})")
-    touch_type = event.attributed_touch_type
+    touch_type = event.touch_type
     if touch_type == "click":
         lookback = app.click_lookback
     elif touch_type == "impression":
@@ -52,7 +60,7 @@ def attribute(event: Event, partner: PartnerConfig, app: AppConfig) -> Attributi
         lookback = app.view_through_lookback
     else:
         return Attribution(False, f"touch type {touch_type!r} is neither click nor impression")
-    touch_time = event.attributed_touch_time
+    touch_time = event.touch_time
     if touch_time is None:
         return _NO_TOUCH_TIME
     if not is_within_lookback(event.install_time, touch_time, lookback):

@@ -210,7 +210,8 @@ def _explain(args: argparse.Namespace) -> int:
     if not events:
         print(f"{args.event}: no event in it", file=sys.stderr)
         return EXIT_USAGE
-    explanations = [explain(raw, settings.partners) for raw in events]
+    formats = settings.runtime.kafka.formats
+    explanations = [explain(raw, settings.partners, formats) for raw in events]
     if args.json:
         print(json.dumps(explanations if len(explanations) > 1 else explanations[0], indent=2))
     else:

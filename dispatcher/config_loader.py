@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from dispatcher.errors import ConfigError, ConfigIssue
+from dispatcher.inputs import DECODERS
 from schemas.config import PARTNER_CONFIG_MODELS, PartnerConfig, RuntimeConfig
 
 ENV_PREFIX = "DISPATCHER_"
@@ -82,6 +83,15 @@ def load_settings(
     partners = _load_partners(partners_dir, environ, issues, require_secrets=require_secrets)
     if runtime is None:
         raise ConfigError(issues)
+    for key, name in runtime.kafka.formats:
+        if name not in DECODERS:
+            issues.append(
+                ConfigIssue(
+                    str(path),
+                    f"kafka.formats.{key}",
+                    f"{name!r} is not a known input format; allowed: {', '.join(DECODERS)}",
+                )
+            )
     kafka_password = None
     if runtime.kafka.sasl_password_env:
         kafka_password = _secret(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from dispatcher.decode import BadInput
+from dispatcher.inputs import BadInput
 from dispatcher.metrics import Metrics
 from dispatcher.outcomes import BatchResult
 from schemas.dead_letter import DeadLetter

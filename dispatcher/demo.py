@@ -55,7 +55,7 @@ def demo_config(workdir: Path, bootstrap: str, endpoint: str, metrics_port: int)
             {"app_id": DEMO_APP_ALL, "tiktok_app_id": DEMO_TIKTOK_IDS[DEMO_APP_ALL],
              "view_through": True, "view_through_lookback": "1d",
              "install_postbacks": {"scope": "all"},
-             "in_app_postbacks": {"enabled": True, "scope": "attributed", "window": "lifetime",
+             "in_app_postbacks": {"enabled": True, "scope": "all", "window": "lifetime",
                                   "events": events}},
         ],
     }  # fmt: skip

@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from dispatcher.config_loader import PartnerSet
-from dispatcher.decode import BadInput, decode
+from dispatcher.inputs import DECODERS, BadInput
 from dispatcher.logs import REDACTED
 from dispatcher.partners import ADAPTERS
 from dispatcher.rules import Send, decide
-from schemas.events import IN_APP_EVENT, INSTALL, EventType
+from schemas.config import TopicFormats
+from schemas.events import IN_APP_EVENT
 
 
 def read_events(text: str) -> Iterator[bytes]:
@@ -29,22 +30,21 @@ def read_events(text: str) -> Iterator[bytes]:
     yield stripped.encode()
 
 
-def expected_type(raw: bytes) -> EventType:
-    """The topic an event would come from, read from its own `event_type`."""
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return INSTALL
-    if isinstance(value, dict) and value.get("event_type") == IN_APP_EVENT:
-        return IN_APP_EVENT
-    return INSTALL
+def explain(raw: bytes, partners: PartnerSet, formats: TopicFormats) -> dict[str, Any]:
+    """The decision of every partner for one event, with the request that would be sent.
 
-
-def explain(raw: bytes, partners: PartnerSet) -> dict[str, Any]:
-    """The decision of every partner for one event, with the request that would be sent."""
-    event = decode(raw, expected_type(raw))
+    The event is read as if from the topic it belongs on (its decoder tells which).
+    """
+    topic_type = DECODERS[formats.installs].topic_type_of(raw)
+    decoder = DECODERS[formats.in_app_events if topic_type == IN_APP_EVENT else formats.installs]
+    event = decoder.decode(raw, topic_type)
     if isinstance(event, BadInput):
-        return {"bad_input": event.detail, "dead_letter_reason": "bad_input", "decisions": []}
+        return {
+            "topic": topic_type,
+            "bad_input": event.detail,
+            "dead_letter_reason": "bad_input",
+            "decisions": [],
+        }
     decisions = []
     for partner in partners.partners:
         adapter = ADAPTERS[partner.partner]
@@ -74,9 +74,13 @@ def explain(raw: bytes, partners: PartnerSet) -> dict[str, Any]:
             }
         decisions.append(entry)
     return {
+        "topic": topic_type,
         "event_id": event.event_id,
-        "event_type": event.event_type,
+        "event_id_derived": event.event_id_derived,
+        "event_type": event.type,
         "event_name": event.event_name,
+        "conversion": str(event.conversion),
+        "primary": event.is_primary,
         "decisions": decisions,
     }
 
@@ -84,9 +88,17 @@ def explain(raw: bytes, partners: PartnerSet) -> dict[str, Any]:
 def render_text(explanation: dict[str, Any]) -> str:
     """A reading for a person at a terminal."""
     if "bad_input" in explanation:
-        return f"bad input -> dead letter (reason bad_input): {explanation['bad_input']}\n"
+        return (
+            f"bad input on the {explanation['topic']} topic -> dead letter (reason bad_input): "
+            f"{explanation['bad_input']}\n"
+        )
+    derived = " (derived)" if explanation["event_id_derived"] else ""
+    kind = explanation["event_type"]
+    if kind == "install":
+        kind = f"install, {explanation['conversion']}"
+    copy = "" if explanation["primary"] else ", secondary copy"
     lines = [
-        f"event {explanation['event_id']} ({explanation['event_type']} {explanation['event_name']})"
+        f"event {explanation['event_id']}{derived} ({kind}{copy}: {explanation['event_name']})"
     ]
     for entry in explanation["decisions"]:
         lines.append(f"  partner {entry['partner']}, app {entry['app_id']}")

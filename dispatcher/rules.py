@@ -12,10 +12,10 @@ from typing import Any, Literal, NamedTuple
 
 from dispatcher.attribution import attribute
 from dispatcher.partners.base import PostbackContent
-from dispatcher.revenue import revenue_of, strip_revenue
+from dispatcher.revenue import strip_revenue
 from schemas.config import PartnerConfig
 from schemas.durations import format_duration
-from schemas.events import Event, InAppEvent
+from schemas.events import Conversion, Event
 
 PayloadBuilder = Callable[[PostbackContent], Mapping[str, Any]]
 
@@ -24,7 +24,7 @@ class Rule(IntEnum):
     """The rules of SPEC §1, numbered in the order they run."""
 
     APP_ACTIVE = 1
-    IN_APP_ENABLED = 2
+    KIND = 2
     SCOPE = 3
     WINDOW = 4
     MAPPING = 5
@@ -38,8 +38,8 @@ class Rule(IntEnum):
 
 _RULE_TITLES = {
     Rule.APP_ACTIVE: "app configured and active",
-    Rule.IN_APP_ENABLED: "in-app postbacks enabled",
-    Rule.SCOPE: "attribution scope",
+    Rule.KIND: "first install / in-app postbacks enabled",
+    Rule.SCOPE: "attribution scope and primary copy",
     Rule.WINDOW: "in-app postback window",
     Rule.MAPPING: "event mapping",
     Rule.REVENUE: "revenue",
@@ -51,8 +51,10 @@ class SkipReason(StrEnum):
 
     UNKNOWN_APP = "unknown_app"
     PARTNER_INACTIVE = "partner_inactive"
+    NOT_A_NEW_INSTALL = "not_a_new_install"
     IN_APP_DISABLED = "in_app_disabled"
     OUT_OF_SCOPE = "out_of_scope"
+    SECONDARY_ATTRIBUTION = "secondary_attribution"
     OUTSIDE_WINDOW = "outside_window"
     UNMAPPED_EVENT = "unmapped_event"
 
@@ -78,6 +80,11 @@ class Skip(NamedTuple):
         """Why, in words an operator reads (built on demand, not per event)."""
         if self.reason is SkipReason.OUT_OF_SCOPE:
             return f"scope is attributed, but not attributed to {self.partner}: {self.why}"
+        if self.reason is SkipReason.SECONDARY_ATTRIBUTION:
+            return (
+                f"the secondary copy of an event reported twice goes only to a partner it is "
+                f"attributed to, and it is not attributed to {self.partner}: {self.why}"
+            )
         return self.why
 
 
@@ -120,20 +127,28 @@ def decide(event: Event, partner: PartnerConfig, build_payload: PayloadBuilder) 
     if not app.active:
         return Skip(name, app.app_id, Rule.APP_ACTIVE, SkipReason.PARTNER_INACTIVE, "active: false")
 
-    is_in_app = isinstance(event, InAppEvent)
+    is_in_app = event.is_in_app
     postbacks = app.in_app_postbacks
-    if is_in_app and not postbacks.enabled:
-        return Skip(name, app.app_id, Rule.IN_APP_ENABLED, SkipReason.IN_APP_DISABLED,
-                    "in_app_postbacks.enabled is false")  # fmt: skip
+    if is_in_app:
+        if not postbacks.enabled:
+            return Skip(name, app.app_id, Rule.KIND, SkipReason.IN_APP_DISABLED,
+                        "in_app_postbacks.enabled is false")  # fmt: skip
+    elif event.conversion is not Conversion.INSTALL:
+        return Skip(name, app.app_id, Rule.KIND, SkipReason.NOT_A_NEW_INSTALL,
+                    f"a {event.conversion} record, not a first install")  # fmt: skip
 
     attribution = attribute(event, partner, app)
     scope = postbacks.scope if is_in_app else app.install_postbacks.scope
-    if scope == "attributed" and not attribution.attributed:
-        return Skip(name, app.app_id, Rule.SCOPE, SkipReason.OUT_OF_SCOPE, attribution.why)
+    if not attribution.attributed:
+        if scope == "attributed":
+            return Skip(name, app.app_id, Rule.SCOPE, SkipReason.OUT_OF_SCOPE, attribution.why)
+        if not event.is_primary:
+            return Skip(name, app.app_id, Rule.SCOPE, SkipReason.SECONDARY_ATTRIBUTION,
+                        attribution.why)  # fmt: skip
     reason: SendReason = "attributed" if attribution.attributed else "scope_all"
 
-    if not isinstance(event, InAppEvent):
-        content = PostbackContent(event, app, None, attribution.attributed, {}, None, False)
+    if not is_in_app:
+        content = PostbackContent(event, app, None, attribution.attributed, {}, {}, None, False)
         return Send(name, app.destination, content, build_payload(content), Rule.SCOPE,
                     reason, attribution.why)  # fmt: skip
 
@@ -149,12 +164,14 @@ def decide(event: Event, partner: PartnerConfig, build_payload: PayloadBuilder) 
                     f"sdk event {event.event_name!r} is not mapped")  # fmt: skip
 
     if mapping.send_revenue:
-        params: Mapping[str, Any] = event.event_value
-        revenue = revenue_of(event)
+        params: Mapping[str, Any] = event.params
+        standard_params = event.standard_params
+        revenue = event.revenue
     else:
-        params = strip_revenue(event.event_value)
+        params = strip_revenue(event.params, event.revenue_keys)
+        standard_params = strip_revenue(event.standard_params, event.revenue_keys)
         revenue = None
     content = PostbackContent(event, app, mapping.partner_event, attribution.attributed, params,
-                              revenue, not mapping.send_revenue)  # fmt: skip
+                              standard_params, revenue, not mapping.send_revenue)  # fmt: skip
     return Send(name, app.destination, content, build_payload(content), Rule.REVENUE, reason,
                 attribution.why)  # fmt: skip

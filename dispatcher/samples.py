@@ -8,12 +8,65 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from schemas.events import EventType
 
+# Push API V2's field names, in AppsFlyer's order (raw data V5, as listed by the Pull API's
+# public clients, plus the Push-only ones); a deployment selects which it receives. Sources in
+# the README's "Input events".
+APPSFLYER_FIELDS: tuple[str, ...] = (
+    "attributed_touch_type", "attributed_touch_time", "install_time", "event_time", "event_name",
+    "event_value", "event_revenue", "event_revenue_currency", "event_revenue_usd", "event_source",
+    "is_receipt_validated", "af_prt", "media_source", "af_channel", "af_keywords", "campaign",
+    "af_c_id", "af_adset", "af_adset_id", "af_ad", "af_ad_id", "af_ad_type", "af_siteid",
+    "af_sub_siteid", "af_sub1", "af_sub2", "af_sub3", "af_sub4", "af_sub5", "af_cost_model",
+    "af_cost_value", "af_cost_currency",
+    *(f"contributor_{n}_{field}" for n in (1, 2, 3)
+      for field in ("af_prt", "media_source", "campaign", "touch_type", "touch_time")),
+    "region", "country_code", "state", "city", "postal_code", "dma", "ip", "wifi", "operator",
+    "carrier", "language", "appsflyer_id", "advertising_id", "idfa", "android_id",
+    "customer_user_id", "imei", "idfv", "platform", "device_type", "os_version", "app_version",
+    "sdk_version", "app_id", "app_name", "bundle_id", "is_retargeting",
+    "retargeting_conversion_type", "af_attribution_lookback", "af_reengagement_window",
+    "is_primary_attribution", "user_agent", "http_referrer", "original_url", "custom_data",
+    "network_account_id", "install_app_store",
+    *(f"contributor_{n}_match_type" for n in (1, 2, 3)),
+    "campaign_type", "conversion_type", "match_type", "gp_referrer", "gp_click_time",
+    "gp_install_begin", "gp_broadcast_referrer", "keyword_match_type", "keyword_id", "amazon_aid",
+    "device_category", "device_model", "device_download_time", "deeplink_url", "oaid", "is_lat",
+    "store_reinstall", "api_version", "event_type", "selected_timezone", "selected_currency",
+    "revenue_in_selected_currency", "cost_in_selected_currency",
+    "attributed_touch_time_selected_timezone", "install_time_selected_timezone",
+    "event_time_selected_timezone", "device_download_time_selected_timezone", "engagement_type",
+    *(f"contributor_{n}_engagement_type" for n in (1, 2, 3)),
+    "custom_dimension", "store_product_page", "raw_consent_data", "gdpr_applies",
+    "ad_personalization_enabled", "ad_user_data_enabled",
+)  # fmt: skip
+
+
+def appsflyer_record(values: dict[str, Any]) -> dict[str, Any]:
+    """A Push API V2 message: every field, null unless `values` sets it (older Push API sends
+    blank fields as null; newer leaves them out, which `values` can do by popping them)."""
+    record: dict[str, Any] = dict.fromkeys(APPSFLYER_FIELDS)
+    record.update(values)
+    return record
+
+
+def tiktok_click_url(
+    app_id: str, click_id: str, campaign_id: str, adset_id: str, ad_id: str
+) -> str:
+    """An AppsFlyer click link as TikTok fills it and AppsFlyer records it in `original_url`."""
+    query = urlencode(
+        {"pid": "bytedanceglobal_int", "af_c_id": campaign_id, "af_adset_id": adset_id,
+         "af_ad_id": ad_id, "clickid": click_id, "af_click_lookback": "7d", "redirect": "false"}
+    )  # fmt: skip
+    return f"https://app.appsflyer.com/{app_id}?{query}"
+
+
 DEMO_APP = "id1234567890"  # view-through off, installs and in-app scope: attributed
-DEMO_APP_ALL = "com.example.app"  # view-through on, installs scope: all, window: lifetime
+DEMO_APP_ALL = "com.example.app"  # view-through on, scope: all, window: lifetime
 DEMO_TIKTOK_IDS = {DEMO_APP: "7300000000000000001", DEMO_APP_ALL: "7300000000000000002"}
 OTHER_PARTNERS = ("googleadwords_int", "Facebook Ads", "applovin_int", "unityads_int")
 
@@ -42,7 +95,7 @@ def _ts(moment: datetime) -> str:
 
 
 class SampleGenerator:
-    """Seeded generator of AppsFlyer-like raw events around `now`."""
+    """Seeded generator of AppsFlyer Push API V2 records around `now`."""
 
     # case → weight; the in-app cases come with their install's attribution
     CASES: tuple[tuple[str, int], ...] = (
@@ -53,14 +106,18 @@ class SampleGenerator:
         ("install_organic", 8),
         ("install_organic_scope_all", 4),
         ("install_other_partner", 8),
+        ("install_restricted", 2),
         ("install_click_outside_lookback", 3),
         ("install_unknown_app", 2),
+        ("install_reinstall", 2),
+        ("install_re_engagement", 2),
         ("in_app_purchase_attributed", 14),
         ("in_app_registration_attributed", 8),
         ("in_app_add_to_cart_attributed", 8),
         ("in_app_organic", 8),
         ("in_app_unmapped_event", 6),
         ("in_app_outside_window", 4),
+        ("in_app_re_engagement_copies", 2),
         ("bad_input", 1),
     )
 
@@ -72,87 +129,157 @@ class SampleGenerator:
         self._weights = [weight for _, weight in self.CASES]
 
     def generate(self, count: int) -> Iterator[Sample]:
-        """`count` samples in a realistic mix."""
-        for _ in range(count):
+        """`count` samples in a realistic mix (a case of two copies yields two samples)."""
+        produced = 0
+        while produced < count:
             case = self._random.choices(self._cases, self._weights)[0]
-            yield self.make(case)
+            for sample in self.make_all(case)[: count - produced]:
+                produced += 1
+                yield sample
 
     def make(self, case: str) -> Sample:
-        """One sample of the given case."""
+        """One sample of the given case (the primary copy, for a case of two)."""
+        return self.make_all(case)[0]
+
+    def make_all(self, case: str) -> list[Sample]:
+        """The messages of one case: one, or the primary and secondary copies of an event."""
         self._counter += 1
         rnd = self._random
         now = self._now or datetime.now(UTC)
         if case == "bad_input":
             value = rnd.choice(
                 [b"{not json", b"[]", b'{"event_type": "install"}', json.dumps(
-                    {"event_id": f"bad-{self._counter}", "event_type": "install",
-                     "event_time": 1763632800, "install_time": "yesterday",
-                     "app_id": DEMO_APP, "appsflyer_id": "x"}).encode()]
+                    appsflyer_record({"event_type": "install", "event_name": "install",
+                                      "event_time": 1763632800, "install_time": "yesterday",
+                                      "app_id": DEMO_APP, "appsflyer_id": "x"})).encode()]
             )  # fmt: skip
-            return Sample("install", value, case)
+            return [Sample("install", value, case)]
         in_app = case.startswith("in_app")
         install_age = timedelta(minutes=rnd.randint(1, 60 * 24 * 20)) if in_app else timedelta(0)
         install_time = now - install_age
         event = self._base(install_time, now if in_app else install_time)
         if case in {"install_organic", "in_app_organic", "install_organic_scope_all"}:
-            event |= {"media_source": rnd.choice(["organic", None, ""]),
-                      "attributed_touch_type": None, "attributed_touch_time": None,
-                      "click_id": None}  # fmt: skip
+            event |= _ORGANIC
+            event["event_type"] = "organic-install"
         if case == "install_tiktok_successor_id":
-            event["media_source"] = "tiktokglobal_int"
+            # TikTok as a self-reporting network: no attribution link, no click id.
+            event |= {"media_source": "tiktokglobal_int", "original_url": None}
         if case in {"install_view_through_on", "install_view_through_off"}:
             event["attributed_touch_type"] = "impression"
             event["attributed_touch_time"] = _ts(install_time - timedelta(hours=rnd.randint(1, 20)))
+            event["original_url"] = None
         if case == "install_view_through_on":
             event["app_id"] = DEMO_APP_ALL
         if case in {"install_organic_scope_all"}:
             event["app_id"] = DEMO_APP_ALL
         if case == "install_other_partner":
-            event["media_source"] = rnd.choice(OTHER_PARTNERS)
+            event |= {"media_source": rnd.choice(OTHER_PARTNERS), "original_url": None}
+        if case == "install_restricted":
+            event |= _ORGANIC | {"media_source": "restricted"}
         if case == "install_click_outside_lookback":
             event["attributed_touch_time"] = _ts(install_time - timedelta(days=rnd.randint(8, 20)))
         if case == "install_unknown_app":
             event["app_id"] = "com.unconfigured.game"
-        if in_app:
-            event |= self._in_app(case, now)
-        return Sample("in-app-event" if in_app else "install", event, case)
+        if case == "install_reinstall":
+            event |= {"event_type": "reinstall", "event_name": "reinstall",
+                      "conversion_type": "reinstall"}  # fmt: skip
+        if case == "install_re_engagement":
+            event |= {"event_type": "re-engagement", "event_name": "re-engagement",
+                      "conversion_type": "re-engagement", "is_retargeting": True,
+                      "retargeting_conversion_type": "re-engagement",
+                      "campaign_type": "retargeting"}  # fmt: skip
+        if rnd.random() < 0.5:
+            # Newer Push API leaves blank fields out; older sends them as null.
+            event = {key: value for key, value in event.items() if value is not None}
+        if not in_app:
+            return [Sample("install", event, case)]
+        event |= self._in_app(case, now)
+        if case != "in_app_re_engagement_copies":
+            return [Sample("in-app-event", event, case)]
+        # Reported twice during a re-engagement: the primary copy to the retargeting source
+        # (TikTok), the secondary to the user-acquisition source (another network). Under
+        # scope: all, only the primary copy is owed to TikTok.
+        event["app_id"] = DEMO_APP_ALL
+        primary = event | {
+            "event_type": "re-engagement-in-app-event", "is_retargeting": True,
+            "retargeting_conversion_type": "re-engagement", "campaign_type": "retargeting",
+        }  # fmt: skip
+        secondary = event | {
+            "media_source": "googleadwords_int", "original_url": None, "af_channel": "ACI_Search",
+            "is_primary_attribution": False,
+        }  # fmt: skip
+        return [Sample("in-app-event", primary, case), Sample("in-app-event", secondary, case)]
 
     def _base(self, install_time: datetime, event_time: datetime) -> dict[str, Any]:
         rnd = self._random
-        n = self._counter
         ios = rnd.random() < 0.55
         touch = install_time - timedelta(minutes=rnd.randint(1, 60 * 24 * 3))
-        event: dict[str, Any] = {
-            "event_id": f"demo-{n:07d}-{rnd.getrandbits(32):08x}",
-            "event_type": "install",
-            "event_name": "install",
-            "event_time": _ts(event_time),
-            "install_time": _ts(install_time),
-            "app_id": DEMO_APP,
-            "appsflyer_id": f"{1700000000000 + rnd.randint(0, 10**9)}-{rnd.randint(0, 10**7):07d}",
-            "platform": "ios" if ios else "android",
-            "media_source": "bytedanceglobal_int",
+        app_id = DEMO_APP
+        campaign_id = str(rnd.choice([1780001, 1780002, 1780003]))
+        adset_id = str(rnd.choice([1790001, 1790002]))
+        ad_id = str(rnd.choice([1800001, 1800002, 1800003, 1800004]))
+        click_id = f"E.C.P.{rnd.getrandbits(96):024x}"
+        uuid = str(UUID(int=rnd.getrandbits(128), version=4))
+        created = int(install_time.timestamp() * 1000) - rnd.randint(0, 10**6)
+        values: dict[str, Any] = {
             "attributed_touch_type": "click",
             "attributed_touch_time": _ts(touch),
-            "click_id": f"E.C.P.{rnd.getrandbits(64):016x}",
-            "campaign_id": str(rnd.choice([1780001, 1780002, 1780003])),
-            "adset_id": str(rnd.choice([1790001, 1790002])),
-            "ad_id": str(rnd.choice([1800001, 1800002, 1800003, 1800004])),
-            "ip": f"203.0.113.{rnd.randint(1, 254)}",
-            "user_agent": "ExampleApp/3.4.1 (iPhone; iOS 17.5)"
-            if ios
-            else "Dalvik/2.1.0 (Linux; Android 14)",
-            "app_version": rnd.choice(["3.4.0", "3.4.1", "3.5.0"]),
+            "install_time": _ts(install_time),
+            "event_time": _ts(event_time),
+            "event_name": "install",
+            "event_value": "{}",
+            "event_revenue_currency": "USD",
+            "event_source": "SDK",
+            "media_source": "bytedanceglobal_int",
+            "af_channel": rnd.choice(["TikTok", "Pangle"]),
+            "campaign": f"spring_sale_{campaign_id[-1]}",
+            "af_c_id": campaign_id,
+            "af_adset": f"adgroup_{adset_id[-1]}",
+            "af_adset_id": adset_id,
+            "af_ad": f"video_{ad_id[-1]}",
+            "af_ad_id": ad_id,
+            "af_ad_type": "video",
+            "af_siteid": None,
+            "region": "NA",
             "country_code": rnd.choice(["US", "GB", "DE", "BR", "JP"]),
+            "city": rnd.choice(["Austin", "London", "Berlin"]),
+            "ip": f"203.0.113.{rnd.randint(1, 254)}",
+            "wifi": rnd.random() < 0.6,
+            "language": "en-US",
+            "appsflyer_id": f"{created}-{rnd.randint(0, 10**18):018d}",
+            "platform": "ios" if ios else "android",
+            "device_type": "iPhone15,2" if ios else None,
+            "os_version": rnd.choice(["17.5", "18.1"]) if ios else rnd.choice(["13", "14"]),
+            "app_version": rnd.choice(["3.4.0", "3.4.1", "3.5.0"]),
+            "sdk_version": "v6.15.1",
+            "app_id": app_id,
+            "app_name": "Example",
+            "bundle_id": "com.example.app",
+            "is_retargeting": False,
+            "af_attribution_lookback": "7d",
+            "is_primary_attribution": True,
+            "user_agent": "ExampleApp/3.4.1 CFNetwork/1494.0.7 Darwin/23.4.0"
+            if ios
+            else "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/AP2A.240805.005)",
+            "original_url": tiktok_click_url(app_id, click_id, campaign_id, adset_id, ad_id),
+            "campaign_type": "ua",
+            "conversion_type": "install",
+            "match_type": "id_matching",
+            "device_category": "phone",
+            "device_model": "iPhone15,2" if ios else "google::Pixel 8",
+            "device_download_time": _ts(install_time - timedelta(seconds=rnd.randint(30, 600))),
+            "api_version": "2.0",
+            "event_type": "install",
+            "selected_timezone": "UTC",
+            "selected_currency": "USD",
+            "install_time_selected_timezone": _ts(install_time) + "+0000",
+            "event_time_selected_timezone": _ts(event_time) + "+0000",
         }
-        uuid = str(UUID(int=rnd.getrandbits(128), version=4))
         if ios:
-            event["idfa"] = uuid
-            event["idfv"] = uuid.upper()[::-1]
+            values |= {"idfa": uuid.upper(), "idfv": str(UUID(int=rnd.getrandbits(128))).upper()}
         else:
-            event["advertising_id"] = uuid
-            event["android_id"] = f"{rnd.getrandbits(64):016x}"
-        return event
+            values |= {"advertising_id": uuid, "android_id": f"{rnd.getrandbits(64):016x}"}
+        return appsflyer_record(values)
 
     def _in_app(self, case: str, now: datetime) -> dict[str, Any]:
         rnd = self._random
@@ -163,9 +290,14 @@ class SampleGenerator:
             "in_app_organic": "af_purchase",
             "in_app_unmapped_event": rnd.choice(["af_tutorial_completion", "af_app_opened"]),
             "in_app_outside_window": "af_purchase",
+            "in_app_re_engagement_copies": "af_purchase",
         }
         name = names[case]
-        fields: dict[str, Any] = {"event_type": "in-app-event", "event_name": name}
+        organic = case == "in_app_organic"
+        fields: dict[str, Any] = {
+            "event_type": "organic-install-in-app-event" if organic else "install-in-app-event",
+            "event_name": name,
+        }
         if case == "in_app_outside_window":
             installed = now - timedelta(days=rnd.randint(181, 400))
             fields["install_time"] = _ts(installed)
@@ -175,7 +307,7 @@ class SampleGenerator:
             value = {"af_revenue": price, "af_currency": "USD",
                      "af_content_id": f"sku-{rnd.randint(1, 40)}", "af_quantity": 1,
                      "af_order_id": f"o-{rnd.getrandbits(40):010x}"}  # fmt: skip
-            fields |= {"event_revenue": price, "event_revenue_currency": "USD"}
+            fields |= {"event_revenue": price, "event_revenue_usd": price}
         elif name == "af_add_to_cart":
             value = {"af_content_id": f"sku-{rnd.randint(1, 40)}", "af_price": "4.99",
                      "af_currency": "USD", "af_revenue": "4.99"}  # fmt: skip
@@ -183,6 +315,15 @@ class SampleGenerator:
             value = {"af_registration_method": rnd.choice(["email", "apple", "google"])}
         else:
             value = {}
-        # AppsFlyer raw data carries event_value as a JSON string; some pipelines decode it.
-        fields["event_value"] = json.dumps(value) if rnd.random() < 0.5 else value
+        # AppsFlyer sends event_value as a JSON string; some collectors decode it to an object.
+        fields["event_value"] = json.dumps(value) if rnd.random() < 0.8 else value
         return fields
+
+
+# The attribution fields of an organic record: AppsFlyer leaves them null.
+_ORGANIC: dict[str, Any] = {
+    "media_source": "organic", "attributed_touch_type": None, "attributed_touch_time": None,
+    "af_channel": None, "campaign": None, "af_c_id": None, "af_adset": None, "af_adset_id": None,
+    "af_ad": None, "af_ad_id": None, "af_ad_type": None, "original_url": None,
+    "af_attribution_lookback": None, "match_type": None, "campaign_type": "organic",
+}  # fmt: skip

@@ -22,9 +22,9 @@ from kafka.structs import OffsetAndMetadata
 
 from dispatcher.config_loader import PartnerSet, Settings
 from dispatcher.dead_letters import DeadLetterPublisher, Producer, bad_input_letter
-from dispatcher.decode import BadInput, decode
 from dispatcher.delivery import DeliveryService, WorkItem
 from dispatcher.errors import ConfigError, PermanentError
+from dispatcher.inputs import DECODERS, BadInput, Decoder
 from dispatcher.metrics import Health, Metrics
 from dispatcher.offsets import OffsetTracker, Partition
 from dispatcher.partners import ADAPTERS, PartnerAdapter
@@ -72,9 +72,11 @@ class Worker:
         self._load_partners = load_partners
         self._on_secrets = on_secrets
         self._clock = clock
-        self._topic_types: dict[str, EventType] = {
-            runtime.kafka.topics.installs: INSTALL,
-            runtime.kafka.topics.in_app_events: IN_APP_EVENT,
+        kafka = runtime.kafka
+        # Source topic → the type of its events and the decoder of its format.
+        self._topic_types: dict[str, tuple[EventType, Decoder]] = {
+            kafka.topics.installs: (INSTALL, DECODERS[kafka.formats.installs]),
+            kafka.topics.in_app_events: (IN_APP_EVENT, DECODERS[kafka.formats.in_app_events]),
         }
         self._max_inflight = runtime.worker.max_inflight_events
         self._commit_interval_s = runtime.worker.commit_interval_ms / 1000
@@ -160,7 +162,8 @@ class Worker:
         pairs = self._pairs
         for tp, messages in records.items():
             topic, partition = tp.topic, tp.partition
-            event_type = self._topic_types[topic]
+            event_type, decoder = self._topic_types[topic]
+            decode = decoder.decode
             state = self._offsets.partition((topic, partition))
             self._metrics.consumed(topic, len(messages))
             for message in messages:

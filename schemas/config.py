@@ -289,6 +289,13 @@ class KafkaTopics(_Config):
     in_app_events: str = "in-app-events"
 
 
+class TopicFormats(_Config):
+    """The input format of each source topic: the name of a decoder (`dispatcher.inputs`)."""
+
+    installs: str = "appsflyer"
+    in_app_events: str = "appsflyer"
+
+
 def _bootstrap_list(value: object) -> object:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -304,6 +311,7 @@ class KafkaConfig(_Config):
     group_id: str = "postback-dispatcher"
     client_id: str = "postback-dispatcher"
     topics: KafkaTopics = KafkaTopics()
+    formats: TopicFormats = TopicFormats()
     dead_letter_topic: str = "postbacks-dead-letter"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     session_timeout_ms: Annotated[int, Field(ge=1000, le=600_000)] = 10_000

@@ -1,18 +1,117 @@
-"""Input events: AppsFlyer-style install and in-app event records read from Kafka (SPEC §2)."""
+"""The canonical event: what the rules, the partner payloads and `explain` see (SPEC §1, §2).
+
+It is format-neutral: an input decoder (`dispatcher.inputs`) turns a record of its format into
+an `Event`, resolving field names, blank values, id derivation and revenue there. Nothing here
+names AppsFlyer's fields.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, Json, PlainValidator, StringConstraints
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 EventType = Literal["install", "in-app-event"]
 INSTALL: EventType = "install"
 IN_APP_EVENT: EventType = "in-app-event"
 
 _fromisoformat = datetime.fromisoformat
+
+
+class Conversion(StrEnum):
+    """What kind of conversion the record reports; only `install` is a first install."""
+
+    INSTALL = "install"
+    REINSTALL = "reinstall"
+    RE_ENGAGEMENT = "re-engagement"
+    RE_ATTRIBUTION = "re-attribution"
+    OTHER = "other"  # a kind the decoder does not know: not taken for a first install
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount with its ISO 4217 currency, when known."""
+
+    amount: Decimal
+    currency: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One install or in-app event, decoded and format-neutral; in-app events carry their
+    install's attribution fields."""
+
+    type: EventType
+    event_id: str
+    event_id_derived: bool  # True when the input had no id and the decoder derived one
+    event_name: str
+    event_time: datetime
+    install_time: datetime
+    app_id: str
+    install_id: str  # the measurement platform's id of this app install (AppsFlyer: appsflyer_id)
+    conversion: Conversion
+    is_primary: bool  # False for the secondary copy of an event reported twice
+    media_source: str | None
+    touch_type: str | None  # lower case: click, impression, ...
+    touch_time: datetime | None
+    click_id: str | None  # given explicitly by the producer; else see `click_id_for`
+    link: str | None  # the attribution link the user clicked, as recorded
+    campaign_id: str | None
+    adset_id: str | None
+    ad_id: str | None
+    platform: str | None
+    idfa: str | None
+    idfv: str | None
+    advertising_id: str | None
+    android_id: str | None
+    oaid: str | None
+    imei: str | None
+    ip: str | None
+    user_agent: str | None
+    app_version: str | None
+    country_code: str | None
+    params: Mapping[str, Any]  # the rich event parameters, as sent
+    # Well-known parameters under neutral names (content_id, content_type, quantity, order_id,
+    # search_string); a partner maps them to its own.
+    standard_params: Mapping[str, Any]
+    revenue: Money | None
+    revenue_keys: frozenset[str]  # the keys of `params` that carry revenue, at any depth
+
+    @property
+    def is_in_app(self) -> bool:
+        """An in-app event, not an install."""
+        return self.type == IN_APP_EVENT
+
+    @property
+    def event_time_s(self) -> float:
+        """Event time as Unix seconds."""
+        return self.event_time.timestamp()
+
+    def click_id_for(self, link_parameter: str) -> str | None:
+        """The partner's click id: the explicit one, else `link_parameter` of the clicked link."""
+        if self.click_id:
+            return self.click_id
+        if not self.link:
+            return None
+        return link_parameter_of(self.link, link_parameter)
+
+
+@lru_cache(maxsize=4096)
+def link_parameter_of(link: str, name: str) -> str | None:
+    """The first non-blank value of query parameter `name` in `link`, URL-decoded."""
+    try:
+        query = urlsplit(link).query
+    except ValueError:
+        return None
+    for key, value in parse_qsl(query, keep_blank_values=False):
+        if key == name and value.strip():
+            return value
+    return None
 
 
 def parse_timestamp(value: object) -> datetime:
@@ -50,12 +149,6 @@ def parse_timestamp(value: object) -> datetime:
     )
 
 
-def _optional_timestamp(value: object) -> datetime | None:
-    if value is None or value == "":
-        return None
-    return parse_timestamp(value)
-
-
 def parse_decimal(value: object) -> Decimal | None:
     """Read a revenue amount from a decimal string or a number; None when absent."""
     if value is None or value == "":
@@ -69,85 +162,3 @@ def parse_decimal(value: object) -> Decimal | None:
     if not amount.is_finite():
         raise ValueError(f"{value!r} is not a finite number")
     return amount
-
-
-# AppsFlyer exports write missing values as empty strings: the typed fields below read "" as
-# absent; plain string fields keep "" and every rule treats an empty value as absent.
-Timestamp = Annotated[datetime, PlainValidator(parse_timestamp)]
-OptionalTimestamp = Annotated[datetime | None, PlainValidator(_optional_timestamp)]
-# Lower-cased in pydantic-core (no Python call per event); "" stays "" and means absent.
-Lowered = Annotated[str | None, StringConstraints(strip_whitespace=True, to_lower=True)]
-# Required identifiers must hold a non-blank character (checked in pydantic-core).
-Identifier = Annotated[str, StringConstraints(pattern=r"\S")]
-
-
-class _Event(BaseModel):
-    """Fields of installs and in-app events; in-app events carry their install's attribution."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
-
-    event_id: Identifier
-    event_name: Identifier
-    event_time: Timestamp
-    install_time: Timestamp
-    app_id: Identifier
-    appsflyer_id: Identifier
-    platform: Lowered = None  # ios / android; not checked further, no rule depends on it
-    media_source: str | None = None
-    attributed_touch_type: Lowered = None
-    attributed_touch_time: OptionalTimestamp = None
-    click_id: str | None = None
-    campaign_id: str | None = None
-    adset_id: str | None = None
-    ad_id: str | None = None
-    idfa: str | None = None
-    idfv: str | None = None
-    advertising_id: str | None = None
-    android_id: str | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    app_version: str | None = None
-    country_code: str | None = None
-
-    @property
-    def event_time_s(self) -> float:
-        """Event time as Unix seconds."""
-        return self.event_time.timestamp()
-
-
-class InstallEvent(_Event):
-    """An install, from the installs topic."""
-
-    event_type: Literal["install"]
-    event_name: str = INSTALL
-
-
-class InAppEvent(_Event):
-    """An in-app event, from the in-app events topic."""
-
-    event_type: Literal["in-app-event"]
-    # Both validated in pydantic-core (no Python call per event); read them through the
-    # properties below, which turn "" and null into "absent".
-    event_value_field: Annotated[
-        dict[str, Any] | Json[dict[str, Any]] | Literal[""] | None, Field(alias="event_value")
-    ] = None
-    event_revenue_field: Annotated[
-        Annotated[Decimal, Field(allow_inf_nan=False)] | Literal[""] | None,
-        Field(alias="event_revenue"),
-    ] = None
-    event_revenue_currency: str | None = None
-
-    @property
-    def event_value(self) -> dict[str, Any]:
-        """The rich event parameters (empty when absent)."""
-        value = self.event_value_field
-        return value if isinstance(value, dict) else {}
-
-    @property
-    def event_revenue(self) -> Decimal | None:
-        """The event's revenue amount, when it has one."""
-        amount = self.event_revenue_field
-        return amount if isinstance(amount, Decimal) else None
-
-
-Event = InstallEvent | InAppEvent

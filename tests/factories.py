@@ -6,13 +6,19 @@ import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
+from dispatcher.inputs import BadInput
+from dispatcher.inputs.appsflyer import AppsFlyerDecoder, derive_event_id, event_value_text
+from dispatcher.samples import appsflyer_record, tiktok_click_url
 from schemas.config import TikTokAppConfig, TikTokPartnerConfig
-from schemas.events import InAppEvent, InstallEvent
+from schemas.events import Event
 
 INSTALL_TIME = datetime(2025, 11, 19, 9, 0, 0, tzinfo=UTC)
 APP_ID = "id1234567890"
 TIKTOK_APP_ID = "7300000000000000001"
+CAMPAIGN_ID, ADSET_ID, AD_ID = "1780001", "1790001", "1800001"
+PURCHASE_VALUE = {"af_revenue": "9.99", "af_currency": "USD", "af_content_id": "sku-1"}
 _ids = itertools.count(1)
 
 
@@ -21,52 +27,96 @@ def ts(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-def event_dict(event_type: str = "install", **overrides: Any) -> dict[str, Any]:
-    """A valid input event as a JSON-ready dict; by default a TikTok click install, in window."""
+def click_url(click_id: str, **params: str) -> str:
+    """An AppsFlyer click link as TikTok fills it in and AppsFlyer records it in `original_url`."""
+    return tiktok_click_url(APP_ID, click_id, CAMPAIGN_ID, ADSET_ID, AD_ID) + (
+        "&" + urlencode(params) if params else ""
+    )
+
+
+def event_dict(kind: str = "install", **overrides: Any) -> dict[str, Any]:
+    """An AppsFlyer Push API V2 record as a JSON-ready dict, for the topic of `kind` events; by
+    default a TikTok click install in its lookback, with no event id (AppsFlyer sends none), the
+    click id in `original_url` and every other field null. Datetime overrides are formatted."""
     number = next(_ids)
+    in_app = kind != "install"
     touch = INSTALL_TIME - timedelta(hours=1)
-    data: dict[str, Any] = {
-        "event_id": f"evt-{number}",
-        "event_type": event_type,
-        "event_name": "install" if event_type == "install" else "af_purchase",
-        "event_time": ts(
-            INSTALL_TIME if event_type == "install" else INSTALL_TIME + timedelta(days=1)
-        ),
-        "install_time": ts(INSTALL_TIME),
-        "app_id": APP_ID,
-        "appsflyer_id": f"1700000000000-{number:07d}",
-        "platform": "ios",
-        "media_source": "bytedanceglobal_int",
+    values: dict[str, Any] = {
         "attributed_touch_type": "click",
         "attributed_touch_time": ts(touch),
-        "click_id": f"clk-{number}",
-        "campaign_id": "cmp-1",
-        "adset_id": "adset-1",
-        "ad_id": "ad-1",
-        "idfa": "6d92078a-8246-4ba4-ae5b-76104861e7dc",
-        "idfv": "0C7B1C55-7A4C-4E5B-9D3E-3F1B2A1D0E9F",
-        "ip": "203.0.113.7",
-        "user_agent": "ExampleApp/1.2.3 (iPhone; iOS 17.1)",
-        "app_version": "1.2.3",
+        "install_time": ts(INSTALL_TIME),
+        "event_time": ts(INSTALL_TIME + timedelta(days=1) if in_app else INSTALL_TIME),
+        "event_name": "af_purchase" if in_app else "install",
+        "event_value": json.dumps(PURCHASE_VALUE) if in_app else "{}",
+        "event_revenue": "9.99" if in_app else None,
+        "event_revenue_currency": "USD",
+        "event_source": "SDK",
+        "media_source": "bytedanceglobal_int",
+        "campaign": "spring_sale",
+        "af_c_id": CAMPAIGN_ID,
+        "af_adset": "adgroup_a",
+        "af_adset_id": ADSET_ID,
+        "af_ad": "video_1",
+        "af_ad_id": AD_ID,
         "country_code": "US",
+        "ip": "203.0.113.7",
+        "appsflyer_id": f"1700000000000-{number:07d}",
+        "idfa": "6D92078A-8246-4BA4-AE5B-76104861E7DC",
+        "idfv": "0C7B1C55-7A4C-4E5B-9D3E-3F1B2A1D0E9F",
+        "platform": "ios",
+        "app_version": "1.2.3",
+        "app_id": APP_ID,
+        "bundle_id": "com.example.app",
+        "is_retargeting": False,
+        "is_primary_attribution": True,
+        "user_agent": "ExampleApp/1.2.3 CFNetwork/1474 Darwin/23.1.0",
+        "original_url": click_url(f"E.C.P.clk{number}"),
+        "conversion_type": "install",
+        "campaign_type": "ua",
+        "api_version": "2.0",
+        "event_type": "install-in-app-event" if in_app else "install",
     }
-    if event_type != "install":
-        data["event_value"] = {"af_revenue": "9.99", "af_currency": "USD", "af_content_id": "sku-1"}
-        data["event_revenue"] = "9.99"
-        data["event_revenue_currency"] = "USD"
     for key, value in overrides.items():
-        data[key] = ts(value) if isinstance(value, datetime) else value
-    return data
+        values[key] = ts(value) if isinstance(value, datetime) else value
+    return appsflyer_record(values)
 
 
-def make_install(**overrides: Any) -> InstallEvent:
+def click_id_of(record: dict[str, Any]) -> str:
+    """The click id a default record carries in its `original_url`."""
+    value = parse_qs(urlsplit(record["original_url"]).query)["clickid"][0]
+    return value
+
+
+def event_id_of(record: dict[str, Any]) -> str:
+    """The event id the worker sends for a record: its own, else the derived one."""
+    if record.get("event_id"):
+        return str(record["event_id"])
+    return derive_event_id(
+        str(record["app_id"]), str(record["appsflyer_id"]), record.get("event_name") or "",
+        str(record["event_time"]), event_value_text(record.get("event_value")),
+    )  # fmt: skip
+
+
+def decode(message: bytes | None, kind: str) -> Event | BadInput:
+    """Decode a message as the worker does on the topic of `kind` events."""
+    return AppsFlyerDecoder().decode(message, kind)  # type: ignore[arg-type]
+
+
+def decode_record(record: dict[str, Any], kind: str) -> Event:
+    """The canonical event of a record read from the topic of `kind` events."""
+    event = AppsFlyerDecoder().decode(raw(record), kind)  # type: ignore[arg-type]
+    assert isinstance(event, Event), event
+    return event
+
+
+def make_install(**overrides: Any) -> Event:
     """A decoded install."""
-    return InstallEvent.model_validate(event_dict("install", **overrides))
+    return decode_record(event_dict("install", **overrides), "install")
 
 
-def make_in_app(**overrides: Any) -> InAppEvent:
+def make_in_app(**overrides: Any) -> Event:
     """A decoded in-app event (af_purchase with revenue by default)."""
-    return InAppEvent.model_validate(event_dict("in-app-event", **overrides))
+    return decode_record(event_dict("in-app-event", **overrides), "in-app-event")
 
 
 def raw(data: dict[str, Any]) -> bytes:

@@ -102,7 +102,7 @@ def test_explain_json_for_a_skip_and_for_stdin() -> None:
         "decision": "skip",
         "reason": "out_of_scope",
         "rule": 3,
-        "rule_title": "attribution scope",
+        "rule_title": "attribution scope and primary copy",
         "detail": "scope is attributed, but not attributed to tiktok: organic install",
     }
 
@@ -112,7 +112,9 @@ def test_explain_reports_bad_input(tmp_path: Path) -> None:
     path.write_text(json.dumps(event_dict("install", event_time=1763632800)))
     result = dispatcher("explain", "--config", str(EXAMPLE), str(path))
     assert result.returncode == 0
-    assert result.stdout.startswith("bad input -> dead letter (reason bad_input): event_time")
+    assert result.stdout.startswith(
+        "bad input on the install topic -> dead letter (reason bad_input): event_time"
+    )
 
 
 def test_explain_json_lines(tmp_path: Path) -> None:

@@ -14,10 +14,11 @@ from dispatcher.dead_letters import (
     delivery_letter,
     encode,
 )
-from dispatcher.decode import BadInput, decode
+from dispatcher.inputs import BadInput
 from dispatcher.metrics import Metrics
 from dispatcher.outcomes import AttemptKind, AttemptResult, BatchResult, Outcome
 from schemas.dead_letter import DeadLetter
+from tests.factories import decode
 
 
 def test_bad_input_keeps_the_raw_text() -> None:

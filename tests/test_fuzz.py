@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from dispatcher.decode import BadInput, decode
+from dispatcher.inputs import BadInput
 from schemas.events import IN_APP_EVENT, INSTALL
 from tests.chaos.fuzz import Fuzzer
+from tests.factories import decode
 
 
 def test_every_fuzzed_message_is_bad_input_with_a_reason() -> None:

@@ -19,7 +19,7 @@ import yaml
 from dispatcher.broker import LocalBroker, free_port
 from dispatcher.sandbox import TikTokSandbox
 from tests.conftest import missing
-from tests.factories import event_dict
+from tests.factories import event_dict, event_id_of
 from tests.pipeline import REPO, Topics, WorkerProcess, produce, sandbox_ids, wait_for, write_config
 from tests.test_compose import DASHBOARD, JOB, dashboard_queries
 
@@ -124,7 +124,7 @@ def test_prometheus_scrapes_the_worker_and_evaluates_the_alerts(
     expected_alerts = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"]
                        for rule in group["rules"] if "alert" in rule}  # fmt: skip
     with WorkerProcess(config, tmp_path / "worker.log") as worker:
-        owed = {event["event_id"] for event in events}
+        owed = {event_id_of(event) for event in events}
         wait_for(lambda: set(sandbox_ids(sandbox)) >= owed, 60, "every postback delivered")
         # When Prometheus scrapes it, with the shipped alert rules loaded
         with PrometheusServer(binary, tmp_path, f"127.0.0.1:{worker.metrics_port}") as prometheus:

@@ -16,7 +16,7 @@ from dispatcher.broker import LocalBroker
 from dispatcher.dead_letters import utc_now_iso
 from dispatcher.sandbox import Fault, TikTokSandbox
 from schemas.dead_letter import DeadLetter
-from tests.factories import event_dict
+from tests.factories import event_dict, event_id_of
 from tests.pipeline import (
     TOKEN,
     Topics,
@@ -83,8 +83,8 @@ def test_replay_publishes_chosen_records_once(
     assert replay(config).stdout.startswith("2 replayed")
     assert replay(config).stdout.startswith("0 replayed")
     replayed = read_all(broker, topics.installs)
-    assert sorted(e["event_id"] for e in replayed) == sorted(
-        e["event_id"] for e in [*rejected, exhausted]
+    assert sorted(event_id_of(e) for e in replayed) == sorted(
+        event_id_of(e) for e in [*rejected, exhausted]
     )
 
     # bad_input only when asked, byte for byte; a truncated record cannot be replayed
@@ -95,7 +95,7 @@ def test_replay_publishes_chosen_records_once(
     # The worker picks the replays up and delivers them with their event_id
     with WorkerProcess(config, tmp_path / "worker.log") as worker:
         wait_for(
-            lambda: set(sandbox_ids(sandbox)) >= {e["event_id"] for e in [*rejected, exhausted]},
+            lambda: set(sandbox_ids(sandbox)) >= {event_id_of(e) for e in [*rejected, exhausted]},
             60,
             "replayed events delivered",
         )
@@ -126,7 +126,7 @@ def test_rejected_then_replayed_end_to_end(
         result = replay(config, "--reason", "partner_rejected")
         assert result.returncode == 0, result.stderr
         # Then it is delivered with the same event_id
-        wait_for(lambda: sandbox_ids(sandbox) == [event["event_id"]], 60, "delivered after replay")
+        wait_for(lambda: sandbox_ids(sandbox) == [event_id_of(event)], 60, "delivered after replay")
         assert worker.stop() == 0
     assert TOKEN not in json.dumps(read_all(broker, topics.dead_letters))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
@@ -12,10 +13,11 @@ from hypothesis import strategies as st
 
 from dispatcher.partners.tiktok import TikTokAdapter
 from dispatcher.rules import Rule, Send, Skip, SkipReason, decide
-from schemas.events import InAppEvent, InstallEvent
+from schemas.events import INSTALL, Event
 from tests.factories import (
     INSTALL_TIME,
     app_dict,
+    decode_record,
     event_dict,
     make_in_app,
     make_install,
@@ -26,7 +28,7 @@ BUILD = TikTokAdapter().build_event
 REVENUE_KEYS = {"af_revenue", "revenue", "event_revenue"}
 
 
-def decide_for(event: InstallEvent | InAppEvent, **app_overrides: Any) -> Send | Skip:
+def decide_for(event: Event, **app_overrides: Any) -> Send | Skip:
     return decide(event, make_partner(app_dict(**app_overrides)), BUILD)
 
 
@@ -51,7 +53,7 @@ def test_inactive_app_is_skipped_by_rule_1_before_anything_else() -> None:
     expect_skip(decision, SkipReason.PARTNER_INACTIVE, Rule.APP_ACTIVE)
 
 
-# --- rule 2: in-app postbacks enabled (installs always pass) ----------------------------------
+# --- rule 2: a first install; in-app postbacks enabled -------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -61,12 +63,64 @@ def test_inactive_app_is_skipped_by_rule_1_before_anything_else() -> None:
         pytest.param(make_install(), None, id="install-still-sent"),
     ],
 )
-def test_in_app_disabled(event: InstallEvent | InAppEvent, expected: SkipReason | None) -> None:
+def test_in_app_disabled(event: Event, expected: SkipReason | None) -> None:
     decision = decide_for(event, in_app={"enabled": False})
     if expected is None:
         assert isinstance(decision, Send)
     else:
-        expect_skip(decision, expected, Rule.IN_APP_ENABLED)
+        expect_skip(decision, expected, Rule.KIND)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"event_type": "reinstall", "event_name": "reinstall",
+                      "conversion_type": "reinstall"}, id="reinstall"),
+        pytest.param({"event_type": None, "conversion_type": "Reinstall"}, id="conversion-type-only"),
+        pytest.param({"event_type": "re-engagement", "event_name": "re-engagement",
+                      "is_retargeting": True, "retargeting_conversion_type": "re-engagement",
+                      "conversion_type": "re-engagement"}, id="re-engagement"),
+        pytest.param({"event_type": "re-attribution", "event_name": "re-attribution",
+                      "is_retargeting": "true"}, id="re-attribution"),
+        pytest.param({"event_type": None, "event_name": "re-attribution", "conversion_type": None},
+                     id="event-name-only"),
+        pytest.param({"event_type": None, "conversion_type": None, "is_retargeting": "true",
+                      "retargeting_conversion_type": "re-attribution"}, id="retargeting-flag-only"),
+        pytest.param({"event_type": "organic-reinstall", "media_source": "organic"},
+                     id="organic-reinstall"),
+        pytest.param({"conversion_type": "unheard-of"}, id="unknown-conversion-kind"),
+    ],
+)  # fmt: skip
+def test_only_a_first_install_gets_an_install_postback(overrides: dict[str, Any]) -> None:
+    # Given a re-engagement, re-attribution or reinstall record, attributed to TikTok
+    event = make_install(**overrides)
+    # Then no install postback is owed, whatever the scope (SPEC §1 rule 2)
+    for scope in ("attributed", "all"):
+        decision = decide_for(event, install_scope=scope)
+        expect_skip(decision, SkipReason.NOT_A_NEW_INSTALL, Rule.KIND)
+        assert str(event.conversion) in decision.detail
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({}, id="install-type"),
+        pytest.param({"event_type": None, "conversion_type": None, "is_retargeting": None},
+                     id="nothing-said"),
+        pytest.param({"event_type": "organic-install", "conversion_type": "Install",
+                      "media_source": "organic"}, id="organic-install"),
+        pytest.param({"is_retargeting": "false"}, id="retargeting-false-string"),
+    ],
+)  # fmt: skip
+def test_first_installs_pass_rule_2(overrides: dict[str, Any]) -> None:
+    assert isinstance(decide_for(make_install(**overrides), install_scope="all"), Send)
+
+
+def test_in_app_events_of_a_re_engagement_are_judged_like_any_other() -> None:
+    event = make_in_app(event_type="re-engagement-in-app-event", is_retargeting=True,
+                        conversion_type="re-engagement")  # fmt: skip
+    decision = decide_for(event)
+    assert isinstance(decision, Send), decision.detail
 
 
 # --- rule 3: attribution scope, with the lookback windows --------------------------------------
@@ -135,7 +189,7 @@ def test_install_scope_attributed(
     if attributed:
         assert isinstance(decision, Send), decision.detail
         assert decision.reason == "attributed"
-        assert decision.payload["ad"]["callback"].startswith("clk-")
+        assert decision.payload["ad"]["callback"].startswith("E.C.P.clk")
     else:
         expect_skip(decision, SkipReason.OUT_OF_SCOPE, Rule.SCOPE)
 
@@ -165,6 +219,61 @@ def test_in_app_event_is_judged_by_its_install_attribution() -> None:
     # When in-app scope is attributed, it is out of scope; when all, it is sent
     expect_skip(decide_for(event), SkipReason.OUT_OF_SCOPE, Rule.SCOPE)
     assert isinstance(decide_for(event, in_app={"scope": "all"}), Send)
+
+
+@pytest.mark.parametrize(
+    ("copy", "scope", "expected"),
+    [
+        # the secondary copy, attributed to another network (the user-acquisition source)
+        pytest.param({"media_source": "googleadwords_int"}, "all",
+                     SkipReason.SECONDARY_ATTRIBUTION, id="secondary-elsewhere-scope-all"),
+        pytest.param({"media_source": "googleadwords_int"}, "attributed",
+                     SkipReason.OUT_OF_SCOPE, id="secondary-elsewhere-scope-attributed"),
+        pytest.param({"media_source": "organic"}, "all",
+                     SkipReason.SECONDARY_ATTRIBUTION, id="secondary-organic-scope-all"),
+        # the secondary copy attributed to TikTok goes to TikTok
+        pytest.param({}, "all", None, id="secondary-to-this-partner-scope-all"),
+        pytest.param({}, "attributed", None, id="secondary-to-this-partner-scope-attributed"),
+    ],
+)  # fmt: skip
+def test_a_secondary_copy_goes_only_to_a_partner_it_is_attributed_to(
+    copy: dict[str, Any], scope: str, expected: SkipReason | None
+) -> None:
+    # Given the secondary copy of an in-app event reported twice (SPEC §1 rule 3)
+    event = make_in_app(is_primary_attribution=False, **copy)
+    decision = decide_for(event, in_app={"scope": scope})
+    if expected is None:
+        assert isinstance(decision, Send), decision.detail
+        assert decision.reason == "attributed"
+    else:
+        expect_skip(decision, expected, Rule.SCOPE)
+
+
+@pytest.mark.parametrize("flag", [False, "false", "False"])
+def test_the_primary_flag_is_read_in_every_spelling(flag: object) -> None:
+    event = make_in_app(is_primary_attribution=flag, media_source="organic")
+    expect_skip(decide_for(event, in_app={"scope": "all"}), SkipReason.SECONDARY_ATTRIBUTION,
+                Rule.SCOPE)  # fmt: skip
+
+
+@pytest.mark.parametrize("flag", [True, "true", None, ""])
+def test_a_primary_copy_or_an_unmarked_one_is_sent_under_scope_all(flag: object) -> None:
+    event = make_in_app(is_primary_attribution=flag, media_source="organic")
+    assert isinstance(decide_for(event, in_app={"scope": "all"}), Send)
+
+
+def test_restricted_is_nobodys_unless_a_partner_file_lists_it() -> None:
+    event = make_install(media_source="restricted", attributed_touch_type=None,
+                         attributed_touch_time=None, original_url=None)  # fmt: skip
+    decision = decide_for(event)
+    expect_skip(decision, SkipReason.OUT_OF_SCOPE, Rule.SCOPE)
+    assert "privacy-restricted" in decision.detail
+    # A partner file that lists `restricted` owns such installs
+    listed = make_partner(app_dict(), media_sources=["bytedanceglobal_int", "restricted"])
+    clicked = make_install(media_source="restricted")
+    decision = decide(clicked, listed, BUILD)
+    assert isinstance(decision, Send)
+    assert decision.reason == "attributed"
 
 
 def test_in_app_scope_is_independent_of_install_scope() -> None:
@@ -333,8 +442,8 @@ _sdk_events = st.sampled_from(
 
 
 @st.composite
-def in_app_events(draw: st.DrawFn) -> InAppEvent:
-    return InAppEvent.model_validate(
+def in_app_events(draw: st.DrawFn) -> Event:
+    return decode_record(
         event_dict(
             "in-app-event",
             event_name=draw(_sdk_events),
@@ -344,7 +453,8 @@ def in_app_events(draw: st.DrawFn) -> InAppEvent:
             event_time=INSTALL_TIME + draw(_offsets),
             event_value=draw(_event_values),
             event_revenue=draw(st.sampled_from([None, "1.5", "0"])),
-        )
+        ),
+        "in-app-event",
     )
 
 
@@ -358,7 +468,7 @@ def _contains_revenue_key(value: Any) -> bool:
 
 @settings(max_examples=300, deadline=None)
 @given(event=in_app_events(), view_through=st.booleans())
-def test_a_stripped_payload_never_contains_revenue(event: InAppEvent, view_through: bool) -> None:
+def test_a_stripped_payload_never_contains_revenue(event: Event, view_through: bool) -> None:
     partner = make_partner(
         app_dict(view_through=view_through, in_app={"scope": "all", "window": "lifetime", "events": [
             {"sdk_event": name, "partner_event": "Add_to_cart", "send_revenue": False}
@@ -374,15 +484,12 @@ def test_a_stripped_payload_never_contains_revenue(event: InAppEvent, view_throu
 @settings(max_examples=300, deadline=None)
 @given(event=in_app_events(), view_through=st.booleans(), install=st.booleans())
 def test_scope_all_sends_a_superset_of_scope_attributed(
-    event: InAppEvent, view_through: bool, install: bool
+    event: Event, view_through: bool, install: bool
 ) -> None:
-    subject: InstallEvent | InAppEvent = event
+    subject = event
     if install:
-        subject = InstallEvent.model_validate(
-            event.model_dump(
-                exclude={"event_value_field", "event_revenue_field", "event_revenue_currency"}
-            )
-            | {"event_type": "install"}
+        subject = dataclasses.replace(
+            event, type=INSTALL, event_name="install", params={}, standard_params={}, revenue=None
         )
     attributed = make_partner(app_dict(view_through=view_through, install_scope="attributed"))
     everything = make_partner(
@@ -399,16 +506,16 @@ def test_scope_all_sends_a_superset_of_scope_attributed(
 
 @settings(max_examples=200, deadline=None)
 @given(event=in_app_events())
-def test_deciding_is_deterministic(event: InAppEvent) -> None:
+def test_deciding_is_deterministic(event: Event) -> None:
     partner = make_partner(app_dict(in_app={"scope": "all"}))
     first = decide(event, partner, BUILD)
-    second = decide(event.model_copy(), partner.model_copy(), BUILD)
+    second = decide(dataclasses.replace(event), partner.model_copy(), BUILD)
     assert first == second
 
 
 @settings(max_examples=200, deadline=None)
 @given(event=in_app_events())
-def test_only_attributed_events_carry_ad_fields(event: InAppEvent) -> None:
+def test_only_attributed_events_carry_ad_fields(event: Event) -> None:
     partner = make_partner(app_dict(in_app={"scope": "all", "window": "lifetime"}))
     decision = decide(event, partner, BUILD)
     if isinstance(decision, Send):

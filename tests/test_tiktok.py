@@ -12,7 +12,16 @@ from dispatcher.outcomes import AttemptKind
 from dispatcher.partners.tiktok import TikTokAdapter, parse_retry_after
 from dispatcher.rules import Send, decide
 from schemas.tiktok import TIKTOK_EVENTS, TikTokRequest
-from tests.factories import app_dict, make_in_app, make_install, make_partner
+from tests.factories import (
+    AD_ID,
+    ADSET_ID,
+    CAMPAIGN_ID,
+    app_dict,
+    click_url,
+    make_in_app,
+    make_install,
+    make_partner,
+)
 
 ADAPTER = TikTokAdapter()
 
@@ -37,6 +46,7 @@ def test_install_payload_matches_the_wire_format() -> None:
         advertising_id="ABCDEF01-2345-6789-ABCD-EF0123456789",
         android_id="a1b2c3",
         event_time="2025-11-20T10:00:00Z",
+        original_url=click_url("E.C.P.2f9a"),
     )
     payload = payload_of(event)
     assert payload == {
@@ -52,10 +62,10 @@ def test_install_payload_matches_the_wire_format() -> None:
         },
         "app": {"app_id": "id1234567890", "app_version": "1.2.3"},
         "ad": {
-            "callback": event.click_id,
-            "campaign_id": "cmp-1",
-            "ad_id": "adset-1",
-            "creative_id": "ad-1",
+            "callback": "E.C.P.2f9a",
+            "campaign_id": CAMPAIGN_ID,
+            "ad_id": ADSET_ID,
+            "creative_id": AD_ID,
         },
     }
     TikTokRequest.model_validate(
@@ -79,10 +89,55 @@ def test_limited_ad_tracking_zero_ids_are_not_sent() -> None:
 
 
 def test_ad_fields_only_when_present() -> None:
-    payload = payload_of(make_install(campaign_id=None, adset_id=None, ad_id=None))
+    payload = payload_of(make_install(af_c_id=None, af_adset_id="", af_ad_id=None))
     assert payload["ad"] == {"callback": payload["ad"]["callback"]}
-    payload = payload_of(make_install(click_id=None, campaign_id=None, adset_id=None, ad_id=None))
+    payload = payload_of(
+        make_install(original_url=None, af_c_id=None, af_adset_id=None, af_ad_id=None)
+    )
     assert "ad" not in payload
+
+
+@pytest.mark.parametrize(
+    ("fields", "callback"),
+    [
+        pytest.param({"original_url": click_url("E.C.P.abc")}, "E.C.P.abc", id="from-the-link"),
+        pytest.param({"original_url": "https://app.appsflyer.com/id1?pid=x&clickid=a%2Bb%3D%3D"},
+                     "a+b==", id="url-decoded"),
+        pytest.param({"original_url": "https://app.appsflyer.com/id1?clickid=&clickid=second"},
+                     "second", id="first-non-blank"),
+        pytest.param({"click_id": "explicit", "original_url": click_url("from-link")}, "explicit",
+                     id="an-explicit-click-id-wins"),
+        pytest.param({"click_id": "", "original_url": click_url("from-link")}, "from-link",
+                     id="a-blank-click-id-is-absent"),
+        pytest.param({"original_url": "https://app.appsflyer.com/id1?pid=bytedanceglobal_int"},
+                     None, id="a-link-without-click-id"),
+        pytest.param({"original_url": "not a url at all"}, None, id="not-a-link"),
+        pytest.param({"original_url": "http://[::1"}, None, id="an-unparseable-link"),
+        pytest.param({"original_url": None}, None, id="no-link"),
+    ],
+)  # fmt: skip
+def test_the_callback_is_the_click_id_of_the_link(
+    fields: dict[str, object], callback: str | None
+) -> None:
+    """TikTok's click id comes back in the `clickid` parameter of the attribution link, which
+    TikTok fills from its `__CALLBACK_PARAM__` macro (TikTok's AppsFlyer integration guide;
+    AppsFlyer records the clicked link in `original_url`)."""
+    payload = payload_of(make_install(af_c_id=None, af_adset_id=None, af_ad_id=None, **fields))
+    assert payload.get("ad") == ({"callback": callback} if callback else None)
+
+
+def test_campaign_ids_are_read_under_their_old_names_too() -> None:
+    old = make_install(
+        af_c_id=None, af_adset_id=None, af_ad_id=None, campaign_id=11, adset_id="12", ad_id="13"
+    )
+    assert payload_of(old)["ad"] | {"callback": ""} == {
+        "callback": "",
+        "campaign_id": "11",
+        "ad_id": "12",
+        "creative_id": "13",
+    }
+    both = make_install(af_c_id="21", campaign_id="11")
+    assert payload_of(both)["ad"]["campaign_id"] == "21"
 
 
 def test_request_body_and_headers() -> None:

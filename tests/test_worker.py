@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,20 @@ import pytest
 import yaml
 
 from dispatcher.broker import LocalBroker
+from dispatcher.config_loader import load_settings
+from dispatcher.explain import explain
+from dispatcher.samples import DEMO_APP, DEMO_APP_ALL, DEMO_TIKTOK_IDS, SampleGenerator
 from dispatcher.sandbox import Fault, TikTokSandbox
-from tests.factories import INSTALL_TIME, app_dict, event_dict
+from tests.factories import (
+    AD_ID,
+    ADSET_ID,
+    CAMPAIGN_ID,
+    INSTALL_TIME,
+    app_dict,
+    click_id_of,
+    event_dict,
+    event_id_of,
+)
 from tests.pipeline import (
     TOKEN,
     Topics,
@@ -31,6 +44,7 @@ from tests.pipeline import (
 )
 
 pytestmark = pytest.mark.broker
+NOW = datetime(2025, 11, 20, 12, 0, tzinfo=UTC)
 
 SECOND_APP = app_dict(
     app_id="com.example.app", tiktok_app_id="7300000000000000002", install_scope="all",
@@ -51,6 +65,17 @@ def labelled_events() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[
         ("out_of_scope", "install", {"attributed_touch_type": "impression"}),
         ("out_of_scope", "install", {"attributed_touch_time": INSTALL_TIME - timedelta(days=8)}),
         ("send", "install", {"app_id": "com.example.app", "media_source": "organic"}),
+        ("out_of_scope", "install", {"media_source": "restricted", "original_url": None}),
+        (
+            "not_a_new_install",
+            "install",
+            {"event_type": "reinstall", "event_name": "reinstall", "conversion_type": "reinstall"},
+        ),
+        (
+            "not_a_new_install",
+            "install",
+            {"event_type": "re-engagement", "is_retargeting": True, "app_id": "com.example.app"},
+        ),
         ("unknown_app", "install", {"app_id": "com.unknown.app"}),
         ("partner_inactive", "install", {"app_id": "com.example.inactive"}),
         ("send", "in-app-event", {"event_name": "af_purchase"}),
@@ -59,11 +84,21 @@ def labelled_events() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[
         ("outside_window", "in-app-event", {"event_time": INSTALL_TIME + timedelta(days=181)}),
         ("out_of_scope", "in-app-event", {"media_source": "organic"}),
         ("send", "in-app-event", {"app_id": "com.example.app", "media_source": None}),
+        (
+            "secondary_attribution",
+            "in-app-event",
+            {
+                "app_id": "com.example.app",
+                "media_source": "googleadwords_int",
+                "is_primary_attribution": "false",
+            },
+        ),
+        ("send", "in-app-event", {"app_id": "com.example.app", "is_primary_attribution": False}),
     ]
     installs, in_app, expected = [], [], {}
     for outcome, event_type, overrides in cases:
         event = event_dict(event_type, **overrides)
-        expected[event["event_id"]] = outcome
+        expected[event_id_of(event)] = outcome
         (installs if event_type == "install" else in_app).append(event)
     return installs, in_app, expected
 
@@ -73,7 +108,9 @@ BAD_INPUTS: list[tuple[str, bytes]] = [
     ("installs", b"[1, 2, 3]"),
     (
         "installs",
-        json.dumps({k: v for k, v in event_dict("install").items() if k != "event_id"}).encode(),
+        json.dumps(
+            {k: v for k, v in event_dict("install").items() if k != "appsflyer_id"}
+        ).encode(),
     ),
     ("in_app", json.dumps(event_dict("in-app-event", event_time=1763632800)).encode()),
     ("in_app", json.dumps(event_dict("install")).encode()),  # an install on the in-app topic
@@ -116,6 +153,8 @@ def test_owed_postbacks_arrive_and_nothing_else(
             "partner_inactive",
             "unmapped_event",
             "outside_window",
+            "not_a_new_install",
+            "secondary_attribution",
         ):
             count = sum(1 for outcome in expected.values() if outcome == reason)
             assert (
@@ -127,24 +166,24 @@ def test_owed_postbacks_arrive_and_nothing_else(
     # And the payloads are TikTok's wire format
     received = {event.event_id: event for event in sandbox.events}
     purchase = next(e for e in in_app if e["event_name"] == "af_purchase")
-    assert received[purchase["event_id"]].payload == {
+    assert received[event_id_of(purchase)].payload == {
         "event": "Purchase",
         "event_time": int(INSTALL_TIME.timestamp()) + 86400,
-        "event_id": purchase["event_id"],
+        "event_id": event_id_of(purchase),
         "user": {"idfa": purchase["idfa"].upper(), "idfv": purchase["idfv"], "ip": purchase["ip"],
                  "user_agent": purchase["user_agent"]},
         "app": {"app_id": "id1234567890", "app_version": "1.2.3"},
-        "ad": {"callback": purchase["click_id"], "campaign_id": "cmp-1", "ad_id": "adset-1", "creative_id": "ad-1"},
+        "ad": {"callback": click_id_of(purchase), "campaign_id": CAMPAIGN_ID, "ad_id": ADSET_ID, "creative_id": AD_ID},
         "properties": {"af_revenue": "9.99", "af_currency": "USD", "af_content_id": "sku-1",
                        "content_id": "sku-1", "value": 9.99, "currency": "USD"},
     }  # fmt: skip
     registration = next(e for e in in_app if e["event_name"] == "af_complete_registration")
-    assert received[registration["event_id"]].payload["properties"] == {
+    assert received[event_id_of(registration)].payload["properties"] == {
         "af_currency": "USD", "af_content_id": "sku-1", "content_id": "sku-1",
     }  # fmt: skip
     organic_all = next(e for e in installs if e["app_id"] == "com.example.app")
-    assert received[organic_all["event_id"]].event_source_id == "7300000000000000002"
-    assert "ad" not in received[organic_all["event_id"]].payload
+    assert received[event_id_of(organic_all)].event_source_id == "7300000000000000002"
+    assert "ad" not in received[event_id_of(organic_all)].payload
     # And each bad input is in the dead-letter topic once, with its reason and raw bytes
     letters = read_all(broker, topics.dead_letters)
     assert len(letters) == len(BAD_INPUTS)
@@ -153,9 +192,76 @@ def test_owed_postbacks_arrive_and_nothing_else(
         raw.decode() for _, raw in BAD_INPUTS
     )
     details = " | ".join(letter["detail"] for letter in letters)
-    for fragment in ["not valid JSON", "not a JSON object", "missing required field event_id",
+    for fragment in ["not valid JSON", "not a JSON object", "missing required field appsflyer_id",
                      "event_time: must be a timestamp", "does not match its topic"]:  # fmt: skip
         assert fragment in details
+
+
+def test_appsflyer_records_as_sent_reach_tiktok_and_a_re_read_sends_the_same_ids(
+    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+) -> None:
+    """Push API V2 records as the demo writes them (the whole field list, nulls or absent keys,
+    no event id, the click id in `original_url`, `af_*` campaign ids, both copies of
+    re-engagement events) are read as they come."""
+    # Given AppsFlyer's records, every case the demo makes but malformed ones
+    topics = Topics.create(broker, "appsflyer")
+    samples = [s for s in SampleGenerator(seed=11, now=NOW).generate(400) if s.case != "bad_input"]
+    installs = [s.value for s in samples if s.event_type == "install"]
+    in_app = [s.value for s in samples if s.event_type == "in-app-event"]
+    produce(broker, topics.installs, installs)
+    produce(broker, topics.in_app, in_app)
+    apps = [app_dict(app_id=DEMO_APP, tiktok_app_id=DEMO_TIKTOK_IDS[DEMO_APP]),
+            app_dict(app_id=DEMO_APP_ALL, tiktok_app_id=DEMO_TIKTOK_IDS[DEMO_APP_ALL],
+                     view_through=True, install_scope="all",
+                     in_app={"scope": "all", "window": "lifetime"})]  # fmt: skip
+    config = write_config(tmp_path, broker, topics, sandbox.url, apps=apps)
+    # The owed postbacks, worked out offline as `dispatcher explain` does
+    settings = load_settings(config, {"TIKTOK_ACCESS_TOKEN": TOKEN})
+    expected: dict[str, dict[str, Any]] = {}
+    for sample in samples:
+        explained = explain(sample.encode(), settings.partners, settings.runtime.kafka.formats)
+        for entry in explained["decisions"]:
+            if entry["decision"] == "send":
+                [body] = entry["request"]["body"]["data"]
+                expected[body["event_id"]] = body
+    owed_cases = {s.case for s in samples if event_id_of(s.value) in expected}
+    assert {"install_tiktok_click", "in_app_purchase_attributed", "in_app_re_engagement_copies",
+            "install_organic_scope_all"} <= owed_cases  # fmt: skip
+    # When the worker reads them
+    with WorkerProcess(config, tmp_path / "worker.log") as worker:
+        wait_for(lambda: set(sandbox_ids(sandbox)) >= set(expected), 60, "every owed postback")
+        wait_for(lambda: worker.metric("dispatcher_inflight_events") == 0, 10, "nothing in flight")
+        assert worker.metric("dispatcher_dead_letters_total") == 0
+        for reason in ("not_a_new_install", "secondary_attribution", "out_of_scope"):
+            assert worker.metric("dispatcher_decisions_total", reason=reason) > 0, reason
+        assert worker.stop() == 0
+    # Then TikTok got exactly the owed bodies, once each
+    first_read = {event.event_id: event.payload for event in sandbox.events}
+    assert len(sandbox.events) == len(first_read) == len(expected)
+    assert first_read == expected
+    assert read_all(broker, topics.dead_letters, timeout_s=2) == []
+    # And each carries the derived id, the click id of its link and its af_* campaign ids
+    by_id = {event_id_of(record): record for record in installs + in_app}
+    for event_id, payload in first_read.items():
+        record = by_id[event_id]
+        assert payload is not None
+        assert len(event_id) == 32
+        if record.get("original_url") and payload.get("ad"):
+            assert payload["ad"] == {
+                "callback": click_id_of(record), "campaign_id": record["af_c_id"],
+                "ad_id": record["af_adset_id"], "creative_id": record["af_ad_id"],
+            }  # fmt: skip
+    assert any("callback" in (p or {}).get("ad", {}) for p in first_read.values())
+
+    # When the same records are read again by a new consumer group
+    sandbox.events.clear()
+    again = write_config(tmp_path / "again", broker, dataclasses.replace(topics, group="again"),
+                         sandbox.url, apps=apps)  # fmt: skip
+    with WorkerProcess(again, tmp_path / "worker-2.log") as worker:
+        wait_for(lambda: set(sandbox_ids(sandbox)) >= set(expected), 60, "re-read postbacks")
+        assert worker.stop() == 0
+    # Then the same events go out under the same ids
+    assert {event.event_id: event.payload for event in sandbox.events} == first_read
 
 
 def test_faults_delay_but_lose_nothing(
@@ -175,7 +281,7 @@ def test_faults_delay_but_lose_nothing(
     with WorkerProcess(config, tmp_path / "worker.log") as worker:
         # Then every event still arrives, and nothing is dead-lettered
         wait_for(
-            lambda: set(sandbox_ids(sandbox)) >= {e["event_id"] for e in events}, 60, "all events"
+            lambda: set(sandbox_ids(sandbox)) >= {event_id_of(e) for e in events}, 60, "all events"
         )
         assert worker.metric("dispatcher_delivery_attempts_total", result="retryable") == 8
         assert worker.metric("dispatcher_dead_letters_total") == 0
@@ -211,7 +317,7 @@ def test_rejections_are_dead_lettered_with_code_and_message_and_no_token(
     assert letter["partner"] == "tiktok"
     assert (letter["last_code"], letter["last_status"], letter["attempts"]) == (40001, 200, 1)
     assert letter["detail"] == "code 40001: No permission to operate this advertiser"
-    assert letter["event"]["event_id"] == events[0]["event_id"]
+    assert letter["event"] == events[0]  # the record as it arrived, for a replay
     for text in [json.dumps(letter), worker.log(), metrics_text]:
         assert TOKEN not in text
 
@@ -235,7 +341,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(
     # And a new worker starts
     with WorkerProcess(config, tmp_path / "worker-2.log") as again:
         wait_for(
-            lambda: set(sandbox_ids(sandbox)) >= {e["event_id"] for e in events}, 90, "every event"
+            lambda: set(sandbox_ids(sandbox)) >= {event_id_of(e) for e in events}, 90, "every event"
         )
         # Then every event arrived; the uncommitted tail came again with the same event_id
         ids = sandbox_ids(sandbox)
@@ -288,7 +394,7 @@ def test_stop_while_partner_is_down_exits_0_and_restart_delivers(
     sandbox.faults.clear()
     with WorkerProcess(config, tmp_path / "worker-2.log") as again:
         wait_for(
-            lambda: set(sandbox_ids(sandbox)) >= {e["event_id"] for e in events}, 60, "every event"
+            lambda: set(sandbox_ids(sandbox)) >= {event_id_of(e) for e in events}, 60, "every event"
         )
         assert again.stop() == 0
 
@@ -317,7 +423,7 @@ def test_back_pressure_pauses_instead_of_buffering(
         # When TikTok comes back, the backlog drains
         httpx.post(f"http://127.0.0.1:{sandbox.control_port}/listener", json={"up": True})
         wait_for(
-            lambda: set(sandbox_ids(sandbox)) >= {e["event_id"] for e in events},
+            lambda: set(sandbox_ids(sandbox)) >= {event_id_of(e) for e in events},
             90,
             "backlog drained",
         )
@@ -336,7 +442,7 @@ def test_sighup_reloads_partner_files(
         wait_for(worker.is_ready, 30, "ready")
         first = event_dict("install")
         produce(broker, topics.installs, [first])
-        wait_for(lambda: first["event_id"] in sandbox_ids(sandbox), 30, "first event")
+        wait_for(lambda: event_id_of(first) in sandbox_ids(sandbox), 30, "first event")
         # When a broken file is reloaded, the running config stays
         good = partner_file.read_text()
         partner_file.write_text(good.replace("click_lookback: 7d", "click_lookback: 90d"))
@@ -348,7 +454,9 @@ def test_sighup_reloads_partner_files(
         )
         second = event_dict("install")
         produce(broker, topics.installs, [second])
-        wait_for(lambda: second["event_id"] in sandbox_ids(sandbox), 30, "second event, old config")
+        wait_for(
+            lambda: event_id_of(second) in sandbox_ids(sandbox), 30, "second event, old config"
+        )
         assert "apps[0].click_lookback: 90d is out of range" in worker.log()
         # When a good change is reloaded, it takes effect without a restart
         data = yaml.safe_load(good)
@@ -368,7 +476,7 @@ def test_sighup_reloads_partner_files(
             "inactive",
         )
         assert worker.metric("dispatcher_config_info", app_id="id1234567890", active="false") == 1
-        assert third["event_id"] not in sandbox_ids(sandbox)
+        assert event_id_of(third) not in sandbox_ids(sandbox)
         assert worker.stop() == 0
 
 

@@ -10,9 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from dispatcher.outcomes import AttemptResult
-from dispatcher.revenue import Money
 from schemas.config import AppConfig
-from schemas.events import Event
+from schemas.events import Event, Money
 
 
 class PostbackContent(NamedTuple):
@@ -23,6 +22,7 @@ class PostbackContent(NamedTuple):
     partner_event: str | None  # the configured identifier; None for an install
     attributed: bool  # attributed to this partner: its click/campaign ids go along
     params: Mapping[str, Any]  # event_value parameters, revenue keys removed when stripped
+    standard_params: Mapping[str, Any]  # the event's standard parameters, stripped likewise
     revenue: Money | None  # sent only when the mapping keeps revenue and the event has it
     revenue_stripped: bool
 

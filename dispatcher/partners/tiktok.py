@@ -21,14 +21,17 @@ from schemas.tiktok import (
     TIKTOK_EVENTS,
 )
 
-# AppsFlyer event-value keys also sent under TikTok's own property names.
-PROPERTY_ALIASES: Mapping[str, str] = {
-    "af_content_id": "content_id",
-    "af_content_type": "content_type",
-    "af_quantity": "num_items",
-    "af_order_id": "order_id",
-    "af_search_string": "search_string",
+# The canonical event's standard parameters → TikTok's property names (sent as well as the
+# parameters under their own keys).
+PROPERTY_NAMES: Mapping[str, str] = {
+    "content_id": "content_id",
+    "content_type": "content_type",
+    "quantity": "num_items",
+    "order_id": "order_id",
+    "search_string": "search_string",
 }
+# The attribution link's parameter that TikTok fills with its click id (`__CALLBACK_PARAM__`).
+CLICK_ID_PARAMETER = "clickid"
 # TikTok reads `properties.value` as revenue: it never survives stripping.
 REVENUE_PROPERTY = "value"
 _ZERO_DEVICE_ID = "00000000-0000-0000-0000-000000000000"
@@ -79,7 +82,7 @@ class TikTokAdapter:
             ad = {
                 key: value
                 for key, value in (
-                    ("callback", event.click_id),
+                    ("callback", event.click_id_for(CLICK_ID_PARAMETER)),
                     ("campaign_id", event.campaign_id),
                     ("ad_id", event.adset_id),  # TikTok's ad group is AppsFlyer's adset
                     ("creative_id", event.ad_id),
@@ -96,9 +99,10 @@ class TikTokAdapter:
     @staticmethod
     def _properties(content: PostbackContent) -> dict[str, Any]:
         properties = dict(content.params)
-        for af_key, tiktok_key in PROPERTY_ALIASES.items():
-            if af_key in properties and tiktok_key not in properties:
-                properties[tiktok_key] = properties[af_key]
+        for name, value in content.standard_params.items():
+            tiktok_key = PROPERTY_NAMES.get(name)
+            if tiktok_key is not None and tiktok_key not in properties:
+                properties[tiktok_key] = value
         if content.revenue_stripped:
             properties.pop(REVENUE_PROPERTY, None)
         elif content.revenue is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from tests.factories import event_dict
 
-REQUIRED = ["event_id", "event_time", "install_time", "app_id", "appsflyer_id"]
+REQUIRED = ["event_time", "install_time", "app_id", "appsflyer_id"]  # AppsFlyer sends no event id
 NONSENSE_TIMES: list[Any] = [
     "2025-02-30 10:00:00", "2025-13-01 00:00:00", "yesterday", "1763632800", 1763632800,
     1763632800.5, "2025-11-20", "2025-11-20T10:00:00", "20/11/2025 10:00", "", None, [],

@@ -25,7 +25,7 @@ from kafka import KafkaProducer
 from dispatcher.broker import LocalBroker
 from dispatcher.sandbox import SandboxProcess
 from tests.chaos.fuzz import Fuzzer
-from tests.factories import app_dict, event_dict
+from tests.factories import app_dict, event_dict, event_id_of
 from tests.pipeline import (
     IN_FLIGHT_S,
     TOKEN,
@@ -265,8 +265,8 @@ def kill_9(env: ChaosEnv, profile: Profile) -> Result:
     config = env.config("kill9", topics, delivery={"batch_max_events": 200})
     events = [owed_event(rnd.choice(["install", "in-app-event"])) if rnd.random() < 0.9 else not_owed_event()
               for _ in range(profile.kill_events)]  # fmt: skip
-    owed = {e["event_id"] for e in events if e["media_source"] != "organic"}
-    not_owed = {e["event_id"] for e in events} - owed
+    owed = {event_id_of(e) for e in events if e["media_source"] != "organic"}
+    not_owed = {event_id_of(e) for e in events} - owed
     env.sandbox.add_faults([{"delay_s": 0.03, "for_s": 3600}])  # a partner that takes its time
     producer = SteadyProducer(env.broker, encode(topics, events), profile.kill_rate)
     workers = [env.worker(config, "0")]
@@ -321,7 +321,7 @@ def tiktok_down(env: ChaosEnv, profile: Profile) -> Result:
     lead_s, tail_s = 5.0, 10.0
     count = int(profile.outage_rate * (lead_s + outage + tail_s))
     events = [owed_event() for _ in range(count)]
-    owed = {e["event_id"] for e in events}
+    owed = {event_id_of(e) for e in events}
     workers = [env.worker(config, "0")]
     sampler = Sampler(lambda: workers[0])
     sampler.start()
@@ -394,7 +394,7 @@ def throttling(env: ChaosEnv, profile: Profile) -> Result:
             {"code": 40100, "retry_after": "2", "message": "Too many requests.", "count": 1},
         ]
     events = [owed_event() for _ in range(count)]
-    owed = {e["event_id"] for e in events}
+    owed = {event_id_of(e) for e in events}
     workers = [env.worker(config, "0")]
     env.sandbox.add_faults(storm)
     producer = SteadyProducer(env.broker, encode(topics, events), profile.throttle_rate)
@@ -439,7 +439,7 @@ def stream_through_delays(
     topics = env.topics(name)
     config = env.config(name, topics, delivery=delivery)
     events = [owed_event() for _ in range(int(rate * for_s))]
-    owed = {e["event_id"] for e in events}
+    owed = {event_id_of(e) for e in events}
     worker = env.worker(config, "0")
     env.sandbox.add_faults([{"delay_s": answers_after_s, "for_s": for_s}])
     producer = SteadyProducer(env.broker, encode(topics, events), rate)
@@ -504,7 +504,7 @@ def malformed(env: ChaosEnv, profile: Profile) -> Result:
     unknown = [
         event_dict("install", app_id="com.unknown.app") for _ in range(profile.valid_mixed // 4)
     ]
-    owed = {e["event_id"] for e in valid}
+    owed = {event_id_of(e) for e in valid}
     messages: list[tuple[str, bytes | None, bytes, bool]] = [
         (topics.installs if m.topic_kind == "install" else topics.in_app, None, m.value, True)
         for m in bad
@@ -552,7 +552,7 @@ def malformed(env: ChaosEnv, profile: Profile) -> Result:
     result.figures |= {"malformed": expected_dead, "dead_letters": len(letters),
                        "valid": len(valid), "unknown_app_skipped": skipped_unknown,
                        "kinds": len(Fuzzer.KINDS)}  # fmt: skip
-    unknown_ids = {e["event_id"] for e in unknown}
+    unknown_ids = {event_id_of(e) for e in unknown}
     finish(result, env, topics, workers, owed, unknown_ids)
     result.seconds = time.monotonic() - started
     return result
@@ -613,15 +613,15 @@ def config_changes(env: ChaosEnv, profile: Profile) -> Result:
     organic_after = [not_owed_event() for _ in range(50)]
     produce(env.broker, topics.installs, organic_after)
     producer.join(timeout=600)
-    owed = {e["event_id"] for e in stream + organic_after}
+    owed = {event_id_of(e) for e in stream + organic_after}
     drained = wait_until(lambda: all_delivered(env, owed), 60, 1.0)
     result.check(drained, "events were lost across the reloads")
     same_process = workers[0].process is not None and workers[0].process.pid == pid
     result.check(same_process, "the worker restarted")
     result.figures |= {"stream_events": len(stream), "start_up_exit_code": code,
                        "reload_errors": 1 if failed else 0, "reloads_applied": 1 if reloaded else 0,
-                       "organic_after_reload_sent": len({e["event_id"] for e in organic_after} & delivered_ids(env))}  # fmt: skip
-    finish(result, env, topics, workers, owed, {e["event_id"] for e in organic_before})
+                       "organic_after_reload_sent": len({event_id_of(e) for e in organic_after} & delivered_ids(env))}  # fmt: skip
+    finish(result, env, topics, workers, owed, {event_id_of(e) for e in organic_before})
     refused_leak = TOKEN in refused.log()
     result.check(not refused_leak, "the token leaked into the refused worker's log")
     result.seconds = time.monotonic() - started

@@ -1,0 +1,403 @@
+"""AppsFlyer's records, as Push API V2 posts them (raw data V5 fields), into the canonical event.
+
+Everything that is AppsFlyer's lives here: field names and their aliases, blank values (an absent
+key, `null` and `""` mean the same), `"true"` booleans, `event_value` as a JSON string or an
+object, revenue as a string or a number, the revenue keys and well-known keys of `event_value`,
+the `event_type` values of Push API, and the derived event id (SPEC §2). Field names and values
+follow AppsFlyer's Push API and raw data documentation (see the README's "Input events").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Json,
+    PlainValidator,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic_core import ErrorDetails
+
+from dispatcher.inputs.base import BadInput
+from schemas.events import (
+    IN_APP_EVENT,
+    INSTALL,
+    Conversion,
+    Event,
+    EventType,
+    Money,
+    parse_decimal,
+    parse_timestamp,
+)
+
+# Keys of `event_value` that carry revenue; none of them survives stripping, at any depth.
+REVENUE_KEYS = frozenset({"af_revenue", "revenue", "event_revenue"})
+# Well-known `event_value` keys → the canonical event's neutral parameter names.
+STANDARD_PARAMS: Mapping[str, str] = MappingProxyType(
+    {
+        "af_content_id": "content_id",
+        "af_content_type": "content_type",
+        "af_quantity": "quantity",
+        "af_order_id": "order_id",
+        "af_search_string": "search_string",
+    }
+)
+# Push API's `event_type` values on the installs topic; in-app events are `in-app-event` (V1) or
+# end in `-in-app-event` (V2: install-, organic-install-, re-engagement-, re-attribution-).
+INSTALL_EVENT_TYPES = (
+    "install",
+    "organic-install",
+    "reinstall",
+    "organic-reinstall",
+    "re-engagement",
+    "re-attribution",
+)
+IN_APP_EVENT_TYPE_SUFFIX = "in-app-event"
+# Values of `event_type`, `conversion_type` and `event_name` that name a conversion kind.
+_CONVERSIONS: Mapping[str, Conversion] = MappingProxyType(
+    {
+        "install": Conversion.INSTALL,
+        "organic-install": Conversion.INSTALL,
+        "reinstall": Conversion.REINSTALL,
+        "organic-reinstall": Conversion.REINSTALL,
+        "re-engagement": Conversion.RE_ENGAGEMENT,
+        "re-attribution": Conversion.RE_ATTRIBUTION,
+    }
+)
+_INSTALL_EVENT_NAMES = frozenset(_CONVERSIONS)
+_MAX_ERRORS_IN_DETAIL = 5
+# Fields validated as unions: one plain sentence instead of one message per union member.
+_FIELD_RULES = {
+    "event_value": "must be an object, or a JSON string of one",
+    "event_revenue": "must be a finite decimal string or number",
+    "is_retargeting": "must be true or false (or the string of one)",
+    "is_primary_attribution": "must be true or false (or the string of one)",
+}
+
+
+def _optional_timestamp(value: object) -> datetime | None:
+    return None if value is None or value == "" else parse_timestamp(value)
+
+
+Timestamp = Annotated[datetime, PlainValidator(parse_timestamp)]
+OptionalTimestamp = Annotated[datetime | None, PlainValidator(_optional_timestamp)]
+# Lower-cased in pydantic-core (no Python call per event); "" stays "" and means absent.
+Lowered = Annotated[str | None, StringConstraints(strip_whitespace=True, to_lower=True)]
+# Required identifiers must hold a non-blank character (checked in pydantic-core).
+Identifier = Annotated[str, StringConstraints(pattern=r"\S")]
+# `true`, `"true"`, `1`, ...; "" and null mean absent.
+Flag = bool | Literal[""] | None
+
+
+class AppsFlyerRecord(BaseModel):
+    """The fields of a Push API V2 message that the worker reads; every other one is ignored.
+
+    Validated in pydantic-core: fields that are not read are never turned into Python objects.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
+
+    app_id: Identifier
+    appsflyer_id: Identifier
+    event_time: Timestamp
+    event_time_text: Annotated[str, Field(validation_alias="event_time")]  # for the derived id
+    install_time: Timestamp
+    event_name: str | None = None
+    event_type: Lowered = None
+    event_id: str | None = None  # not AppsFlyer's: a producer may add one
+    conversion_type: Lowered = None  # documented: Install, Re-engagement, Reinstall
+    retargeting_conversion_type: Lowered = None  # re-engagement or re-attribution
+    is_retargeting: Flag = None
+    is_primary_attribution: Flag = None
+    media_source: str | None = None
+    attributed_touch_type: Lowered = None
+    attributed_touch_time: OptionalTimestamp = None
+    click_id: str | None = None  # not AppsFlyer's: a producer may add the click id itself
+    original_url: str | None = None
+    af_c_id: str | None = None
+    af_adset_id: str | None = None
+    af_ad_id: str | None = None
+    # The names of SPEC's first version, accepted as aliases of the three above.
+    campaign_id: str | None = None
+    adset_id: str | None = None
+    ad_id: str | None = None
+    platform: Lowered = None
+    idfa: str | None = None
+    idfv: str | None = None
+    advertising_id: str | None = None
+    android_id: str | None = None
+    oaid: str | None = None
+    imei: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    app_version: str | None = None
+    country_code: str | None = None
+    # Parsed in pydantic-core; the text as sent is kept for the derived id.
+    event_value: Annotated[
+        dict[str, Any] | Json[dict[str, Any]] | Literal[""] | None,
+        Field(validation_alias="event_value"),
+    ] = None
+    event_value_text: Annotated[
+        str | dict[str, Any] | None, Field(validation_alias="event_value")
+    ] = None
+    event_revenue: Annotated[
+        Annotated[Decimal, Field(allow_inf_nan=False)] | Literal[""] | None,
+        Field(validation_alias="event_revenue"),
+    ] = None
+    event_revenue_currency: str | None = None
+
+
+def derive_event_id(
+    app_id: str, appsflyer_id: str, event_name: str, event_time: str, event_value: str
+) -> str:
+    """The event id of a record that has none (SPEC §2; the recipe is in the README).
+
+    SHA-256 over the five fields as sent, each written as a netstring (`<length of its UTF-8
+    bytes>:<bytes>,`), in this order; the first 32 hex digits. Never change it: a new recipe
+    re-sends history under new ids.
+    """
+    digest = hashlib.sha256()
+    for part in (app_id, appsflyer_id, event_name, event_time, event_value):
+        data = part.encode("utf-8", "surrogatepass")
+        digest.update(b"%d:%b," % (len(data), data))
+    return digest.hexdigest()[:32]
+
+
+def event_value_text(value: str | dict[str, Any] | None) -> str:
+    """`event_value` as it enters the derived id: a string as sent, an object as its canonical
+    JSON (keys sorted, no spaces), absent as ""."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class AppsFlyerDecoder:
+    """Decodes AppsFlyer Push API V2 / raw data V5 records."""
+
+    name = "appsflyer"
+
+    def decode(self, raw: bytes | None, topic_type: EventType) -> Event | BadInput:
+        """Decode one message read from the topic that carries `topic_type` events."""
+        if raw is None:
+            return BadInput("empty message (null value)", None, None)
+        try:
+            record = AppsFlyerRecord.model_validate_json(raw)
+        except ValidationError as exc:
+            return _bad_input(raw, exc)
+        problem = _check_type(record, topic_type)
+        if problem is not None:
+            return BadInput(problem, raw, _parse_object(raw))
+        return to_event(record, topic_type)
+
+    def topic_type_of(self, raw: bytes) -> EventType:
+        """In-app when `event_type` says so or `event_name` is not an install's; else install."""
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return INSTALL
+        if not isinstance(value, dict):
+            return INSTALL
+        event_type = value.get("event_type")
+        if isinstance(event_type, str) and event_type.strip():
+            if event_type.strip().lower().endswith(IN_APP_EVENT_TYPE_SUFFIX):
+                return IN_APP_EVENT
+            return INSTALL
+        name = value.get("event_name")
+        if (
+            isinstance(name, str)
+            and name.strip()
+            and name.strip().lower() not in _INSTALL_EVENT_NAMES
+        ):
+            return IN_APP_EVENT
+        return INSTALL
+
+
+def _check_type(record: AppsFlyerRecord, topic_type: EventType) -> str | None:
+    """Why the record does not belong on its topic, or None when it does."""
+    event_type = record.event_type
+    if topic_type == IN_APP_EVENT:
+        if not (record.event_name or "").strip():
+            return "missing required field event_name (the SDK event name of an in-app event)"
+        if event_type and not event_type.endswith(IN_APP_EVENT_TYPE_SUFFIX):
+            return (
+                f"event_type {event_type!r} does not match its topic, which carries in-app events "
+                f"(event_type in-app-event or *-in-app-event)"
+            )
+    elif event_type and event_type not in INSTALL_EVENT_TYPES:
+        return (
+            f"event_type {event_type!r} does not match its topic, which carries installs "
+            f"(event_type {', '.join(INSTALL_EVENT_TYPES)})"
+        )
+    return None
+
+
+def to_event(record: AppsFlyerRecord, topic_type: EventType) -> Event:
+    """The canonical event of a valid record read from the topic of `topic_type` events."""
+    is_in_app = topic_type == IN_APP_EVENT
+    event_value = record.event_value
+    params: Mapping[str, Any] = event_value if isinstance(event_value, dict) else {}
+    event_id = record.event_id
+    derived = not (event_id and event_id.strip())
+    if derived:
+        event_id = derive_event_id(
+            record.app_id,
+            record.appsflyer_id,
+            record.event_name or "",
+            record.event_time_text,
+            event_value_text(record.event_value_text),
+        )
+    assert event_id is not None
+    return Event(
+        type=topic_type,
+        event_id=event_id,
+        event_id_derived=derived,
+        event_name=record.event_name or INSTALL,
+        event_time=record.event_time,
+        install_time=record.install_time,
+        app_id=record.app_id,
+        install_id=record.appsflyer_id,
+        conversion=_conversion(record),
+        is_primary=record.is_primary_attribution is not False,
+        media_source=record.media_source or None,
+        touch_type=record.attributed_touch_type or None,
+        touch_time=record.attributed_touch_time,
+        click_id=record.click_id or None,
+        link=record.original_url or None,
+        campaign_id=record.af_c_id or record.campaign_id or None,
+        adset_id=record.af_adset_id or record.adset_id or None,
+        ad_id=record.af_ad_id or record.ad_id or None,
+        platform=record.platform or None,
+        idfa=record.idfa or None,
+        idfv=record.idfv or None,
+        advertising_id=record.advertising_id or None,
+        android_id=record.android_id or None,
+        oaid=record.oaid or None,
+        imei=record.imei or None,
+        ip=record.ip or None,
+        user_agent=record.user_agent or None,
+        app_version=record.app_version or None,
+        country_code=record.country_code or None,
+        params=params,
+        standard_params=(
+            {name: params[key] for key, name in STANDARD_PARAMS.items() if key in params}
+            if params
+            else _EMPTY
+        ),
+        revenue=_revenue(record, params) if is_in_app else None,
+        revenue_keys=REVENUE_KEYS,
+    )
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _conversion(record: AppsFlyerRecord) -> Conversion:
+    """A first install unless `event_type`, `retargeting_conversion_type`, `conversion_type`,
+    `event_name` or `is_retargeting` says it is a reinstall, re-engagement or re-attribution."""
+    event_type = record.event_type
+    if event_type and event_type.endswith(IN_APP_EVENT_TYPE_SUFFIX):
+        event_type = event_type.removesuffix(IN_APP_EVENT_TYPE_SUFFIX).rstrip("-") or None
+    for value in (
+        event_type,
+        record.retargeting_conversion_type if record.is_retargeting is True else None,
+        record.conversion_type,
+        (record.event_name or "").lower(),
+    ):
+        conversion = _CONVERSIONS.get(value) if value else None
+        if conversion is not None and conversion is not Conversion.INSTALL:
+            return conversion
+    if record.conversion_type and record.conversion_type not in _CONVERSIONS:
+        # An unknown kind is not taken for a first install: nothing is sent that is not owed.
+        return Conversion.OTHER
+    if record.is_retargeting is True:
+        return Conversion.RE_ENGAGEMENT
+    return Conversion.INSTALL
+
+
+def _revenue(record: AppsFlyerRecord, params: Mapping[str, Any]) -> Money | None:
+    """`event_revenue`/`event_revenue_currency`, else `af_revenue`/`af_currency` of the value."""
+    amount = record.event_revenue
+    if isinstance(amount, Decimal):
+        currency = record.event_revenue_currency or _text(params.get("af_currency"))
+        return Money(amount, _currency(currency))
+    try:
+        value_amount = parse_decimal(params.get("af_revenue"))
+    except ValueError:
+        return None  # an unreadable af_revenue is forwarded as a parameter, never as the value
+    if value_amount is None:
+        return None
+    return Money(value_amount, _currency(_text(params.get("af_currency"))))
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _currency(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    return value.strip().upper()
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def _bad_input(raw: bytes, exc: ValidationError) -> BadInput:
+    errors = exc.errors(include_url=False, include_context=False)
+    first = errors[0]
+    if first["type"] == "json_invalid" or first["type"] == "json_type":
+        return BadInput(f"not valid JSON: {first['msg']}", raw, None)
+    if first["type"] == "model_type" and not first["loc"]:
+        return BadInput(f"not a JSON object: {_describe_json(raw)}", raw, None)
+    first_per_field: dict[object, ErrorDetails] = {}
+    for error in errors:
+        first_per_field.setdefault(error["loc"][0] if error["loc"] else "", error)
+    described = [_describe_error(error) for error in first_per_field.values()]
+    parts = described[:_MAX_ERRORS_IN_DETAIL]
+    if len(described) > _MAX_ERRORS_IN_DETAIL:
+        parts.append(f"and {len(described) - _MAX_ERRORS_IN_DETAIL} more")
+    return BadInput("; ".join(parts), raw, _parse_object(raw))
+
+
+def _describe_error(error: ErrorDetails) -> str:
+    field = str(error["loc"][0]) if error["loc"] else "message"
+    if field in _FIELD_RULES:
+        return f"{field}: {_FIELD_RULES[field]} (got {_short(error['input'])})"
+    if error["type"] == "missing":
+        return f"missing required field {field}"
+    if error["type"] == "string_pattern_mismatch":
+        return f"{field} must not be empty"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{field}: {message} (got {_short(error['input'])})"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe_json(raw: bytes) -> str:
+    try:
+        return type(json.loads(raw)).__name__
+    except ValueError:
+        return "unreadable"
+
+
+def _parse_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        decoded = json.loads(raw)
+    except ValueError:
+        return None
+    return decoded if isinstance(decoded, dict) else None

@@ -1,0 +1,463 @@
+"""The AppsFlyer decoder: Push API V2 / raw data V5 records in, canonical events or bad input out.
+
+Field names, value shapes and `event_type` values follow AppsFlyer's Push API V2 and raw data
+pages (support.appsflyer.com articles 207034356 "Push API V2.0" and 208387843 "Raw data
+fields"), cross-checked with public consumers of the same messages (rudderlabs/rudder-transformer
+`test/integrations/sources/appsflyer/data.ts`, airbytehq/airbyte `source-appsflyer`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dispatcher.inputs import BadInput
+from dispatcher.inputs.appsflyer import (
+    INSTALL_EVENT_TYPES,
+    AppsFlyerDecoder,
+    derive_event_id,
+)
+from dispatcher.samples import APPSFLYER_FIELDS
+from schemas.events import Conversion, Event, Money, parse_timestamp
+from tests.factories import decode, decode_record, event_dict, event_id_of, make_in_app, raw
+
+DECODER = AppsFlyerDecoder()
+# Fields a valid record must have; every other one may be absent, null or "".
+REQUIRED = ("app_id", "appsflyer_id", "event_time", "install_time")
+OPTIONAL = tuple(field for field in APPSFLYER_FIELDS if field not in (*REQUIRED, "event_name"))
+
+
+# --- time formats -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2025-11-20 10:00:00", datetime(2025, 11, 20, 10, 0, tzinfo=UTC)),
+        ("2025-11-20 10:00:00.123", datetime(2025, 11, 20, 10, 0, 0, 123000, tzinfo=UTC)),
+        ("2025-11-20T10:00:00Z", datetime(2025, 11, 20, 10, 0, tzinfo=UTC)),
+        ("2025-11-20T12:00:00+02:00", datetime(2025, 11, 20, 10, 0, tzinfo=UTC)),
+        ("2025-11-20T05:30:00.5-0430", datetime(2025, 11, 20, 10, 0, 0, 500000, tzinfo=UTC)),
+        ("2025-11-20 12:00:00+02:00", datetime(2025, 11, 20, 10, 0, tzinfo=UTC)),
+    ],
+)
+def test_both_time_formats_parse_to_utc(text: str, expected: datetime) -> None:
+    assert parse_timestamp(text) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1763632800, 1763632800.5, "1763632800", "2025-11-20",
+        "2025-11-20T10:00:00",  # ISO 8601 without an offset is ambiguous
+        "20/11/2025 10:00:00", "2025-13-20 10:00:00", "2025-11-20 25:00:00", "", None,
+        ["2025-11-20 10:00:00"],
+    ],
+)  # fmt: skip
+def test_other_time_formats_are_refused(value: object) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the messages are checked below
+        parse_timestamp(value)
+
+
+def test_selected_timezone_copies_are_ignored() -> None:
+    event = make_in_app(event_time_selected_timezone="not a time", install_time_selected_timezone=7)
+    assert event.event_time == datetime(2025, 11, 20, 9, 0, tzinfo=UTC)
+
+
+# --- shapes of values -------------------------------------------------------------------------
+
+
+def test_event_value_may_be_a_json_string_or_an_object() -> None:
+    as_string = make_in_app(event_value='{"a": 1}')
+    as_object = make_in_app(event_value={"a": 1})
+    assert as_object.params == as_string.params == {"a": 1}
+
+
+@pytest.mark.parametrize("value", [None, "", "{}"])
+def test_an_absent_or_empty_event_value_has_no_parameters(value: object) -> None:
+    assert make_in_app(event_value=value).params == {}
+
+
+def test_an_absent_event_value_key_has_no_parameters() -> None:
+    record = event_dict("in-app-event")
+    del record["event_value"]
+    assert decode_record(record, "in-app-event").params == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("9.99", Decimal("9.99")), (9.99, Decimal("9.99")), (10, Decimal(10)), ("", None), (None, None)],
+)  # fmt: skip
+def test_revenue_is_a_decimal_from_a_string_or_a_number(
+    value: object, expected: Decimal | None
+) -> None:
+    event = make_in_app(event_revenue=value, event_value="{}")
+    assert event.revenue == (Money(expected, "USD") if expected is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param({"event_revenue": "5", "event_revenue_currency": "eur"}, Money(Decimal(5), "EUR"),
+                     id="event-revenue-and-currency"),
+        pytest.param({"event_revenue": "5", "event_revenue_currency": None,
+                      "event_value": {"af_currency": " gbp "}}, Money(Decimal(5), "GBP"),
+                     id="currency-only-from-af-currency"),
+        pytest.param({"event_revenue": "5", "event_revenue_currency": "",
+                      "event_value": {}}, Money(Decimal(5), None), id="no-currency-anywhere"),
+        pytest.param({"event_revenue": None, "event_value": {"af_revenue": 12.5, "af_currency": "jpy"}},
+                     Money(Decimal("12.5"), "JPY"), id="af-revenue-fallback"),
+        pytest.param({"event_revenue": None, "event_value": {"af_revenue": "n/a"}}, None,
+                     id="unreadable-af-revenue-is-no-revenue"),
+        pytest.param({"event_revenue": None, "event_value": {"af_currency": "USD"}}, None,
+                     id="currency-without-amount"),
+    ],
+)  # fmt: skip
+def test_where_revenue_comes_from(fields: dict[str, Any], expected: Money | None) -> None:
+    assert make_in_app(**fields).revenue == expected
+
+
+def test_installs_carry_no_revenue() -> None:
+    record = event_dict("install", event_revenue="3", event_value={"af_revenue": "3"})
+    assert decode_record(record, "install").revenue is None
+
+
+def test_standard_parameters_get_neutral_names() -> None:
+    value = {"af_content_id": "sku", "af_content_type": "shoes", "af_quantity": 2,
+             "af_order_id": "o-1", "af_search_string": "red", "af_price": "3"}  # fmt: skip
+    event = make_in_app(event_value=json.dumps(value))
+    assert event.standard_params == {"content_id": "sku", "content_type": "shoes", "quantity": 2,
+                                     "order_id": "o-1", "search_string": "red"}  # fmt: skip
+    assert event.params == value
+
+
+@pytest.mark.parametrize(
+    ("flag", "primary"),
+    [(True, True), (False, False), ("true", True), ("false", False), ("False", False),
+     (1, True), (0, False), (None, True), ("", True)],
+)  # fmt: skip
+def test_booleans_arrive_as_json_or_as_strings(flag: object, primary: bool) -> None:
+    assert make_in_app(is_primary_attribution=flag).is_primary is primary
+
+
+def test_blank_strings_and_nulls_are_absent() -> None:
+    event = make_in_app(
+        attributed_touch_time="", event_revenue="", event_value="", original_url="", af_c_id="",
+        idfa=None, ip="", media_source="", attributed_touch_type="",
+    )  # fmt: skip
+    assert (event.touch_time, event.revenue, event.params, event.link, event.campaign_id,
+            event.idfa, event.ip, event.media_source, event.touch_type) == (
+        None, None, {}, None, None, None, None, None, None)  # fmt: skip
+
+
+def test_numbers_become_strings_and_unknown_fields_are_ignored() -> None:
+    event = make_in_app(af_c_id=99, app_version=3, something_new={"x": 1}, custom_data="{}")
+    assert (event.campaign_id, event.app_version) == ("99", "3")
+
+
+def test_the_touch_type_and_platform_are_normalised() -> None:
+    event = make_in_app(attributed_touch_type=" Click ", platform="iOS")
+    assert (event.touch_type, event.platform) == ("click", "ios")
+
+
+def test_events_are_frozen() -> None:
+    event = make_in_app()
+    with pytest.raises(AttributeError):
+        event.event_id = "other"  # type: ignore[misc]
+
+
+# --- event types, topics and conversions --------------------------------------------------------
+
+
+@pytest.mark.parametrize("event_type", [*INSTALL_EVENT_TYPES, None, ""])
+def test_install_event_types_are_read_on_the_installs_topic(event_type: str | None) -> None:
+    event = decode_record(event_dict("install", event_type=event_type), "install")
+    assert event.type == "install"
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    ["in-app-event", "install-in-app-event", "organic-install-in-app-event",
+     "re-engagement-in-app-event", "re-attribution-in-app-event", None],
+)  # fmt: skip
+def test_in_app_event_types_are_read_on_the_in_app_topic(event_type: str | None) -> None:
+    event = decode_record(event_dict("in-app-event", event_type=event_type), "in-app-event")
+    assert (event.type, event.is_in_app) == ("in-app-event", True)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "topic", "expected"),
+    [
+        ("install-in-app-event", "install", "does not match its topic, which carries installs"),
+        ("in-app-event", "install", "does not match its topic"),
+        ("uninstall", "install", "event_type 'uninstall' does not match"),
+        ("install", "in-app-event", "does not match its topic, which carries in-app events"),
+        ("organic-install", "in-app-event", "does not match its topic"),
+    ],
+)
+def test_an_event_type_of_the_other_topic_is_bad_input(
+    event_type: str, topic: str, expected: str
+) -> None:
+    result = decode(raw(event_dict(topic, event_type=event_type)), topic)
+    assert isinstance(result, BadInput)
+    assert expected in result.detail
+    assert result.parsed is not None
+    assert result.parsed["event_type"] == event_type
+
+
+@pytest.mark.parametrize(
+    ("fields", "conversion"),
+    [
+        ({}, Conversion.INSTALL),
+        ({"event_type": "organic-install", "conversion_type": "Install"}, Conversion.INSTALL),
+        ({"event_type": "reinstall"}, Conversion.REINSTALL),
+        ({"event_type": None, "conversion_type": "Reinstall"}, Conversion.REINSTALL),
+        ({"event_type": "re-engagement"}, Conversion.RE_ENGAGEMENT),
+        ({"event_type": None, "conversion_type": None, "event_name": "re-attribution"},
+         Conversion.RE_ATTRIBUTION),
+        ({"event_type": None, "conversion_type": "Re-engagement", "is_retargeting": "true",
+          "retargeting_conversion_type": "re-attribution"}, Conversion.RE_ATTRIBUTION),
+        ({"event_type": None, "conversion_type": None, "is_retargeting": True},
+         Conversion.RE_ENGAGEMENT),
+        ({"event_type": None, "conversion_type": "something-new"}, Conversion.OTHER),
+    ],
+)  # fmt: skip
+def test_conversion_kinds(fields: dict[str, Any], conversion: Conversion) -> None:
+    assert decode_record(event_dict("install", **fields), "install").conversion is conversion
+
+
+@pytest.mark.parametrize(
+    ("fields", "topic"),
+    [
+        ({"event_type": "install"}, "install"),
+        ({"event_type": "re-engagement-in-app-event"}, "in-app-event"),
+        ({"event_type": "In-App-Event "}, "in-app-event"),
+        ({"event_type": None, "event_name": "af_purchase"}, "in-app-event"),
+        ({"event_type": None, "event_name": "re-engagement"}, "install"),
+        ({"event_type": None, "event_name": None}, "install"),
+    ],
+)
+def test_explain_finds_the_topic_from_the_record(fields: dict[str, Any], topic: str) -> None:
+    assert DECODER.topic_type_of(raw(event_dict("install", **fields))) == topic
+
+
+@pytest.mark.parametrize("message", [b"not json", b"[1]"])
+def test_explain_reads_a_message_that_is_not_an_object_as_an_install(message: bytes) -> None:
+    assert DECODER.topic_type_of(message) == "install"
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+def _without(kind: str, field: str) -> bytes:
+    record = event_dict(kind)
+    del record[field]
+    return raw(record)
+
+
+@pytest.mark.parametrize(
+    ("message", "topic", "expected_detail"),
+    [
+        (b"\x00\xff\xfe garbage", "install", "not valid JSON"),
+        (b'{"app_id": "a", ', "install", "not valid JSON"),
+        (b"[1, 2, 3]", "install", "not a JSON object: list"),
+        (b'"a string"', "install", "not a JSON object: str"),
+        (b"42", "install", "not a JSON object: int"),
+        (b"null", "install", "not a JSON object"),
+        (_without("install", "appsflyer_id"), "install", "missing required field appsflyer_id"),
+        (_without("install", "event_time"), "install", "missing required field event_time"),
+        (_without("in-app-event", "event_name"), "in-app-event", "missing required field event_name"),
+        (raw(event_dict("in-app-event", event_name=" ")), "in-app-event", "missing required field event_name"),
+        (raw(event_dict("install", app_id=" ")), "install", "app_id must not be empty"),
+        (raw(event_dict("install", event_time=1763632800)), "install", "event_time: must be a timestamp"),
+        (raw(event_dict("install", install_time="yesterday")), "install", "install_time: 'yesterday'"),
+        (raw(event_dict("install", attributed_touch_time="2025-02-30 10:00:00")), "install", "attributed_touch_time:"),
+        (raw(event_dict("install", app_id=["id1"])), "install", "app_id: Input should be a valid string"),
+        (raw(event_dict("install", event_id=["x"])), "install", "event_id: Input should be a valid string"),
+        (raw(event_dict("in-app-event", event_value="[1]")), "in-app-event", "event_value: must be an object, or a JSON string of one"),
+        (raw(event_dict("in-app-event", event_value='"text"')), "in-app-event", "event_value: must be an object"),
+        (raw(event_dict("in-app-event", event_value=42)), "in-app-event", "event_value: must be an object"),
+        (raw(event_dict("in-app-event", event_revenue="abc")), "in-app-event", "event_revenue: must be a finite decimal"),
+        (raw(event_dict("in-app-event", event_revenue="NaN")), "in-app-event", "event_revenue: must be a finite decimal"),
+        (raw(event_dict("in-app-event", is_primary_attribution="maybe")), "in-app-event", "is_primary_attribution: must be true or false"),
+        (raw(event_dict("install", is_retargeting=[True])), "install", "is_retargeting: must be true or false"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_described(message: bytes, topic: str, expected_detail: str) -> None:
+    result = decode(message, topic)
+    assert isinstance(result, BadInput)
+    assert expected_detail in result.detail, result.detail
+    assert result.raw == message
+
+
+def test_bad_input_keeps_the_parsed_object_when_there_was_one() -> None:
+    data = event_dict("install", event_time="never")
+    result = decode(raw(data), "install")
+    assert isinstance(result, BadInput)
+    assert result.parsed == data
+
+
+def test_a_null_message_is_bad_input() -> None:
+    result = decode(None, "install")
+    assert result == BadInput("empty message (null value)", None, None)
+
+
+def test_five_problems_are_named_and_the_rest_counted() -> None:
+    record = {"event_time": "x", "install_time": "y", "app_id": [], "appsflyer_id": {},
+              "event_value": "[", "event_revenue": "z", "is_retargeting": "w"}  # fmt: skip
+    result = decode(raw(record), "in-app-event")
+    assert isinstance(result, BadInput)
+    parts = result.detail.split("; ")
+    assert len(parts) == 6
+    assert parts[-1] == "and 2 more"
+    # in the order of the record's fields
+    assert [part.split(":")[0] for part in parts[:5]] == [
+        "app_id", "appsflyer_id", "event_time", "install_time", "is_retargeting"
+    ]  # fmt: skip
+
+
+def test_exactly_five_problems_need_no_count() -> None:
+    result = decode(raw({"event_time": "x"}), "install")
+    assert isinstance(result, BadInput)
+    assert result.detail == (
+        "missing required field app_id; missing required field appsflyer_id; event_time: 'x' is "
+        "not 'YYYY-MM-DD HH:MM:SS[.fff]' (UTC) nor ISO 8601 with an offset (got 'x'); "
+        "missing required field install_time"
+    )
+
+
+# --- the derived event id -----------------------------------------------------------------------
+
+
+def test_an_event_id_given_by_the_producer_is_used_as_it_is() -> None:
+    event = make_in_app(event_id="  Weird-ID/1 ")
+    assert (event.event_id, event.event_id_derived) == ("  Weird-ID/1 ", False)
+
+
+@pytest.mark.parametrize("blank", [None, "", "   "])
+def test_without_an_event_id_one_is_derived(blank: str | None) -> None:
+    record = event_dict("in-app-event", event_id=blank)
+    event = decode_record(record, "in-app-event")
+    assert event.event_id_derived
+    assert event.event_id == event_id_of(record | {"event_id": None})
+
+
+def test_the_recipe_is_pinned() -> None:
+    """The README's recipe: SHA-256 of `3:id1,3:1-2,11:af_purchase,23:2025-11-20 10:00:00.000,7:{"a":1},`,
+    its first 32 hex digits.
+    A change here re-sends history under new ids: never change it silently."""
+    assert derive_event_id("id1", "1-2", "af_purchase", "2025-11-20 10:00:00.000", '{"a":1}') == (
+        "4786018f983ac06518c39605897bce01"
+    )
+
+
+def test_the_derived_id_reads_each_field_exactly_as_sent() -> None:
+    base = event_dict(
+        "in-app-event", event_value='{"b": 2, "a": 1}', event_time="2025-11-20 10:00:00.000"
+    )
+    same_moment = base | {"event_time": "2025-11-20 10:00:00"}
+    spaced = base | {"event_value": '{"b":2,"a":1}'}
+    ids = {event_id_of(record) for record in (base, same_moment, spaced)}
+    assert len(ids) == 3  # a different text is a different id, even for the same value
+
+
+def test_an_event_value_object_enters_the_id_as_canonical_json() -> None:
+    as_object = event_dict("in-app-event", event_value={"b": [1, "é"], "a": None})
+    reordered = as_object | {"event_value": {"a": None, "b": [1, "é"]}}
+    canonical_text = as_object | {"event_value": '{"a":null,"b":[1,"é"]}'}
+    assert (
+        decode_record(as_object, "in-app-event").event_id
+        == decode_record(reordered, "in-app-event").event_id
+    )
+    assert event_id_of(as_object) == event_id_of(canonical_text)
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_an_absent_event_value_enters_the_id_as_empty_text(value: str | None) -> None:
+    record = event_dict("install", event_value=value)
+    absent = {k: v for k, v in record.items() if k != "event_value"}
+    assert decode_record(record, "install").event_id == decode_record(absent, "install").event_id
+
+
+_texts = st.text(min_size=1, max_size=30).filter(str.strip)
+_five = st.fixed_dictionaries(
+    {"app_id": _texts, "appsflyer_id": _texts, "event_name": _texts,
+     "event_time": st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 1, 1)).map(
+         lambda moment: moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]),
+     "event_value": st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5),
+                                    max_size=4).map(json.dumps)}
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(five=_five, extra=st.dictionaries(st.text(max_size=10).filter(lambda k: k not in APPSFLYER_FIELDS and k != "event_id"),
+                                         st.none() | st.integers() | st.text(max_size=10), max_size=5),
+       seed=st.randoms())  # fmt: skip
+def test_the_derived_id_ignores_key_order_and_unknown_keys(
+    five: dict[str, str], extra: dict[str, Any], seed: Any
+) -> None:
+    record = event_dict("in-app-event", **five)
+    shuffled_items = list((record | extra).items())
+    seed.shuffle(shuffled_items)
+    shuffled = dict(shuffled_items)
+    assert (
+        decode_record(record, "in-app-event").event_id
+        == decode_record(shuffled, "in-app-event").event_id
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(five=_five, field=st.sampled_from(["app_id", "appsflyer_id", "event_name", "event_time", "event_value"]),
+       other=_five)  # fmt: skip
+def test_the_derived_id_changes_when_any_of_its_five_fields_changes(
+    five: dict[str, str], field: str, other: dict[str, str]
+) -> None:
+    changed = five | {field: other[field]}
+    if changed[field] == five[field]:
+        return  # the same value drawn twice: nothing changed
+    record = event_dict("in-app-event", **five)
+    assert (
+        decode_record(record, "in-app-event").event_id
+        != decode_record(record | changed, "in-app-event").event_id
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(five=_five, copy=st.fixed_dictionaries({
+    "media_source": st.sampled_from(["googleadwords_int", "bytedanceglobal_int", "organic", None]),
+    "is_primary_attribution": st.sampled_from([True, False, "false"]),
+    "conversion_type": st.sampled_from(["install", "re-engagement", None]),
+    "event_type": st.sampled_from(["re-engagement-in-app-event", "install-in-app-event", None]),
+    "original_url": st.none() | st.just("https://app.appsflyer.com/id1?clickid=x"),
+}))  # fmt: skip
+def test_both_attribution_copies_get_the_same_id(
+    five: dict[str, str], copy: dict[str, Any]
+) -> None:
+    primary = event_dict("in-app-event", **five)
+    secondary = primary | copy
+    assert (
+        decode_record(primary, "in-app-event").event_id
+        == decode_record(secondary, "in-app-event").event_id
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(["install", "in-app-event"]),
+       blanks=st.dictionaries(st.sampled_from(OPTIONAL), st.sampled_from(["absent", None, ""]),
+                              max_size=len(OPTIONAL)))  # fmt: skip
+def test_any_optional_fields_absent_null_or_blank_decode(kind: str, blanks: dict[str, Any]) -> None:
+    record = event_dict(kind)
+    for field, blank in blanks.items():
+        if blank == "absent":
+            record.pop(field, None)
+        else:
+            record[field] = blank
+    result = decode(raw(record), kind)
+    assert isinstance(result, Event), result
+    assert result.event_id == event_id_of(record)
