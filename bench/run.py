@@ -36,7 +36,9 @@ import yaml
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.records import SHAPES
 from dispatcher.broker import LocalBroker, free_port
+from dispatcher.inputs.appsflyer import AppsFlyerDecoder, derive_event_id, event_value_text
 from dispatcher.sandbox import ReceivedEvent, SandboxProcess
 
 PARTITIONS = 8
@@ -66,30 +68,10 @@ def wait(condition: Callable[[], Any], timeout_s: float, what: str, interval_s: 
         time.sleep(interval_s)
 
 
-def event(n: int, run: str, sent_at: float | None = None) -> dict[str, Any]:
-    """An owed in-app event: a TikTok-attributed purchase inside every window."""
-    value: dict[str, Any] = {
-        "af_revenue": "4.99",
-        "af_currency": "USD",
-        "af_content_id": f"sku-{n % 50}",
-    }
-    if sent_at is not None:
-        value["bench_sent_at"] = sent_at
-    now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-    return {
-        "event_id": f"{run}-{n}", "event_type": "in-app-event", "event_name": "af_purchase",
-        "event_time": now, "install_time": "2025-11-19 09:00:00.000",
-        "app_id": "id1234567890", "appsflyer_id": f"af-{n % 20000}", "platform": "ios",
-        "media_source": "bytedanceglobal_int", "attributed_touch_type": "click",
-        "attributed_touch_time": "2025-11-19 08:00:00.000", "click_id": f"clk-{n}",
-        "campaign_id": "1780001", "adset_id": "1790001", "ad_id": "1800001",
-        "idfa": "6d92078a-8246-4ba4-ae5b-76104861e7dc", "ip": "203.0.113.7",
-        "user_agent": "ExampleApp/3.4.1 (iPhone; iOS 17.5)", "app_version": "3.4.1",
-        "event_value": json.dumps(value), "event_revenue": "4.99", "event_revenue_currency": "USD",
-    }  # fmt: skip
+Shape = Callable[..., dict[str, Any]]  # (n, run, sent_at=None) -> a record
 
 
-def produce(bootstrap: str, topic: str, count: int, run: str) -> float:
+def produce(bootstrap: str, topic: str, count: int, run: str, event: Shape) -> float:
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024)
     started = time.perf_counter()
     for n in range(count):
@@ -260,8 +242,9 @@ def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sa
 
 
 def latency(
-    workdir: Path, broker: LocalBroker, sandbox: SandboxProcess, rate: float, seconds: float
-) -> dict[str, Any]:
+    workdir: Path, broker: LocalBroker, sandbox: SandboxProcess, rate: float, seconds: float,
+    event: Shape,
+) -> dict[str, Any]:  # fmt: skip
     topics = Topics.create(broker, "latency")
     sandbox.reset()
     worker = start_worker(
@@ -310,11 +293,12 @@ def httpx_alone(sandbox: SandboxProcess, concurrency: int, seconds: float) -> di
 
 
 def backlog(
-    workdir: Path, broker: LocalBroker, sandbox: SandboxProcess, count: int, hold_s: float
-) -> dict[str, Any]:
+    workdir: Path, broker: LocalBroker, sandbox: SandboxProcess, count: int, hold_s: float,
+    event: Shape,
+) -> dict[str, Any]:  # fmt: skip
     topics = Topics.create(broker, "backlog")
     log(f"backlog: producing {count} events")
-    produce(broker.bootstrap, topics.in_app, count, "backlog")
+    produce(broker.bootstrap, topics.in_app, count, "backlog", event)
     sandbox.reset()
     sandbox.listener_down()  # connection refused until reopened
     worker = start_worker(workdir, "backlog", broker, topics, sandbox, f"backlog-{uuid.uuid4().hex[:6]}",
@@ -350,6 +334,27 @@ def backlog(
         worker.stop()
 
 
+def decoding(event: Shape, count: int = 20_000) -> dict[str, Any]:
+    """In one process, per event: decoding a record of this shape, and deriving its event id."""
+    messages = [json.dumps(event(n, "decode")).encode() for n in range(count)]
+    decoder = AppsFlyerDecoder()
+    started = time.perf_counter()
+    for message in messages:
+        decoder.decode(message, "in-app-event")
+    decode_s = time.perf_counter() - started
+    records = [json.loads(message) for message in messages]
+    started = time.perf_counter()
+    for r in records:
+        derive_event_id(r["app_id"], r["appsflyer_id"], r["event_name"], r["event_time"],
+                        event_value_text(r["event_value"]))  # fmt: skip
+    derive_s = time.perf_counter() - started
+    return {
+        "record_bytes": statistics.mean(len(message) for message in messages),
+        "decode_us": decode_s / count * 1e6,
+        "derive_id_us": derive_s / count * 1e6,
+    }
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -369,6 +374,10 @@ def main() -> int:
     parser.add_argument(
         "--skip", action="append", default=[], choices=["latency", "per-event", "backlog", "scale"]
     )
+    parser.add_argument(
+        "--records", choices=list(SHAPES), default="appsflyer",
+        help="appsflyer: Push API V2 records (~2.5 KB, no event id); small: the first benchmark's",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="small numbers: a smoke run")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
@@ -383,13 +392,18 @@ def main() -> int:
             "platform": platform.platform(),
         },
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
+        "records": args.records,
     }
+    event = SHAPES[args.records]
+    results["decoding"] = decoding(event)
     with LocalBroker(log_path=workdir / "broker.log") as broker:
         sandbox = start_sandbox(workdir)
         try:
             topics = Topics.create(broker, "throughput")
             log(f"producing {args.events} owed in-app events")
-            results["produce_seconds"] = produce(broker.bootstrap, topics.in_app, args.events, "tp")
+            results["produce_seconds"] = produce(
+                broker.bootstrap, topics.in_app, args.events, "tp", event
+            )
             log("phase 1: consume-only ceiling")
             results["ceiling"] = ceiling(broker, topics, args.events)
             log("phase 2: the worker, default settings")
@@ -400,11 +414,15 @@ def main() -> int:
                 if args.quick:
                     half = min(half, 2000)  # a few thousand events give no real maximum rate
                 log(f"phase 3: latency at {half:.0f} events/s")
-                results["latency"] = latency(workdir, broker, sandbox, half, args.latency_seconds)
+                results["latency"] = latency(
+                    workdir, broker, sandbox, half, args.latency_seconds, event
+                )
             if "per-event" not in args.skip:
                 log("phase 4: per-event mode against httpx alone")
                 per_event_topics = Topics.create(broker, "per-event")
-                produce(broker.bootstrap, per_event_topics.in_app, args.per_event_events, "pe")
+                produce(
+                    broker.bootstrap, per_event_topics.in_app, args.per_event_events, "pe", event
+                )
                 per_event = {"batch_max_events": 1, "batch_linger_ms": 0, "max_requests_per_s": 100000,
                              "max_concurrent_requests": 8}  # fmt: skip
                 results["per_event"] = throughput(
@@ -429,7 +447,7 @@ def main() -> int:
             if "backlog" not in args.skip:
                 log(f"phase 5: backlog of {args.backlog_events} while TikTok is down")
                 results["backlog"] = backlog(
-                    workdir, broker, sandbox, args.backlog_events, args.backlog_hold_s
+                    workdir, broker, sandbox, args.backlog_events, args.backlog_hold_s, event
                 )
         finally:
             sandbox.stop()
@@ -441,7 +459,11 @@ def main() -> int:
 
 
 def render(r: dict[str, Any]) -> str:
+    decoding = r["decoding"]
     rows = [
+        (f"records: {r['records']}, mean size", f"{decoding['record_bytes']:,.0f} bytes"),
+        ("  decoding, per event (one process)", f"{decoding['decode_us']:.1f} µs"),
+        ("  of which deriving the event id", f"{decoding['derive_id_us']:.1f} µs"),
         ("consume-only ceiling (read + json.loads)", f"{r['ceiling']['rate']:,.0f} events/s"),
         ("worker, default settings: delivered", f"{r['worker']['rate']:,.0f} events/s"),
         ("  ratio to the ceiling (target >= 0.33, stretch 0.5)", f"{r['ratio_to_ceiling']:.2f}"),

@@ -93,13 +93,14 @@ def render_text(explanation: dict[str, Any]) -> str:
             f"{explanation['bad_input']}\n"
         )
     derived = " (derived)" if explanation["event_id_derived"] else ""
-    kind = explanation["event_type"]
-    if kind == "install":
-        kind = f"install, {explanation['conversion']}"
-    copy = "" if explanation["primary"] else ", secondary copy"
-    lines = [
-        f"event {explanation['event_id']}{derived} ({kind}{copy}: {explanation['event_name']})"
-    ]
+    if explanation["event_type"] == IN_APP_EVENT:
+        what = f"in-app event {explanation['event_name']}"
+    else:
+        conversion = explanation["conversion"]
+        what = "install record, a " + ("first install" if conversion == "install" else conversion)
+    if not explanation["primary"]:
+        what += ", secondary attribution copy"
+    lines = [f"event {explanation['event_id']}{derived}: {what}"]
     for entry in explanation["decisions"]:
         lines.append(f"  partner {entry['partner']}, app {entry['app_id']}")
         lines.append(f"    decision: {entry['decision']} ({entry['reason']})")

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from functools import lru_cache
-from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, Literal, NamedTuple
+from urllib.parse import unquote_plus
 
 EventType = Literal["install", "in-app-event"]
 INSTALL: EventType = "install"
@@ -41,10 +40,13 @@ class Money:
     currency: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One install or in-app event, decoded and format-neutral; in-app events carry their
-    install's attribution fields."""
+    install's attribution fields.
+
+    Immutable; a NamedTuple because one is built per event, several times cheaper than a frozen
+    dataclass of this many fields.
+    """
 
     type: EventType
     event_id: str
@@ -101,16 +103,21 @@ class Event:
         return link_parameter_of(self.link, link_parameter)
 
 
-@lru_cache(maxsize=4096)
 def link_parameter_of(link: str, name: str) -> str | None:
-    """The first non-blank value of query parameter `name` in `link`, URL-decoded."""
-    try:
-        query = urlsplit(link).query
-    except ValueError:
+    """The first non-blank value of query parameter `name` in `link`, URL-decoded.
+
+    A plain split of the query rather than `urllib.parse.parse_qsl`: about five times cheaper,
+    and the parameter names looked up are plain ASCII, never percent-encoded.
+    """
+    query = link.partition("?")[2].partition("#")[0]
+    if name not in query:
         return None
-    for key, value in parse_qsl(query, keep_blank_values=False):
-        if key == name and value.strip():
-            return value
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key == name and value:
+            decoded = unquote_plus(value)
+            if decoded.strip():
+                return decoded
     return None
 
 

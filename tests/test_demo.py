@@ -30,7 +30,8 @@ def test_demo_runs_end_to_end_and_summarises(
     accepted = int(re.search(r"the TikTok sandbox accepted (\d+) events", out).group(1))  # type: ignore[union-attr]
     assert sent == accepted > 0
     assert re.search(r"events consumed\s+400", out)
-    for reason in ["out_of_scope", "unmapped_event", "outside_window", "bad_input"]:
+    for reason in ["out_of_scope", "unmapped_event", "outside_window", "bad_input",
+                   "not_a_new_install", "secondary_attribution"]:  # fmt: skip
         assert reason in out
     assert "metrics:  http://127.0.0.1:" in out
 
@@ -39,5 +40,19 @@ def test_the_sample_covers_every_case_the_demo_promises() -> None:
     cases = Counter(sample.case for sample in SampleGenerator(seed=1).generate(2000))
     for case in ["install_tiktok_click", "install_organic", "install_other_partner",
                  "install_view_through_on", "install_view_through_off", "in_app_outside_window",
-                 "in_app_unmapped_event", "bad_input"]:  # fmt: skip
+                 "in_app_unmapped_event", "bad_input", "install_reinstall", "install_re_engagement",
+                 "install_restricted", "in_app_re_engagement_copies"]:  # fmt: skip
         assert cases[case] > 0, case
+
+
+def test_the_sample_is_appsflyers_records_as_sent() -> None:
+    """No event id, the click id in the link, both attribution copies, null or absent blanks."""
+    samples = [s for s in SampleGenerator(seed=2).generate(3000) if isinstance(s.value, dict)]
+    assert not any("event_id" in s.value or "click_id" in s.value for s in samples)
+    with_link = [s for s in samples if s.value.get("original_url")]
+    assert with_link
+    assert all("clickid=" in s.value["original_url"] for s in with_link)
+    assert any(None in s.value.values() for s in samples)  # older Push API: blanks as null
+    assert any("af_sub1" not in s.value for s in samples)  # newer: blanks left out
+    copies = [s.value for s in samples if s.case == "in_app_re_engagement_copies"]
+    assert {c["is_primary_attribution"] for c in copies} == {True, False}

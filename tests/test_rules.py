@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
@@ -488,8 +487,8 @@ def test_scope_all_sends_a_superset_of_scope_attributed(
 ) -> None:
     subject = event
     if install:
-        subject = dataclasses.replace(
-            event, type=INSTALL, event_name="install", params={}, standard_params={}, revenue=None
+        subject = event._replace(
+            type=INSTALL, event_name="install", params={}, standard_params={}, revenue=None
         )
     attributed = make_partner(app_dict(view_through=view_through, install_scope="attributed"))
     everything = make_partner(
@@ -509,7 +508,7 @@ def test_scope_all_sends_a_superset_of_scope_attributed(
 def test_deciding_is_deterministic(event: Event) -> None:
     partner = make_partner(app_dict(in_app={"scope": "all"}))
     first = decide(event, partner, BUILD)
-    second = decide(dataclasses.replace(event), partner.model_copy(), BUILD)
+    second = decide(event._replace(), partner.model_copy(), BUILD)
     assert first == second
 
 
