@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.factories import app_dict, event_dict, partner_dict
@@ -89,6 +90,44 @@ def test_explain_shows_decision_rule_and_payload_with_the_token_redacted(tmp_pat
     assert "Access-Token: ***redacted***" in result.stdout
     assert '"event": "Purchase"' in result.stdout
     assert TOKEN not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("example", "header", "body"),
+    [
+        ("install.json", "event a3664e30b158858632cbbe9ce85929b2 (derived): install record, a first install",
+         '"callback": "E.C.P.CmQKSH7gS2xv8Xh0dGVzdA"'),
+        ("in-app-event.json", "event 42182de401938723396ff69c9fdf3bf0 (derived): in-app event af_purchase",
+         '"value": 9.99'),
+    ],
+)  # fmt: skip
+def test_explain_reads_the_readmes_appsflyer_examples(example: str, header: str, body: str) -> None:
+    result = dispatcher(
+        "explain", "--config", str(EXAMPLE), str(REPO / "config" / "examples" / example)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == header
+    assert "decision: send (attributed)" in result.stdout
+    assert body in result.stdout
+
+
+def test_explain_names_the_new_reasons() -> None:
+    reinstall = event_dict("install", event_type="reinstall", event_name="reinstall")
+    secondary = event_dict("in-app-event", is_primary_attribution=False, media_source="organic")
+    lines = "\n".join(json.dumps(record) for record in (reinstall, secondary))
+    result = dispatcher("explain", "--config", str(EXAMPLE), "--json", "-", stdin=lines)
+    assert result.returncode == 0, result.stderr
+    first, second = json.loads(result.stdout)
+    assert (first["conversion"], first["decisions"][0]["reason"]) == (
+        "reinstall",
+        "not_a_new_install",
+    )
+    assert first["decisions"][0]["detail"] == "a reinstall record, not a first install"
+    assert second["primary"] is False
+    assert second["decisions"][0]["reason"] == "out_of_scope"  # the example app: scope attributed
+    text = dispatcher("explain", "--config", str(EXAMPLE), "-", stdin=lines).stdout
+    assert "install record, a reinstall" in text
+    assert "in-app event af_purchase, secondary attribution copy" in text
 
 
 def test_explain_json_for_a_skip_and_for_stdin() -> None:

@@ -77,6 +77,8 @@ def test_defaults(tmp_path: Path) -> None:
     delivery = settings.partners.by_name("tiktok").delivery
     assert (delivery.batch_max_events, delivery.max_attempts) == (1000, 10)
     assert settings.runtime.kafka.dead_letter_topic == "postbacks-dead-letter"
+    formats = settings.runtime.kafka.formats
+    assert (formats.installs, formats.in_app_events) == ("appsflyer", "appsflyer")
     assert settings.runtime.metrics.port == 9108
 
 
@@ -197,6 +199,17 @@ def test_runtime_cross_field_checks(tmp_path: Path) -> None:
     assert any("heartbeat_interval_ms must be below session_timeout_ms" in i for i in issues), (
         issues
     )
+
+
+def test_an_unknown_input_format_names_the_topic_and_the_formats(tmp_path: Path) -> None:
+    runtime = {"kafka": {"bootstrap_servers": "k:9092", "formats": {"in_app_events": "segment"}}}
+    config = write_config(tmp_path, runtime=runtime)
+    assert issues_of(config) == [
+        f"{config}: kafka.formats.in_app_events: 'segment' is not a known input format; "
+        "allowed: appsflyer"
+    ]
+    issues = issues_of(config, {"DISPATCHER_KAFKA__FORMATS__INSTALLS": "csv"})
+    assert any("kafka.formats.installs: 'csv' is not a known input format" in i for i in issues)
 
 
 # --- environment overrides -----------------------------------------------------------------------
