@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from functools import cached_property
 from types import MappingProxyType
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -72,6 +72,19 @@ def _env_name(value: str) -> str:
 EnvName = Annotated[str, AfterValidator(_env_name)]
 
 
+_T = TypeVar("_T")
+
+
+def _unique(items: tuple[_T, ...], key: Callable[[_T], str], message: str) -> tuple[_T, ...]:
+    """`items` unchanged, or a ValueError naming (with `message`) the first key seen twice."""
+    seen: set[str] = set()
+    for item in items:
+        if (value := key(item)) in seen:
+            raise ValueError(message.format(value))
+        seen.add(value)
+    return items
+
+
 class _Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
@@ -105,12 +118,9 @@ class InAppPostbacks(_Config):
     @field_validator("events")
     @classmethod
     def _unique_sdk_events(cls, events: tuple[EventMapping, ...]) -> tuple[EventMapping, ...]:
-        seen: set[str] = set()
-        for event in events:
-            if event.sdk_event in seen:
-                raise ValueError(f"sdk_event {event.sdk_event!r} is mapped twice; map it once")
-            seen.add(event.sdk_event)
-        return events
+        return _unique(
+            events, lambda event: event.sdk_event, "sdk_event {!r} is mapped twice; map it once"
+        )
 
     # Lookups are built once per (frozen) config, not per event: a cached_property lives in the
     # instance dict and reads as fast as a field (a PrivateAttr goes through __getattr__).
@@ -194,12 +204,9 @@ class PartnerConfig(_Config):
     @field_validator("apps")
     @classmethod
     def _unique_apps(cls, apps: tuple[AppConfig, ...]) -> tuple[AppConfig, ...]:
-        seen: set[str] = set()
-        for app in apps:
-            if app.app_id in seen:
-                raise ValueError(f"app_id {app.app_id!r} is configured twice; keep one entry")
-            seen.add(app.app_id)
-        return apps
+        return _unique(
+            apps, lambda app: app.app_id, "app_id {!r} is configured twice; keep one entry"
+        )
 
     @cached_property
     def app(self) -> Callable[[str], AppConfig | None]:

@@ -98,14 +98,3 @@ class TikTokRequest(_Wire):
     event_source: Literal["app"] = "app"
     event_source_id: str
     data: list[TikTokEvent] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
-
-
-class TikTokResponse(BaseModel):
-    """TikTok's answer; `code` 0 is success whatever the HTTP status says."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    code: int
-    message: str = ""
-    request_id: str | None = None
-    data: dict[str, Any] | None = None

@@ -7,6 +7,7 @@ missing broker is a failure: a suite that silently skips its integration tests p
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,15 @@ def missing(what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} — required in CI", pytrace=False)
     pytest.skip(what)
+
+
+def required_binary(name: str) -> str:
+    """The path of a program from Debian's `prometheus` package; missing: fail in CI, else skip."""
+    path = shutil.which(name)
+    if path is None:
+        missing(f"{name} not found on PATH (Debian/Ubuntu: apt-get install prometheus)")
+        raise AssertionError("unreachable: missing() raises")
+    return path
 
 
 @pytest.fixture(scope="session")

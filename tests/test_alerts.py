@@ -6,7 +6,6 @@ promtool is Prometheus' own checker: missing, these tests skip locally and fail 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import missing
+from tests.conftest import required_binary
 from tests.pipeline import REPO
 from tests.test_compose import exported_metric_names, metric_names
 
@@ -25,18 +24,11 @@ CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 README_FILES = (REPO / "README.md", REPO / "deploy" / "README-sections.md")
 
 
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        missing("promtool not found on PATH (Debian/Ubuntu: apt-get install prometheus)")
-        raise AssertionError("unreachable: missing() raises")
-    return path
-
-
 def run_promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [promtool(), *map(str, args)], capture_output=True, text=True, timeout=60, check=False
-    )
+        [required_binary("promtool"), *map(str, args)], capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
 
 
 def alert_rules() -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ Needs the `prometheus` binary and the broker: missing, the test skips locally an
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import yaml
 
 from dispatcher.broker import LocalBroker, free_port
 from dispatcher.sandbox import TikTokSandbox
-from tests.conftest import missing
+from tests.conftest import required_binary
 from tests.factories import event_dict, event_id_of
 from tests.pipeline import REPO, Topics, WorkerProcess, produce, sandbox_ids, wait_for, write_config
 from tests.test_compose import DASHBOARD, JOB, dashboard_queries
@@ -93,14 +92,6 @@ class PrometheusServer:
         return float(result[0]["value"][1]) if result else None
 
 
-def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        missing("prometheus binary not found (Debian/Ubuntu: apt-get install prometheus)")
-        raise AssertionError("unreachable: missing() raises")
-    return path
-
-
 def grafana_to_promql(expr: str) -> str:
     """A dashboard query as Grafana sends it: its variables replaced."""
     return expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
@@ -115,7 +106,7 @@ def rule_states(prometheus: PrometheusServer) -> dict[str, str]:
 def test_prometheus_scrapes_the_worker_and_evaluates_the_alerts(
     broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
 ) -> None:
-    binary = prometheus_binary()
+    binary = required_binary("prometheus")
     # Given a worker that has delivered a few postbacks
     topics = Topics.create(broker, "prometheus")
     events = [event_dict("install") for _ in range(6)]

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from dispatcher.sandbox import SandboxThread, TikTokSandbox
-
-TOKEN = "sandbox-token"
-
-
-@pytest.fixture
-def sandbox() -> Iterator[TikTokSandbox]:
-    thread = SandboxThread(TikTokSandbox(token=TOKEN))
-    yield thread.start()
-    thread.stop()
+from dispatcher.sandbox import TikTokSandbox
+from tests.pipeline import TOKEN  # the token the shared `sandbox` fixture requires
 
 
 def body(*event_ids: str) -> dict[str, object]:
