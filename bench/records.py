@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dispatcher.samples import appsflyer_record, tiktok_click_url
+from dispatcher.devtools.samples import appsflyer_record, tiktok_click_url
 
 APP_ID = "id1234567890"
 

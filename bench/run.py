@@ -37,9 +37,9 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.records import SHAPES
-from dispatcher.broker import LocalBroker, free_port
+from dispatcher.devtools.broker import LocalBroker, free_port
+from dispatcher.devtools.sandbox import ReceivedEvent, SandboxProcess
 from dispatcher.inputs.appsflyer import AppsFlyerDecoder, derive_event_id, event_value_text
-from dispatcher.sandbox import ReceivedEvent, SandboxProcess
 
 PARTITIONS = 8
 TOKEN = "bench-token"

@@ -149,7 +149,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from dispatcher.demo import run_demo  # noqa: PLC0415
+    from dispatcher.devtools.demo import run_demo  # noqa: PLC0415
 
     return run_demo(args.events, args.keep_running, args.metrics_port)
 
@@ -166,7 +166,7 @@ def _tune_garbage_collector() -> None:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from dispatcher.sandbox import TikTokSandbox, serve_forever  # noqa: PLC0415
+    from dispatcher.devtools.sandbox import TikTokSandbox, serve_forever  # noqa: PLC0415
 
     token = os.environ.get(args.token_env) if args.token_env else None
     sandbox = TikTokSandbox(

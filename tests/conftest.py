@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.broker import LocalBroker
+from dispatcher.devtools.broker import LocalBroker
+from dispatcher.devtools.sandbox import SandboxThread, TikTokSandbox
 from dispatcher.errors import BrokerUnavailableError
-from dispatcher.sandbox import SandboxThread, TikTokSandbox
 from tests.pipeline import TOKEN
 
 IN_CI = bool(os.environ.get("CI"))

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from dispatcher.devtools.samples import appsflyer_record, tiktok_click_url
 from dispatcher.inputs import BadInput
 from dispatcher.inputs.appsflyer import AppsFlyerDecoder, derive_event_id, event_value_text
-from dispatcher.samples import appsflyer_record, tiktok_click_url
 from schemas.config import TikTokAppConfig, TikTokPartnerConfig
 from schemas.events import Event
 

@@ -20,7 +20,7 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from dispatcher.broker import LocalBroker, free_port
+from dispatcher.devtools.broker import LocalBroker, free_port
 from tests.factories import app_dict
 
 TOKEN = "test-access-token-5f1d2c"

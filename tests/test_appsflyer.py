@@ -17,13 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dispatcher.devtools.samples import APPSFLYER_FIELDS
 from dispatcher.inputs import BadInput
 from dispatcher.inputs.appsflyer import (
     INSTALL_EVENT_TYPES,
     AppsFlyerDecoder,
     derive_event_id,
 )
-from dispatcher.samples import APPSFLYER_FIELDS
 from schemas.events import Conversion, Event, Money, parse_timestamp
 from tests.factories import decode, decode_record, event_dict, event_id_of, make_in_app, raw
 

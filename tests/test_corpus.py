@@ -154,7 +154,7 @@ def test_a_corpus_record_on_the_other_topic_is_bad_input(name: str) -> None:
 def test_no_two_different_events_share_a_derived_id() -> None:
     """Across the corpus and 20,000 records of the demo's generator, only the two attribution
     copies of one event share an id."""
-    from dispatcher.samples import SampleGenerator
+    from dispatcher.devtools.samples import SampleGenerator
 
     ids: dict[str, list[str]] = {}
     for name, (topic, *_rest) in TABLE.items():

@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from dispatcher.broker import free_port
-from dispatcher.samples import SampleGenerator
+from dispatcher.devtools.broker import free_port
+from dispatcher.devtools.samples import SampleGenerator
 
 pytestmark = pytest.mark.broker
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import yaml
 
-from dispatcher.broker import LocalBroker, free_port
-from dispatcher.sandbox import TikTokSandbox
+from dispatcher.devtools.broker import LocalBroker, free_port
+from dispatcher.devtools.sandbox import TikTokSandbox
 from tests.conftest import required_binary
 from tests.factories import event_dict, event_id_of
 from tests.pipeline import REPO, Topics, WorkerProcess, produce, sandbox_ids, wait_for, write_config

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from dispatcher.broker import LocalBroker
 from dispatcher.dead_letters import utc_now_iso
-from dispatcher.sandbox import Fault, TikTokSandbox
+from dispatcher.devtools.broker import LocalBroker
+from dispatcher.devtools.sandbox import Fault, TikTokSandbox
 from schemas.dead_letter import DeadLetter
 from tests.factories import event_dict, event_id_of
 from tests.pipeline import (

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from dispatcher.sandbox import TikTokSandbox
+from dispatcher.devtools.sandbox import TikTokSandbox
 from tests.pipeline import TOKEN  # the token the shared `sandbox` fixture requires
 
 

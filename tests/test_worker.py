@@ -14,11 +14,11 @@ import httpx
 import pytest
 import yaml
 
-from dispatcher.broker import LocalBroker
 from dispatcher.config_loader import load_settings
+from dispatcher.devtools.broker import LocalBroker
+from dispatcher.devtools.samples import DEMO_APP, DEMO_APP_ALL, DEMO_TIKTOK_IDS, SampleGenerator
+from dispatcher.devtools.sandbox import Fault, TikTokSandbox
 from dispatcher.explain import explain
-from dispatcher.samples import DEMO_APP, DEMO_APP_ALL, DEMO_TIKTOK_IDS, SampleGenerator
-from dispatcher.sandbox import Fault, TikTokSandbox
 from tests.factories import (
     AD_ID,
     ADSET_ID,

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dispatcher.broker import LocalBroker
+from dispatcher.devtools.broker import LocalBroker
 from tests.chaos.scenarios import PROFILES, SCENARIOS, ChaosEnv, Result
 from tests.pipeline import REPO
 

