@@ -4,7 +4,8 @@ what stops a command.
     DispatcherError
     ├── ConfigError            bad configuration: exit 2, lists every problem with file and path
     ├── TransientError         may pass if tried again later (broker unreachable, ...)
-    │   └── BrokerUnavailableError
+    │   ├── BrokerUnavailableError
+    │   └── CommitFailedError  an offset commit the broker refused or did not answer
     └── PermanentError         will not pass by waiting (a topic that does not exist, ...)
 
 Errors carry context (partner, topic, partition, offset) and never a token.
@@ -46,6 +47,10 @@ class TransientError(DispatcherError):
 
 class BrokerUnavailableError(TransientError):
     """Kafka could not be reached."""
+
+
+class CommitFailedError(TransientError):
+    """Committing offsets failed; the same offsets are committed again later."""
 
 
 class PermanentError(DispatcherError):

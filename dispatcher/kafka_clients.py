@@ -1,14 +1,17 @@
-"""Building kafka-python clients from the settings; Kafka's exceptions are mapped to ours here."""
+"""The Kafka edge: building kafka-python clients from the settings, and the calls whose Kafka
+exceptions are mapped to ours here (with the topic or partitions they concern), so that the
+worker imports nothing of `kafka.errors`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 
 from dispatcher.config_loader import Settings
-from dispatcher.errors import BrokerUnavailableError
+from dispatcher.errors import BrokerUnavailableError, CommitFailedError
 
 
 def _common(settings: Settings) -> dict[str, Any]:
@@ -73,3 +76,25 @@ def make_producer(settings: Settings) -> KafkaProducer:
         raise BrokerUnavailableError(
             f"cannot reach Kafka at {','.join(kafka.bootstrap_servers)}: {exc}"
         ) from exc
+
+
+def list_topics(consumer: Any) -> set[str]:
+    """The topics the cluster knows; BrokerUnavailableError when it cannot be asked."""
+    try:
+        return set(consumer.topics())
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"cannot list topics: {exc}") from exc
+
+
+def commit(consumer: Any, offsets: dict[tuple[str, int], int]) -> None:
+    """Commit `offsets` (the next offset to read, per (topic, partition)) synchronously;
+    CommitFailedError naming the partitions when the broker refuses or does not answer."""
+    request = {
+        TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+        for (topic, partition), offset in offsets.items()
+    }
+    try:
+        consumer.commit(request)
+    except KafkaError as exc:
+        where = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(offsets))
+        raise CommitFailedError(f"offset commit of {where} failed: {exc}") from exc

@@ -17,13 +17,12 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 
+from dispatcher import kafka_clients
 from dispatcher.config_loader import PartnerSet, Settings
 from dispatcher.dead_letters import DeadLetterPublisher, Producer, bad_input_letter
 from dispatcher.delivery import DeliveryService, WorkItem
-from dispatcher.errors import ConfigError, PermanentError
+from dispatcher.errors import CommitFailedError, ConfigError, PermanentError
 from dispatcher.inputs import DECODERS, BadInput, Decoder
 from dispatcher.metrics import Health, Metrics
 from dispatcher.offsets import OffsetTracker, Partition
@@ -254,14 +253,10 @@ class Worker:
         offsets = self._offsets.to_commit(tps)
         if not offsets:
             return
-        request = {
-            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
-            for (topic, partition), offset in offsets.items()
-        }
         try:
-            self._consumer.commit(request)
-        except KafkaError as exc:
-            log.warning("offset commit failed; will try again: %s", exc)
+            kafka_clients.commit(self._consumer, offsets)
+        except CommitFailedError as exc:
+            log.warning("%s; will try again", exc)
             self._metrics.committed(ok=False)
             return
         self._offsets.mark_committed(offsets)
@@ -360,10 +355,7 @@ class Worker:
         )
 
     def _check_topics(self) -> None:
-        try:
-            topics = self._consumer.topics()
-        except KafkaError as exc:
-            raise PermanentError(f"cannot list topics: {exc}") from exc
+        topics = kafka_clients.list_topics(self._consumer)
         dead_letter_topic = self._settings.runtime.kafka.dead_letter_topic
         if dead_letter_topic not in topics:
             raise PermanentError(
