@@ -69,8 +69,9 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dispatcher.health import Health, MetricsServer  # noqa: PLC0415
     from dispatcher.kafka_clients import make_consumer, make_producer  # noqa: PLC0415
-    from dispatcher.metrics import Health, Metrics, MetricsServer  # noqa: PLC0415
+    from dispatcher.metrics import Metrics  # noqa: PLC0415
     from dispatcher.worker import Worker  # noqa: PLC0415
 
     settings = load_settings(_config_path(args), os.environ)

@@ -23,8 +23,9 @@ from dispatcher.config_loader import PartnerSet, Settings
 from dispatcher.dead_letters import DeadLetterPublisher, Producer, bad_input_letter
 from dispatcher.delivery import DeliveryService, WorkItem
 from dispatcher.errors import CommitFailedError, ConfigError, PermanentError
+from dispatcher.health import Health
 from dispatcher.inputs import DECODERS, BadInput, Decoder
-from dispatcher.metrics import Health, Metrics
+from dispatcher.metrics import Metrics
 from dispatcher.offsets import OffsetTracker, Partition
 from dispatcher.partners import ADAPTERS, PartnerAdapter
 from dispatcher.rules import Send, decide

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from dispatcher.metrics import Health, Metrics, MetricsServer
+from dispatcher.health import Health, MetricsServer
+from dispatcher.metrics import Metrics
 from dispatcher.outcomes import Outcome
 
 

@@ -1,0 +1,90 @@
+"""Liveness and readiness, and the HTTP server of `/metrics`, `/healthz` and `/readyz`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from dispatcher.metrics import Metrics
+
+
+class Health:
+    """Liveness (the loop keeps turning) and readiness (consuming, not stopping)."""
+
+    def __init__(self, stale_after_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._stale_after_s = stale_after_s
+        self._last_beat: float | None = None
+        self.ready = False
+        self.reason = "starting"
+
+    def beat(self) -> None:
+        """The main loop went round once."""
+        self._last_beat = self._clock()
+
+    def is_alive(self) -> bool:
+        """True until the loop has been stuck for `stale_after_s`."""
+        return self._last_beat is None or self._clock() - self._last_beat < self._stale_after_s
+
+    def set_ready(self, ready: bool, reason: str) -> None:
+        """Ready or not, and why (shown by /readyz)."""
+        self.ready, self.reason = ready, reason
+
+
+class MetricsServer:
+    """Serves `/metrics`, `/healthz` and `/readyz` from a daemon thread."""
+
+    def __init__(self, metrics: Metrics, health: Health, host: str, port: int) -> None:
+        handler = _handler(metrics, health)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The port listened on (useful with port 0)."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Start serving."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler(metrics: Metrics, health: Health) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                alive = health.is_alive()
+                self._send(200 if alive else 503, b"ok\n" if alive else b"loop stalled\n")
+            elif path == "/readyz":
+                body = f"{'ready' if health.ready else 'not ready'}: {health.reason}\n".encode()
+                self._send(200 if health.ready else 503, body)
+            else:
+                self._send(404, b"not found; try /metrics, /healthz or /readyz\n")
+
+        def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # scrapes every few seconds would flood the log
+
+    return Handler
