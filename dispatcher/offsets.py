@@ -3,14 +3,22 @@
 An event is tracked when it is read, with the number of things that must finish before it is
 final (one per owed postback, one for a dead letter; zero when nothing is owed). The committable
 offset of a partition is the lowest offset that is not final yet, or one past the last event read
-when everything is final. Committed offsets only move forward. No Kafka here: the worker commits
-what `committable()` answers and reports back with `mark_committed()`.
+when everything is final. Committed offsets only move forward.
+
+`Checkpoint` is the one place offsets are committed (quix-streams' shape): it asks the tracker
+what may be committed, hands it to the commit function it was given (the Kafka edge's), records
+what the broker accepted, never moves an offset backwards, and is forced on stop. No Kafka here.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+
+from dispatcher.errors import CommitFailedError
+
+log = logging.getLogger(__name__)
 
 Partition = tuple[str, int]  # (topic, partition); kafka's TopicPartition is such a tuple
 
@@ -149,3 +157,40 @@ class OffsetTracker:
 
     def _select(self, tps: Iterable[Partition]) -> dict[Partition, PartitionOffsets]:
         return {tp: state for tp in tps if (state := self._state(tp)) is not None}
+
+
+Committer = Callable[[dict[Partition, int]], None]  # commits, or raises CommitFailedError
+
+
+class Checkpoint:
+    """Commits what is final: only forward, only what the tracker allows, forced on stop."""
+
+    def __init__(
+        self,
+        tracker: OffsetTracker,
+        commit: Committer,
+        on_result: Callable[[bool], None] = lambda ok: None,
+    ) -> None:
+        self._tracker = tracker
+        self._commit = commit
+        self._on_result = on_result
+
+    def commit(self, tps: Iterable[Partition] | None = None) -> bool:
+        """Commit every partition (or those of `tps`) whose final offset moved forward; False
+        when the broker refused, in which case the same offsets are tried again next time."""
+        offsets = self._tracker.to_commit(tps)
+        if not offsets:
+            return True
+        try:
+            self._commit(offsets)
+        except CommitFailedError as exc:
+            log.warning("%s; will try again", exc)
+            self._on_result(False)
+            return False
+        self._tracker.mark_committed(offsets)
+        self._on_result(True)
+        return True
+
+    def close(self) -> bool:
+        """The final commit on stop: everything final is committed, or it says it was not."""
+        return self.commit()

@@ -2,7 +2,7 @@
 
 The worker's thread owns the Kafka consumer, the offset tracker and the dead-letter producer.
 Deliveries run on the delivery service's loop and come back as completions through a queue; the
-only commit happens in `_commit`.
+only commit happens in the offsets module's `Checkpoint`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from kafka import ConsumerRebalanceListener, TopicPartition
 from dispatcher import kafka_clients
 from dispatcher.config_loader import PartnerSet, Settings
 from dispatcher.dead_letters import DeadLetterPublisher, Producer, bad_input_letter
+from dispatcher.deadline import Deadline
 from dispatcher.delivery import DeliveryService, WorkItem
-from dispatcher.errors import CommitFailedError, ConfigError, PermanentError
+from dispatcher.errors import ConfigError, PermanentError
 from dispatcher.health import Health
 from dispatcher.inputs import DECODERS, BadInput, Decoder
 from dispatcher.metrics import Metrics
-from dispatcher.offsets import OffsetTracker, Partition
+from dispatcher.offsets import Checkpoint, OffsetTracker
 from dispatcher.partners import ADAPTERS, PartnerAdapter
 from dispatcher.rules import Send, decide
 from schemas.config import PartnerConfig
@@ -81,6 +82,9 @@ class Worker:
         self._max_inflight = runtime.worker.max_inflight_events
         self._commit_interval_s = runtime.worker.commit_interval_ms / 1000
         self._offsets = OffsetTracker()
+        self._checkpoint = Checkpoint(
+            self._offsets, partial(kafka_clients.commit, consumer), metrics.committed
+        )
         self._completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
         self._dead_letters = DeadLetterPublisher(producer, runtime.kafka.dead_letter_topic, metrics)
         self._delivery = DeliveryService(
@@ -148,7 +152,7 @@ class Worker:
         now = self._clock()
         if now >= self._next_commit_at:
             self._drain_completions()
-            self._commit()
+            self._checkpoint.commit()
             self._next_commit_at = now + self._commit_interval_s
         if now >= self._next_lag_at:
             self._report_lag()
@@ -249,20 +253,6 @@ class Worker:
 
     # --- offsets ------------------------------------------------------------------------------
 
-    def _commit(self, tps: set[Partition] | None = None) -> None:
-        """The one place offsets are committed: only offsets below which everything is final."""
-        offsets = self._offsets.to_commit(tps)
-        if not offsets:
-            return
-        try:
-            kafka_clients.commit(self._consumer, offsets)
-        except CommitFailedError as exc:
-            log.warning("%s; will try again", exc)
-            self._metrics.committed(ok=False)
-            return
-        self._offsets.mark_committed(offsets)
-        self._metrics.committed(ok=True)
-
     def _report_lag(self) -> None:
         lags: dict[tuple[str, int], int] = {}
         for tp in self._consumer.assignment():
@@ -300,12 +290,12 @@ class Worker:
             return  # closing: _shutdown already finished and committed what it could
         self._health.set_ready(False, "rebalancing")
         self._delivery.flush(tps)
-        deadline = self._clock() + self._settings.runtime.worker.rebalance_drain_s
-        while self._offsets.pending_in(tps) and self._clock() < deadline:
+        deadline = Deadline(self._settings.runtime.worker.rebalance_drain_s, self._clock)
+        while self._offsets.pending_in(tps) and not deadline.expired():
             self._drain_completions(timeout_s=0.05)
             self._dead_letters.pump()
         self._drain_completions()
-        self._commit(tps)
+        self._checkpoint.commit(tps)
         unfinished = self._offsets.pending_in(tps)
         if unfinished:
             log.warning(
@@ -380,16 +370,14 @@ class Worker:
         except Exception:
             log.warning("could not pause before stopping", exc_info=True)
         self._delivery.flush()
-        deadline = self._clock() + worker.shutdown_timeout_s
-        while (
-            self._offsets.pending() and self._clock() < deadline and not self._force_stop.is_set()
-        ):
+        deadline = Deadline(worker.shutdown_timeout_s, self._clock)
+        while self._offsets.pending() and not deadline.expired() and not self._force_stop.is_set():
             self._drain_completions(timeout_s=0.05)
             self._dead_letters.pump()
-        self._delivery.stop(max(0.0, deadline - self._clock()))
-        self._dead_letters.flush(max(1.0, min(10.0, deadline - self._clock())))
+        self._delivery.stop(deadline.remaining_s())
+        self._dead_letters.flush(max(1.0, min(10.0, deadline.remaining_s())))
         self._drain_completions()
-        self._commit()
+        self._checkpoint.close()
         unfinished = self._offsets.pending()
         if unfinished:
             log.warning(

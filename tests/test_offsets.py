@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.offsets import OffsetTracker, PartitionOffsets
+from dispatcher.deadline import Deadline
+from dispatcher.errors import CommitFailedError
+from dispatcher.offsets import Checkpoint, OffsetTracker, PartitionOffsets
 
 TP = ("installs", 0)
 
@@ -120,3 +122,72 @@ def test_committable_is_always_the_lowest_unfinished_offset(
         assert state.committable() == expected
     assert committed == sorted(committed)  # never moves backwards
     assert state.committable() == len(units)
+
+
+# --- the checkpoint: the one place offsets are committed ----------------------------------------
+
+
+class Committer:
+    """Records commits; fails while `failing` is set, as a broker in a rebalance does."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[tuple[str, int], int]] = []
+        self.failing = False
+
+    def __call__(self, offsets: dict[tuple[str, int], int]) -> None:
+        self.calls.append(dict(offsets))
+        if self.failing:
+            raise CommitFailedError("offset commit of t[0] failed: rebalancing")
+
+
+def test_the_checkpoint_commits_what_is_final_once_and_reports_it() -> None:
+    tracker, committer, results = OffsetTracker(), Committer(), []
+    checkpoint = Checkpoint(tracker, committer, results.append)
+    state = tracker.partition(("t", 0))
+    state.track(0, 0)
+    state.track(1, 1)  # not final yet
+    assert checkpoint.commit() is True
+    assert committer.calls == [{("t", 0): 1}]
+    assert checkpoint.commit() is True  # nothing moved: no call
+    assert committer.calls == [{("t", 0): 1}]
+    tracker.complete(("t", 0), 1)
+    assert checkpoint.close() is True  # stop forces the last commit
+    assert committer.calls == [{("t", 0): 1}, {("t", 0): 2}]
+    assert results == [True, True]
+    assert tracker.committed(("t", 0)) == 2
+
+
+def test_a_refused_commit_is_tried_again_with_the_same_offsets() -> None:
+    tracker, committer, results = OffsetTracker(), Committer(), []
+    checkpoint = Checkpoint(tracker, committer, results.append)
+    tracker.partition(("t", 0)).track(0, 0)
+    committer.failing = True
+    assert checkpoint.commit() is False
+    assert tracker.committed(("t", 0)) is None  # not marked: the broker did not take it
+    committer.failing = False
+    assert checkpoint.commit() is True
+    assert committer.calls == [{("t", 0): 1}, {("t", 0): 1}]
+    assert results == [False, True]
+
+
+def test_the_checkpoint_commits_only_the_partitions_asked_for_and_never_backwards() -> None:
+    tracker, committer = OffsetTracker(), Committer()
+    checkpoint = Checkpoint(tracker, committer)
+    tracker.partition(("t", 0)).track(5, 0)
+    tracker.partition(("t", 1)).track(9, 0)
+    checkpoint.commit([("t", 1)])
+    assert committer.calls == [{("t", 1): 10}]
+    tracker.mark_committed({("t", 1): 3})  # an old answer arriving late changes nothing
+    assert tracker.committed(("t", 1)) == 10
+    checkpoint.commit()
+    assert committer.calls[-1] == {("t", 0): 6}
+
+
+def test_a_deadline_counts_down_on_its_clock() -> None:
+    now = [100.0]
+    deadline = Deadline(2.5, lambda: now[0])
+    assert (deadline.remaining_s(), deadline.expired()) == (2.5, False)
+    now[0] = 102.0
+    assert (deadline.remaining_s(), deadline.expired()) == (0.5, False)
+    now[0] = 103.0
+    assert (deadline.remaining_s(), deadline.expired()) == (0.0, True)
