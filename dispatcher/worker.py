@@ -14,13 +14,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 from kafka import ConsumerRebalanceListener, TopicPartition
 
 from dispatcher import kafka_clients
 from dispatcher.config_loader import PartnerSet, Settings
-from dispatcher.dead_letters import DeadLetterPublisher, Producer, bad_input_letter
+from dispatcher.dead_letters import DeadLetterPublisher, Producer
 from dispatcher.deadline import Deadline
 from dispatcher.delivery import DeliveryService, WorkItem
 from dispatcher.errors import ConfigError, PermanentError
@@ -30,6 +30,7 @@ from dispatcher.metrics import Metrics
 from dispatcher.offsets import Checkpoint, OffsetTracker
 from dispatcher.partners import ADAPTERS, PartnerAdapter
 from dispatcher.rules import Send, decide
+from dispatcher.settle import BadInputRead, Completion, Coordinates, Settlement
 from schemas.config import PartnerConfig
 from schemas.events import IN_APP_EVENT, INSTALL, EventType
 
@@ -37,17 +38,6 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 100
 LAG_INTERVAL_S = 5.0
-
-
-class Done(NamedTuple):
-    """A finished unit of work that is not a postback (a dead-lettered bad input)."""
-
-    topic: str
-    partition: int
-    offset: int
-
-
-Completion = list[WorkItem] | list[Done]  # finished work units
 
 
 class Worker:
@@ -85,10 +75,15 @@ class Worker:
         self._checkpoint = Checkpoint(
             self._offsets, partial(kafka_clients.commit, consumer), metrics.committed
         )
+        # Completions from the delivery thread and from dead-letter acknowledgements; settled on
+        # this thread, in `_drain_completions`.
         self._completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
         self._dead_letters = DeadLetterPublisher(producer, runtime.kafka.dead_letter_topic, metrics)
+        self._settlement = Settlement(
+            metrics, self._dead_letters, self._final, self._completions.put
+        )
         self._delivery = DeliveryService(
-            settings.partners, metrics, self._dead_letters, self._on_final, transport=transport
+            settings.partners, metrics, self._completions.put, transport=transport
         )
         self._pairs: list[tuple[PartnerConfig, PartnerAdapter]] = []
         self._set_partners(settings.partners)
@@ -164,6 +159,7 @@ class Worker:
         decisions: Counter[tuple[str, str, str, str]] = Counter()
         rereads = 0
         pairs = self._pairs
+        settle = self._settlement.settle
         for tp, messages in records.items():
             topic, partition = tp.topic, tp.partition
             event_type, decoder = self._topic_types[topic]
@@ -178,14 +174,7 @@ class Worker:
                 event = decode(message.value, event_type)
                 if isinstance(event, BadInput):
                     state.track(offset, 1)
-                    letter = bad_input_letter(topic, partition, offset, event)
-                    done = partial(self._completions.put, [Done(topic, partition, offset)])
-                    self._dead_letters.submit(letter, message.key, done)
-                    log.info(
-                        "bad input dead-lettered: %s",
-                        event.detail,
-                        extra={"topic": topic, "partition": partition, "offset": offset},
-                    )
+                    settle(BadInputRead(topic, partition, offset, message.key, event))
                     continue
                 units = 0
                 for partner, adapter in pairs:
@@ -229,25 +218,27 @@ class Worker:
             log.debug("prefetch failed; kafka-python fetches on its own", exc_info=True)
             self._fetcher = None
 
-    def _on_final(self, items: list[WorkItem]) -> None:
-        """Called from the delivery thread when items are final."""
-        self._completions.put(items)
+    def _final(self, units: list[Coordinates]) -> None:
+        """Units of work that are done: their events become final when nothing else is owed."""
+        complete = self._offsets.complete
+        for topic, partition, offset in units:
+            complete((topic, partition), offset)
 
     def _drain_completions(self, timeout_s: float = 0.0) -> None:
+        """Settle every completion waiting (waiting up to `timeout_s` for the first)."""
         try:
-            batch = (
+            completion = (
                 self._completions.get(timeout=timeout_s)
                 if timeout_s
                 else self._completions.get_nowait()
             )
         except queue.Empty:
             return
-        complete = self._offsets.complete
+        settle = self._settlement.settle
         while True:
-            for item in batch:
-                complete((item.topic, item.partition), item.offset)
+            settle(completion)
             try:
-                batch = self._completions.get_nowait()
+                completion = self._completions.get_nowait()
             except queue.Empty:
                 return
 

@@ -1,4 +1,5 @@
-"""Delivery to one partner over httpx's MockTransport: batching, order, retries, outcomes."""
+"""Delivery to one partner over httpx's MockTransport: batching, order, retries, outcomes; each
+batch's final word settled as the worker settles it (metrics, dead letters, final offsets)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from dispatcher.delivery import PartnerChannel, WorkItem
+from dispatcher.delivery import PartnerChannel, PartnerHttp, WorkItem
 from dispatcher.metrics import Metrics
 from dispatcher.partners.tiktok import TikTokAdapter
+from dispatcher.settle import Coordinates, Settlement
 from schemas.dead_letter import DeadLetter
 from tests.factories import make_partner
 
@@ -58,9 +60,23 @@ class Harness:
                          "max_requests_per_s": 1000} | delivery  # fmt: skip
         self.requests: list[dict[str, Any]] = []
         self.request_times: list[float] = []
-        self.final: list[WorkItem] = []
+        self.final: list[Coordinates] = []
         self.letters = Letters()
         self.metrics = Metrics()
+        self.settlement = Settlement(
+            self.metrics,
+            self.letters,
+            self.final.extend,
+            lambda ack: self.settlement.settle(ack),  # noqa: PLW0108 - not built yet
+        )
+
+    def channel(self, partner: Any) -> PartnerChannel:
+        client = httpx.AsyncClient(transport=self._transport())
+        adapter = TikTokAdapter()
+        return PartnerChannel(
+            partner, adapter, TOKEN, PartnerHttp(client, adapter, time.time), self.metrics,
+            self.settlement.settle,
+        )  # fmt: skip
 
     def _transport(self) -> httpx.MockTransport:
         def record(request: httpx.Request) -> Any:
@@ -72,11 +88,7 @@ class Harness:
         return httpx.MockTransport(record)
 
     async def run(self, items: list[WorkItem], expect_final: int, timeout_s: float = 10) -> None:
-        partner = make_partner(**{"delivery": self.delivery})
-        client = httpx.AsyncClient(transport=self._transport())
-        channel = PartnerChannel(
-            partner, TikTokAdapter(), TOKEN, client, self.metrics, self.letters, self.final.extend
-        )
+        channel = self.channel(make_partner(**{"delivery": self.delivery}))
         channel.submit(items)
         deadline = time.monotonic() + timeout_s
         while len(self.final) < expect_final and time.monotonic() < deadline:
@@ -140,11 +152,7 @@ def test_destinations_and_partitions_never_share_a_request() -> None:
 
 def test_linger_gathers_a_batch() -> None:
     async def go(h: Harness) -> None:
-        partner = make_partner(delivery=h.delivery)
-        client = httpx.AsyncClient(transport=h._transport())
-        channel = PartnerChannel(
-            partner, TikTokAdapter(), TOKEN, client, h.metrics, h.letters, h.final.extend
-        )
+        channel = h.channel(make_partner(delivery=h.delivery))
         channel.submit([item(0)])
         await asyncio.sleep(0.05)
         channel.submit([item(1)])  # within the linger: same batch

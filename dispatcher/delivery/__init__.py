@@ -1,0 +1,17 @@
+"""Delivering owed postbacks: lanes (batching, order), the channel (attempts under the retry
+policy, pacing), the HTTP edge, and the service that hosts them on a loop of its own."""
+
+from dispatcher.delivery.channel import PartnerChannel
+from dispatcher.delivery.http import PartnerHttp, transport_failure
+from dispatcher.delivery.items import Settled, SettledCallback, WorkItem
+from dispatcher.delivery.service import DeliveryService
+
+__all__ = [
+    "DeliveryService",
+    "PartnerChannel",
+    "PartnerHttp",
+    "Settled",
+    "SettledCallback",
+    "WorkItem",
+    "transport_failure",
+]

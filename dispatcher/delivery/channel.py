@@ -1,0 +1,213 @@
+"""Everything that talks to one partner: its lanes, its pacing and concurrency, and the attempts
+of each batch under the partner's retry policy. Each batch's final word goes back as a `Settled`
+value; what follows (metrics of outcomes, dead letters, offsets) is the worker's."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+from tenacity import RetryCallState
+
+from dispatcher.delivery.http import PartnerHttp
+from dispatcher.delivery.items import Settled, SettledCallback, WorkItem
+from dispatcher.delivery.lane import Lane
+from dispatcher.metrics import Metrics
+from dispatcher.offsets import Partition
+from dispatcher.outcomes import AttemptKind, AttemptResult, BatchResult, Outcome
+from dispatcher.partners import PartnerAdapter
+from dispatcher.ratelimit import Clock, RequestPacer
+from dispatcher.retry import retrying
+from schemas.config import PartnerConfig
+
+log = logging.getLogger(__name__)
+
+Take = Callable[[], list[WorkItem]]  # forms a batch at the moment its request can leave
+
+
+class _EmptyBatchError(Exception):
+    """The lane had nothing left when its turn came (discarded while it waited)."""
+
+
+class PartnerChannel:
+    """Lanes, pacing, concurrency and retries for one partner."""
+
+    def __init__(
+        self,
+        partner: PartnerConfig,
+        adapter: PartnerAdapter,
+        token: str,
+        http: PartnerHttp,
+        metrics: Metrics,
+        on_settled: SettledCallback,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.name = partner.partner
+        self.adapter = adapter
+        self.http = http
+        self.metrics = metrics
+        self.on_settled = on_settled
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.sleep = sleep
+        self.lanes: dict[tuple[str, str, int], Lane] = {}
+        self.pacer = RequestPacer(partner.delivery.max_requests_per_s, clock, sleep)
+        self.configure(partner, token)
+        metrics.start_partner(self.name, adapter.install_event)
+        metrics.rate_limit(self.name, self.pacer.rate)
+
+    def configure(self, partner: PartnerConfig, token: str) -> None:
+        """Apply (re)loaded settings; batches already in flight finish with the old ones."""
+        self.partner = partner
+        self.delivery = partner.delivery
+        self.http.configure(partner.endpoint, token, partner.delivery.timeout_s)
+        self.semaphore = asyncio.Semaphore(partner.delivery.max_concurrent_requests)
+        self.pacer.set_max_rate(partner.delivery.max_requests_per_s)
+
+    # --- lanes -----------------------------------------------------------------------------
+
+    def submit(self, items: Iterable[WorkItem]) -> None:
+        """Queue items in their lanes; runs of items bound for one lane are queued at once."""
+        run: list[WorkItem] = []
+        for item in items:
+            if run and (
+                item.partition != run[0].partition
+                or item.destination != run[0].destination
+                or item.topic != run[0].topic
+            ):
+                self._lane_for(run[0]).put(run)
+                run = []
+            run.append(item)
+        if run:
+            self._lane_for(run[0]).put(run)
+
+    def _lane_for(self, item: WorkItem) -> Lane:
+        key = (item.destination, item.topic, item.partition)
+        lane = self.lanes.get(key)
+        if lane is None:
+            lane = self.lanes[key] = Lane(self, item.destination, (item.topic, item.partition))
+        return lane
+
+    def flush(self, tps: set[Partition] | None = None) -> None:
+        """Send what is queued now, without lingering (shutdown, revoked partitions)."""
+        for lane in self.lanes.values():
+            if tps is None or lane.partition in tps:
+                lane.flush()
+
+    def discard(self, tps: set[Partition]) -> int:
+        """Drop queued (not in-flight) items of partitions this worker no longer owns."""
+        return sum(lane.discard() for lane in self.lanes.values() if lane.partition in tps)
+
+    def is_idle(self) -> bool:
+        """No lane has anything queued or in flight."""
+        return all(lane.is_idle() for lane in self.lanes.values())
+
+    async def close(self) -> None:
+        """Stop every lane (in-flight batches are abandoned, never committed) and the client."""
+        for lane in self.lanes.values():
+            lane.task.cancel()
+        await asyncio.gather(*(lane.task for lane in self.lanes.values()), return_exceptions=True)
+        await self.http.aclose()
+
+    # --- one batch ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[float]:
+        """A concurrency slot and this request's pacing slot; send at once when it is yours.
+        Yields the turn's time, which the pacer is told about once the body has left."""
+        async with self.semaphore:
+            yield await self.pacer.acquire()  # inside the semaphore: the pacing holds at the wire
+
+    async def deliver(self, take: Take, destination: str) -> bool:
+        """Form a batch with `take` when its first request can leave, then attempt it under the
+        retry policy until it is delivered, rejected or out of attempts, and report each part
+        (a rejected batch may be split) as `Settled`. False when `take` had nothing."""
+        try:
+            parts = await self._send(take, destination)
+        except _EmptyBatchError:
+            return False
+        now = self.wall_clock()
+        for items, result in parts:
+            self.on_settled(Settled(items, result, now))
+        return True
+
+    async def _send(self, take: Take, destination: str) -> list[tuple[list[WorkItem], BatchResult]]:
+        items: list[WorkItem] = []
+        body: bytes | None = None
+        attempts = 0
+        previous: AttemptResult | None = None
+
+        async def attempt() -> AttemptResult:
+            nonlocal items, body, attempts, previous
+            if previous is not None and previous.fate_unknown:
+                self.metrics.resent(self.name, len(items))
+            async with self.turn() as turn_at:
+                if body is None:
+                    items = take()
+                    if not items:
+                        raise _EmptyBatchError
+                    self.metrics.batch_sent(self.name, len(items))
+                    body = self.adapter.encode_request(
+                        destination, [item.payload for item in items]
+                    )
+                attempts += 1
+                previous = await self._post(body, turn_at)
+            return previous
+
+        def before_sleep(state: RetryCallState) -> None:
+            self._retrying(len(items), state)
+
+        result: AttemptResult = await retrying(self.delivery, self.sleep, before_sleep)(attempt)
+        if result.kind is AttemptKind.OK:
+            return [(items, BatchResult(Outcome.DELIVERED, attempts, result))]
+        if result.kind is AttemptKind.FATAL:
+            if self.adapter.should_split(result, len(items)):
+                # One bad event rejects the whole request: halve until it stands alone.
+                middle = len(items) // 2
+                head, tail = items[:middle], items[middle:]
+                log.info(
+                    "batch rejected, splitting to isolate the bad events",
+                    extra={"partner": self.name, "size": len(items), "code": result.code},
+                )
+                return await self._send(lambda: head, destination) + await self._send(
+                    lambda: tail, destination
+                )
+            return [(items, BatchResult(Outcome.REJECTED, attempts, result))]
+        return [(items, BatchResult(Outcome.GAVE_UP, attempts, result))]
+
+    async def _post(self, body: bytes, turn_at: float) -> AttemptResult:
+        """One attempt (inside `turn()`); counted, and fed back to the pacer."""
+        started = self.clock()
+        pacer = self.pacer
+        result = await self.http.post(body, lambda: pacer.written(turn_at))
+        self.metrics.attempted(self.name, result.kind, self.clock() - started)
+        if result.throttled:
+            pacer.throttled(result.retry_after_s)
+            self.metrics.rate_limit(self.name, pacer.rate)
+        elif result.retry_after_s:
+            pacer.pause(result.retry_after_s)
+        elif result.kind is AttemptKind.OK and pacer.succeeded():
+            self.metrics.rate_limit(self.name, pacer.rate)
+        return result
+
+    def _retrying(self, events: int, state: RetryCallState) -> None:
+        assert state.outcome is not None
+        result: AttemptResult = state.outcome.result()
+        log.warning(
+            "delivery failed, retrying in %.2fs: %s",
+            state.upcoming_sleep,
+            result.message,
+            extra={
+                "partner": self.name,
+                "attempt": state.attempt_number,
+                "status": result.status,
+                "code": result.code,
+                "events": events,
+            },
+        )

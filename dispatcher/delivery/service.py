@@ -1,0 +1,172 @@
+"""The delivery service: the partner channels on an asyncio loop in a thread of its own. The
+worker hands it work items and gets back, through `on_settled`, each batch's final word."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from dispatcher.config_loader import PartnerSet
+from dispatcher.deadline import Deadline
+from dispatcher.delivery.channel import PartnerChannel
+from dispatcher.delivery.http import PartnerHttp
+from dispatcher.delivery.items import SettledCallback, WorkItem
+from dispatcher.metrics import Metrics
+from dispatcher.offsets import Partition
+from dispatcher.partners import ADAPTERS
+from dispatcher.ratelimit import Clock
+from schemas.config import PartnerConfig
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryService:
+    """Hosts the partner channels on an asyncio loop in a thread of its own."""
+
+    def __init__(
+        self,
+        partners: PartnerSet,
+        metrics: Metrics,
+        on_settled: SettledCallback,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+    ) -> None:
+        self._partners = partners
+        self._metrics = metrics
+        self._on_settled = on_settled
+        self._transport = transport
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._channels: dict[str, PartnerChannel] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._done: asyncio.Event | None = None  # created on the loop
+        self._thread = threading.Thread(target=self._run, name="delivery", daemon=True)
+        self._error: BaseException | None = None
+
+    # --- called from the worker's thread ---------------------------------------------------
+
+    def start(self) -> None:
+        """Start the loop and wait until it accepts work."""
+        self._thread.start()
+        self._ready.wait(timeout=10)
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, items: list[WorkItem]) -> None:
+        """Hand over owed postbacks (thread-safe)."""
+        if items:
+            self._call(self._submit, items)
+
+    def update(self, partners: PartnerSet) -> None:
+        """Use reloaded partner settings for the next batches (thread-safe)."""
+        self._call(self._update, partners)
+
+    def flush(self, tps: set[Partition] | None = None) -> None:
+        """Send queued items now, without lingering (thread-safe)."""
+        self._call(self._flush, tps)
+
+    def discard(self, tps: set[Partition]) -> None:
+        """Drop queued items of partitions no longer ours (thread-safe)."""
+        self._call(self._discard, tps)
+
+    def stop(self, timeout_s: float) -> None:
+        """Send what is queued, wait up to `timeout_s` for it to finish, then stop."""
+        loop = self._loop
+        if loop is None or not self._thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._stop(timeout_s), loop)
+        try:
+            future.result(timeout=timeout_s + 10)
+        except Exception:
+            log.exception("delivery did not stop cleanly")
+        self._thread.join(timeout=10)
+
+    def _call(self, function: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            raise RuntimeError("delivery service is not running")
+        loop.call_soon_threadsafe(function, *args)
+
+    # --- on the loop ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # surfaced by start(); logged otherwise
+            self._error = exc
+            self._ready.set()
+            log.exception("delivery loop crashed")
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        done = self._done = asyncio.Event()
+        self._update(self._partners)
+        self._ready.set()
+        await done.wait()
+
+    def _channel_for(self, partner: PartnerConfig, token: str) -> PartnerChannel:
+        limits = httpx.Limits(
+            max_connections=partner.delivery.max_concurrent_requests,
+            max_keepalive_connections=partner.delivery.max_concurrent_requests,
+        )
+        client = httpx.AsyncClient(transport=self._transport, limits=limits, http2=False)
+        adapter = ADAPTERS[partner.partner]
+        return PartnerChannel(
+            partner,
+            adapter,
+            token,
+            PartnerHttp(client, adapter, self._wall_clock),
+            self._metrics,
+            self._on_settled,
+            self._clock,
+            self._wall_clock,
+        )
+
+    def _update(self, partners: PartnerSet) -> None:
+        self._partners = partners
+        for partner in partners.partners:
+            token = partners.tokens[partner.partner].get_secret_value()
+            channel = self._channels.get(partner.partner)
+            if channel is None:
+                self._channels[partner.partner] = self._channel_for(partner, token)
+            else:
+                channel.configure(partner, token)
+
+    def _submit(self, items: list[WorkItem]) -> None:
+        by_partner: dict[str, list[WorkItem]] = {}
+        for item in items:
+            by_partner.setdefault(item.partner, []).append(item)
+        for name, partner_items in by_partner.items():
+            self._channels[name].submit(partner_items)
+
+    def _flush(self, tps: set[Partition] | None) -> None:
+        for channel in self._channels.values():
+            channel.flush(tps)
+
+    def _discard(self, tps: set[Partition]) -> None:
+        dropped = sum(channel.discard(tps) for channel in self._channels.values())
+        if dropped:
+            log.info("dropped %d queued postbacks of partitions no longer assigned", dropped)
+
+    async def _stop(self, timeout_s: float) -> None:
+        self._flush(None)
+        deadline = Deadline(timeout_s, self._clock)
+        while not all(c.is_idle() for c in self._channels.values()) and not deadline.expired():
+            await asyncio.sleep(0.02)
+        pending = [c.name for c in self._channels.values() if not c.is_idle()]
+        if pending:
+            log.warning(
+                "stopping with deliveries unfinished (not committed; re-sent after restart)",
+                extra={"partners": ",".join(pending)},
+            )
+        await asyncio.gather(*(c.close() for c in self._channels.values()))
+        assert self._done is not None
+        self._done.set()
