@@ -164,6 +164,15 @@ class PartnerChannel:
             self._retrying(len(items), state)
 
         result: AttemptResult = await retrying(self.delivery, self.sleep, before_sleep)(attempt)
+        # tenacity's controller keeps `attempt` in a reference cycle until the cyclic collector
+        # runs: empty the cells it shares with this frame, so no batch or body waits with it.
+        batch, items, body = items, [], None
+        return await self._outcome(batch, attempts, result, destination)
+
+    async def _outcome(
+        self, items: list[WorkItem], attempts: int, result: AttemptResult, destination: str
+    ) -> list[tuple[list[WorkItem], BatchResult]]:
+        """The batch's final word, or its halves' when one bad event rejected it whole."""
         if result.kind is AttemptKind.OK:
             return [(items, BatchResult(Outcome.DELIVERED, attempts, result))]
         if result.kind is AttemptKind.FATAL:
