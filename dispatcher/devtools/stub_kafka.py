@@ -1,0 +1,189 @@
+"""In-memory stand-ins for the parts of kafka-python's consumer and producer the worker uses, for
+fast in-process worker tests (as dramatiq ships a stub broker). The real-broker tests stay: these
+stubs know nothing of the wire, group coordination or timing."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+from kafka import TopicPartition
+from kafka.errors import CommitFailedError, KafkaTimeoutError
+from kafka.structs import OffsetAndMetadata
+
+
+class StubRecord(NamedTuple):
+    """A record as `poll()` hands it out (the attributes the worker reads)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class StubConsumer:
+    """One consumer of an in-memory log; the group is this consumer alone."""
+
+    def __init__(self, partitions: dict[str, int]) -> None:
+        self.logs: dict[TopicPartition, list[StubRecord]] = {
+            TopicPartition(topic, p): []
+            for topic, count in partitions.items()
+            for p in range(count)
+        }
+        self.committed: dict[TopicPartition, int] = {}
+        self.commit_calls = 0
+        self.fail_commits = 0  # the next N commits fail as a broker in a rebalance answers
+        self.closed = False
+        self._positions: dict[TopicPartition, int] = {}
+        self._assigned: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        self._listener: Any = None
+        self._pending_assignment: list[TopicPartition] | None = None
+
+    # --- the test's side --------------------------------------------------------------------
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None = None) -> int:
+        """Append a record (partitioned by key, as Kafka's default partitioner would spread
+        them); return its offset."""
+        count = sum(1 for tp in self.logs if tp.topic == topic)
+        partition = zlib.crc32(key) % count if key else 0
+        tp = TopicPartition(topic, partition)
+        log = self.logs[tp]
+        log.append(StubRecord(topic, partition, len(log), key, value))
+        return len(log) - 1
+
+    def reassign(self, partitions: Iterable[TopicPartition]) -> None:
+        """A rebalance at the next poll: every partition revoked, then `partitions` assigned."""
+        self._pending_assignment = list(partitions)
+
+    # --- what the worker calls ----------------------------------------------------------------
+
+    def topics(self) -> set[str]:
+        return {tp.topic for tp in self.logs}
+
+    def subscribe(self, topics: list[str], listener: Any = None) -> None:
+        self._listener = listener
+        self._pending_assignment = [tp for tp in self.logs if tp.topic in topics]
+
+    def poll(
+        self, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[StubRecord]]:
+        self._rebalance()
+        budget = max_records if max_records is not None else 500
+        batch: dict[TopicPartition, list[StubRecord]] = {}
+        for tp in sorted(self._assigned - self._paused):
+            if budget <= 0:
+                break
+            position = self._positions[tp]
+            records = self.logs[tp][position : position + budget]
+            if records:
+                batch[tp] = records
+                self._positions[tp] = position + len(records)
+                budget -= len(records)
+        if not batch:
+            time.sleep(min(timeout_ms, 5) / 1000)
+        return batch
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        self.commit_calls += 1
+        if self.fail_commits:
+            self.fail_commits -= 1
+            raise CommitFailedError("stub: the group is rebalancing")
+        for tp, meta in offsets.items():
+            self.committed[tp] = meta.offset
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._assigned)
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self._paused |= set(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self._paused -= set(tps)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self._paused)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return len(self.logs[tp]) if tp in self._assigned else None
+
+    def close(self, autocommit: bool = False) -> None:
+        self.closed = True
+
+    def _rebalance(self) -> None:
+        assignment, self._pending_assignment = self._pending_assignment, None
+        if assignment is None:
+            return
+        if self._assigned and self._listener is not None:
+            self._listener.on_partitions_revoked(sorted(self._assigned))
+        self._assigned = set(assignment)
+        self._paused &= self._assigned
+        for tp in assignment:  # resume where the group committed, like a new member would
+            self._positions[tp] = self.committed.get(tp, 0)
+        if self._listener is not None:
+            self._listener.on_partitions_assigned(sorted(assignment))
+
+
+class _Sent:
+    """A send's future: settled at once (`done`), or later by the stub producer."""
+
+    def __init__(self, done: bool = False, error: BaseException | None = None) -> None:
+        self._done, self._error = done, error
+        self._callbacks: list[Callable[[Any], None]] = []
+        self._errbacks: list[Callable[[BaseException], None]] = []
+
+    def add_callback(self, callback: Callable[[Any], None]) -> None:
+        if self._done and self._error is None:
+            callback(None)
+        else:
+            self._callbacks.append(callback)
+
+    def add_errback(self, errback: Callable[[BaseException], None]) -> None:
+        if self._done and self._error is not None:
+            errback(self._error)
+        else:
+            self._errbacks.append(errback)
+
+    def settle(self, error: BaseException | None) -> None:
+        self._done, self._error = True, error
+        if error is None:
+            for callback in self._callbacks:
+                callback(None)
+        else:
+            for errback in self._errbacks:
+                errback(error)
+
+
+class StubProducer:
+    """Records what is sent; acknowledges at once (`auto_ack`) or on `acknowledge()`, and
+    refuses the next `fail_sends` sends as an unreachable broker would."""
+
+    def __init__(self, auto_ack: bool = True) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None]] = []
+        self.auto_ack = auto_ack
+        self.fail_sends = 0
+        self._waiting: list[_Sent] = []
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None) -> _Sent:
+        if self.fail_sends:
+            self.fail_sends -= 1
+            return _Sent(done=True, error=KafkaTimeoutError("stub: not acknowledged"))
+        self.sent.append((topic, value, key))
+        if self.auto_ack:
+            return _Sent(done=True)
+        future = _Sent()
+        self._waiting.append(future)
+        return future
+
+    def flush(self, timeout: float | None = None) -> None:
+        if self.auto_ack:
+            self.acknowledge()
+
+    def acknowledge(self) -> None:
+        """The broker took everything sent so far."""
+        waiting, self._waiting = self._waiting, []
+        for future in waiting:
+            future.settle(None)

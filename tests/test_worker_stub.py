@@ -1,0 +1,195 @@
+"""The worker in-process on the stub consumer and producer (dramatiq's stub-broker idea): the
+loop's bookkeeping — decisions, settling, dead letters, commits, rebalances, stop — in
+milliseconds. The real-broker tests in test_worker.py stay for what only a broker shows."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from kafka import TopicPartition
+
+from dispatcher.config_loader import load_settings
+from dispatcher.devtools.stub_kafka import StubConsumer, StubProducer
+from dispatcher.health import Health
+from dispatcher.metrics import Metrics
+from dispatcher.worker import Worker
+from tests.factories import app_dict, event_dict, event_id_of, partner_dict, raw
+
+TOKEN = "stub-token-77"
+INSTALLS, IN_APP, DEAD_LETTERS = "installs", "in-app-events", "postbacks-dead-letter"
+
+
+class Partner:
+    """A TikTok stand-in on httpx's MockTransport: records every event id it accepts."""
+
+    def __init__(self) -> None:
+        self.event_ids: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        with self.lock:
+            self.event_ids += [entry["event_id"] for entry in body["data"]]
+        return httpx.Response(200, json={"code": 0, "message": "OK", "request_id": "r", "data": {}})
+
+
+class Running:
+    """A worker on its own thread, with its stubs."""
+
+    def __init__(self, tmp_path: Path, producer: StubProducer) -> None:
+        (tmp_path / "partners").mkdir()
+        partner = partner_dict(app_dict(), endpoint="http://tiktok.test/open_api/v1.3/event/track/",
+                               delivery={"batch_linger_ms": 5, "backoff_initial_s": 0.01,
+                                         "backoff_max_s": 0.02})  # fmt: skip
+        (tmp_path / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner))
+        config = tmp_path / "dispatcher.yaml"
+        config.write_text(yaml.safe_dump({
+            "kafka": {"bootstrap_servers": "stub:9092", "topics": {"installs": INSTALLS, "in_app_events": IN_APP},
+                      "dead_letter_topic": DEAD_LETTERS},
+            "worker": {"commit_interval_ms": 10, "shutdown_timeout_s": 5},
+        }))  # fmt: skip
+        settings = load_settings(config, {"TIKTOK_ACCESS_TOKEN": TOKEN})
+        self.consumer = StubConsumer({INSTALLS: 2, IN_APP: 2, DEAD_LETTERS: 1})
+        self.producer = producer
+        self.partner = Partner()
+        self.metrics = Metrics()
+        self.worker = Worker(
+            settings, self.consumer, producer, self.metrics, Health(),
+            load_partners=lambda: settings.partners, transport=httpx.MockTransport(self.partner),
+        )  # fmt: skip
+        self.thread = threading.Thread(target=self.worker.run, daemon=True)
+
+    def produce(self, topic: str, record: dict[str, Any] | bytes) -> None:
+        value = raw(record) if isinstance(record, dict) else record
+        key = str(record["appsflyer_id"]).encode() if isinstance(record, dict) else None
+        self.consumer.produce(topic, value, key)
+
+    def committed(self) -> dict[TopicPartition, int]:
+        return dict(self.consumer.committed)
+
+    def ends(self) -> dict[TopicPartition, int]:
+        return {
+            tp: len(log)
+            for tp, log in self.consumer.logs.items()
+            if log and tp.topic != DEAD_LETTERS
+        }
+
+    def metric(self, name: str, **labels: str) -> float:
+        return sum(
+            sample.value
+            for family in self.metrics.registry.collect()
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+
+    def stop(self) -> None:
+        self.worker.request_stop()
+        self.thread.join(timeout=20)
+        assert not self.thread.is_alive()
+
+
+def until(condition: Callable[[], Any], what: str, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[Running]:
+    worker = Running(tmp_path, StubProducer())
+    worker.thread.start()
+    yield worker
+    if worker.thread.is_alive():
+        worker.stop()
+
+
+def test_owed_postbacks_go_out_and_every_offset_is_committed(running: Running) -> None:
+    # Given AppsFlyer records of every kind, and bad input
+    owed = [event_dict("install") for _ in range(20)] + [
+        event_dict("in-app-event") for _ in range(20)
+    ]
+    skipped = [event_dict("install", media_source="organic") for _ in range(10)]
+    for record in owed + skipped:
+        running.produce(INSTALLS if record["event_type"] == "install" else IN_APP, record)
+    running.produce(INSTALLS, b"not json")
+    # When the worker has read them all
+    until(lambda: running.committed() == running.ends(), "every offset committed")
+    # Then exactly the owed events went out, once each, under their derived ids
+    assert sorted(running.partner.event_ids) == sorted(event_id_of(r) for r in owed)
+    assert running.metric("dispatcher_decisions_total", reason="out_of_scope") == 10
+    [(topic, value, key)] = running.producer.sent
+    letter = json.loads(value)
+    assert (topic, letter["reason"], letter["raw"], key) == (
+        DEAD_LETTERS,
+        "bad_input",
+        "not json",
+        None,
+    )
+    running.stop()
+    assert running.consumer.closed
+
+
+def test_a_dead_lettered_event_is_committed_only_once_acknowledged(tmp_path: Path) -> None:
+    # Given a broker that has not yet acknowledged dead letters
+    worker = Running(tmp_path, StubProducer(auto_ack=False))
+    worker.thread.start()
+    bad = event_dict("install", event_time="yesterday")
+    worker.produce(INSTALLS, bad)
+    key = str(bad["appsflyer_id"]).encode()
+    later = event_dict("install", appsflyer_id=bad["appsflyer_id"])  # same key: same partition
+    worker.produce(INSTALLS, later)
+    until(lambda: event_id_of(later) in worker.partner.event_ids, "the later event delivered")
+    until(lambda: len(worker.producer.sent) == 1, "the dead letter sent")
+    time.sleep(0.1)
+    # Then nothing of that partition is committed: the bad input below it is not final
+    [tp] = [tp for tp, log in worker.consumer.logs.items() if log and tp.topic == INSTALLS]
+    assert worker.committed().get(tp, 0) == 0
+    assert worker.producer.sent[0][2] == key
+    # When the broker acknowledges, both become committed
+    worker.producer.acknowledge()
+    until(lambda: worker.committed().get(tp) == 2, "committed past both")
+    worker.stop()
+
+
+def test_a_refused_commit_is_tried_again_until_it_goes_through(running: Running) -> None:
+    running.consumer.fail_commits = 3
+    for _ in range(5):
+        running.produce(INSTALLS, event_dict("install"))
+    until(lambda: running.committed() == running.ends(), "committed after refusals")
+    assert running.metric("dispatcher_offset_commits_total", result="error") == 3
+    assert running.metric("dispatcher_offset_commits_total", result="success") >= 1
+
+
+def test_after_a_rebalance_records_read_again_are_not_sent_again(running: Running) -> None:
+    # Given deliveries whose commits the group keeps refusing
+    running.consumer.fail_commits = 10**6
+    records = [event_dict("install") for _ in range(30)]
+    for record in records:
+        running.produce(INSTALLS, record)
+    until(lambda: len(running.partner.event_ids) == 30, "first deliveries")
+    # When a rebalance hands the same partitions back, to be read again from offset 0
+    running.consumer.reassign(list(running.consumer.logs))
+    until(lambda: running.metric("dispatcher_rereads_skipped_total") == 30, "records read again")
+    # Then none went out twice, and once the group accepts commits, everything is committed
+    running.consumer.fail_commits = 0
+    until(lambda: running.committed() == running.ends(), "committed")
+    assert sorted(running.partner.event_ids) == sorted(event_id_of(r) for r in records)
+
+
+def test_stop_finishes_in_flight_work_and_commits(running: Running) -> None:
+    for _ in range(50):
+        running.produce(IN_APP, event_dict("in-app-event"))
+    until(lambda: running.metric("dispatcher_events_consumed_total") == 50, "all read")
+    running.stop()
+    assert len(running.partner.event_ids) == 50
+    assert running.committed() == running.ends()
