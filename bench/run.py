@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,13 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-import yaml
 from kafka import KafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
-from bench.records import SHAPES
-from dispatcher.devtools.broker import LocalBroker, free_port
+from bench.records import APP_ID, SHAPES
+from dispatcher.devtools.broker import LocalBroker
+from dispatcher.devtools.harness import WorkerConfig, WorkerProcess
 from dispatcher.devtools.sandbox import ReceivedEvent, SandboxProcess
 from dispatcher.inputs.appsflyer import AppsFlyerDecoder, derive_event_id, event_value_text
 
@@ -98,89 +95,20 @@ class Topics:
         return topics
 
 
-@dataclass
-class Worker:
-    process: subprocess.Popen[bytes]
-    metrics_port: int
-
-    def metric(self, name: str) -> float:
-        try:
-            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
-        except httpx.HTTPError:
-            return -1.0
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == name
-        )
-
-    def ready(self) -> bool:
-        try:
-            return (
-                httpx.get(f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=2).status_code
-                == 200
-            )
-        except httpx.HTTPError:
-            return False
-
-    def peak_rss_mb(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
-
-    def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 def start_worker(
     workdir: Path, name: str, broker: LocalBroker, topics: Topics, sandbox: SandboxProcess, group: str,
     delivery: dict[str, Any] | None = None, worker: dict[str, Any] | None = None,
-) -> Worker:  # fmt: skip
+) -> WorkerProcess:  # fmt: skip
     directory = workdir / name
-    (directory / "partners").mkdir(parents=True, exist_ok=True)
-    partner = {
-        "partner": "tiktok",
-        "media_sources": ["bytedanceglobal_int", "tiktokglobal_int"],
-        "endpoint": sandbox.url,
-        "access_token_env": "TIKTOK_ACCESS_TOKEN",
-        "apps": [{"app_id": "id1234567890", "tiktok_app_id": "7300000000000000001",
-                  "in_app_postbacks": {"enabled": True, "window": "lifetime", "events": [
-                      {"sdk_event": "af_purchase", "partner_event": "Pay(Purchase)", "send_revenue": True}]}}],
-    }  # fmt: skip
-    if delivery:
-        partner["delivery"] = delivery
-    (directory / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner))
-    port = free_port()
-    runtime = {
-        "kafka": {"bootstrap_servers": broker.bootstrap, "group_id": group,
-                  "topics": {"installs": topics.installs, "in_app_events": topics.in_app},
-                  "dead_letter_topic": topics.dead_letters, "session_timeout_ms": 6000,
-                  "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000},
-        "metrics": {"host": "127.0.0.1", "port": port},
-        "log": {"format": "json"},
-    }  # fmt: skip
-    if worker:
-        runtime["worker"] = worker
-    config = directory / "dispatcher.yaml"
-    config.write_text(yaml.safe_dump(runtime))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-    env["TIKTOK_ACCESS_TOKEN"] = TOKEN
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL, stderr=open(directory / "worker.log", "ab"), env=env,  # noqa: SIM115
-    )  # fmt: skip
-    return Worker(process, port)
+    apps = [{"app_id": APP_ID, "tiktok_app_id": "7300000000000000001",
+             "in_app_postbacks": {"enabled": True, "window": "lifetime", "events": [
+                 {"sdk_event": "af_purchase", "partner_event": "Pay(Purchase)", "send_revenue": True}]}}]  # fmt: skip
+    config = WorkerConfig(
+        broker.bootstrap, topics.installs, topics.in_app, topics.dead_letters, group,
+        sandbox.url, apps, delivery=delivery or {}, worker=worker or {},
+    ).write(directory)  # fmt: skip
+    directory.mkdir(parents=True, exist_ok=True)
+    return WorkerProcess(config, directory / "worker.log", {"TIKTOK_ACCESS_TOKEN": TOKEN}).start()
 
 
 def delivered_window(
@@ -251,7 +179,7 @@ def latency(
         workdir, "latency", broker, topics, sandbox, f"latency-{uuid.uuid4().hex[:6]}"
     )
     try:
-        wait(worker.ready, 60, "latency worker ready")
+        wait(worker.is_ready, 60, "latency worker ready")
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1)
         total = int(rate * seconds)
         started = time.perf_counter()

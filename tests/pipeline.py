@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -15,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
-from dispatcher.devtools.broker import LocalBroker, free_port
+from dispatcher.devtools import harness
+from dispatcher.devtools.broker import LocalBroker
+from dispatcher.devtools.harness import WorkerConfig
 from tests.factories import app_dict
 
 TOKEN = "test-access-token-5f1d2c"
@@ -62,35 +57,14 @@ def write_config(
     worker: dict[str, Any] | None = None,
 ) -> Path:
     """dispatcher.yaml + partners/tiktok.yaml for a test; returns the dispatcher.yaml path."""
-    (directory / "partners").mkdir(parents=True, exist_ok=True)
-    partner = {
-        "partner": "tiktok",
-        "media_sources": ["bytedanceglobal_int", "tiktokglobal_int"],
-        "endpoint": endpoint,
-        "access_token_env": "TIKTOK_ACCESS_TOKEN",
-        "delivery": {"batch_linger_ms": 20, "backoff_initial_s": 0.05, "backoff_max_s": 0.5,
-                     "max_requests_per_s": 500, "timeout_s": 5} | (delivery or {}),
-        "apps": apps or [app_dict()],
-    }  # fmt: skip
-    (directory / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner))
-    runtime = {
-        "kafka": {
-            "bootstrap_servers": broker.bootstrap,
-            "group_id": topics.group,
-            "topics": {"installs": topics.installs, "in_app_events": topics.in_app},
-            "dead_letter_topic": topics.dead_letters,
-            "session_timeout_ms": 6000,
-            "heartbeat_interval_ms": 1000,
-            "max_poll_interval_ms": 10000,
-        },
-        "metrics": {"host": "127.0.0.1", "port": free_port()},
-        "worker": {"commit_interval_ms": 200, "shutdown_timeout_s": 10, "rebalance_drain_s": 2}
+    return WorkerConfig(
+        broker.bootstrap, topics.installs, topics.in_app, topics.dead_letters, topics.group,
+        endpoint, apps or [app_dict()],
+        delivery={"batch_linger_ms": 20, "backoff_initial_s": 0.05, "backoff_max_s": 0.5,
+                  "max_requests_per_s": 500, "timeout_s": 5} | (delivery or {}),
+        worker={"commit_interval_ms": 200, "shutdown_timeout_s": 10, "rebalance_drain_s": 2}
         | (worker or {}),
-        "log": {"format": "json"},
-    }
-    path = directory / "dispatcher.yaml"
-    path.write_text(yaml.safe_dump(runtime))
-    return path
+    ).write(directory)  # fmt: skip
 
 
 def produce(broker: LocalBroker, topic: str, messages: Iterable[dict[str, Any] | bytes]) -> int:
@@ -201,83 +175,11 @@ def most_in_any_window(times: Iterable[float], window_s: float = 1.0) -> int:
     )
 
 
-class WorkerProcess:
-    """`dispatcher run` as a child process, as operators run it."""
+class WorkerProcess(harness.WorkerProcess):
+    """The harness's worker process, holding the tests' token."""
 
     def __init__(self, config: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.config = config
-        self.log_path = log_path
-        self.metrics_port = yaml.safe_load(config.read_text())["metrics"]["port"]
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-        self.env = environ | {"TIKTOK_ACCESS_TOKEN": TOKEN} | (env or {})
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> WorkerProcess:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "dispatcher", "run", "--config", str(self.config)],
-                stdout=log, stderr=log, env=self.env, cwd=REPO,
-            )  # fmt: skip
-        return self
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
-
-    def kill(self) -> None:
-        """kill -9: no chance to finish or commit anything."""
-        self.signal(signal.SIGKILL)
-        self.wait(10)
-
-    def stop(self, timeout_s: float = 30) -> int:
-        """SIGTERM and wait; returns the exit code."""
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        self.signal(signal.SIGTERM)
-        return self.wait(timeout_s)
-
-    def wait(self, timeout_s: float) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout=timeout_s)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def scrape(self) -> str:
-        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
-
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of the samples of `name` whose labels include `labels` (0 when absent)."""
-        try:
-            text = self.scrape()
-        except httpx.HTTPError:
-            return 0.0
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in labels.items()
-                ):
-                    total += sample.value
-        return total
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=5)
-
-    def is_ready(self) -> bool:
-        """`/readyz` answers 200 (False while the endpoint is not up yet)."""
-        try:
-            return self.get("/readyz").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def __enter__(self) -> WorkerProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        super().__init__(config, log_path, {"TIKTOK_ACCESS_TOKEN": TOKEN} | (env or {}))
 
 
 def sandbox_ids(sandbox: Any) -> list[str]:

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from dispatcher.devtools.broker import LocalBroker, free_port
+from dispatcher.devtools.processes import stop_process
 from dispatcher.devtools.sandbox import TikTokSandbox
 from tests.conftest import required_binary
 from tests.factories import event_dict, event_id_of
@@ -56,12 +57,7 @@ class PrometheusServer:
 
     def __exit__(self, *exc: object) -> None:
         assert self.process is not None
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process, timeout_s=15)
 
     def is_ready(self) -> bool:
         assert self.process is not None

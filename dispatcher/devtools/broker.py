@@ -17,16 +17,12 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from dispatcher.devtools.processes import free_port, stop_process
 from dispatcher.errors import BrokerUnavailableError
 
+__all__ = ["LocalBroker", "broker_binary", "free_port"]
+
 log = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def broker_binary() -> str:
@@ -110,14 +106,8 @@ class LocalBroker:
     def stop(self) -> None:
         """Stop the broker (its data is in memory and goes with it)."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        if process is not None:
+            stop_process(process)
 
     def __enter__(self) -> LocalBroker:
         return self.start()

@@ -7,24 +7,20 @@ would start it, and a realistic sample of events; live progress, then a summary.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
-import yaml
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher.devtools.broker import LocalBroker, free_port
+from dispatcher.devtools.harness import WorkerConfig, WorkerProcess
 from dispatcher.devtools.samples import DEMO_APP, DEMO_APP_ALL, DEMO_TIKTOK_IDS, SampleGenerator
 from dispatcher.devtools.sandbox import SandboxThread, TikTokSandbox
 
@@ -41,45 +37,24 @@ def demo_config(workdir: Path, bootstrap: str, endpoint: str, metrics_port: int)
         {"sdk_event": "af_complete_registration", "partner_event": "Registration"},
         {"sdk_event": "af_add_to_cart", "partner_event": "Add_to_cart", "send_revenue": False},
     ]
-    partner = {
-        "partner": "tiktok",
-        "media_sources": ["bytedanceglobal_int", "tiktokglobal_int"],
-        "endpoint": endpoint,
-        "access_token_env": "TIKTOK_ACCESS_TOKEN",
-        "delivery": {"batch_max_events": 1000, "batch_linger_ms": 100, "max_requests_per_s": 50},
-        "apps": [
-            {"app_id": DEMO_APP, "tiktok_app_id": DEMO_TIKTOK_IDS[DEMO_APP], "view_through": False,
-             "click_lookback": "7d", "install_postbacks": {"scope": "attributed"},
-             "in_app_postbacks": {"enabled": True, "scope": "attributed", "window": "180d",
-                                  "events": events}},
-            {"app_id": DEMO_APP_ALL, "tiktok_app_id": DEMO_TIKTOK_IDS[DEMO_APP_ALL],
-             "view_through": True, "view_through_lookback": "1d",
-             "install_postbacks": {"scope": "all"},
-             "in_app_postbacks": {"enabled": True, "scope": "all", "window": "lifetime",
-                                  "events": events}},
-        ],
-    }  # fmt: skip
-    runtime = {
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            "group_id": "postback-dispatcher-demo",
-            "topics": TOPICS,
-            "dead_letter_topic": DEAD_LETTER_TOPIC,
-            # Tansu completes a group join in seconds only with short timeouts.
-            "session_timeout_ms": 6000,
-            "heartbeat_interval_ms": 1000,
-            "max_poll_interval_ms": 10000,
-        },
-        "partners_dir": "partners",
-        "metrics": {"host": "127.0.0.1", "port": metrics_port},
-        "worker": {"commit_interval_ms": 500, "rebalance_drain_s": 2},
-        "log": {"level": "INFO", "format": "text"},
-    }
-    (workdir / "partners").mkdir(parents=True, exist_ok=True)
-    (workdir / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner, sort_keys=False))
-    path = workdir / "dispatcher.yaml"
-    path.write_text(yaml.safe_dump(runtime, sort_keys=False))
-    return path
+    apps = [
+        {"app_id": DEMO_APP, "tiktok_app_id": DEMO_TIKTOK_IDS[DEMO_APP], "view_through": False,
+         "click_lookback": "7d", "install_postbacks": {"scope": "attributed"},
+         "in_app_postbacks": {"enabled": True, "scope": "attributed", "window": "180d",
+                              "events": events}},
+        {"app_id": DEMO_APP_ALL, "tiktok_app_id": DEMO_TIKTOK_IDS[DEMO_APP_ALL],
+         "view_through": True, "view_through_lookback": "1d",
+         "install_postbacks": {"scope": "all"},
+         "in_app_postbacks": {"enabled": True, "scope": "all", "window": "lifetime",
+                              "events": events}},
+    ]  # fmt: skip
+    return WorkerConfig(
+        bootstrap, TOPICS["installs"], TOPICS["in_app_events"], DEAD_LETTER_TOPIC,
+        "postback-dispatcher-demo", endpoint, apps,
+        delivery={"batch_max_events": 1000, "batch_linger_ms": 100, "max_requests_per_s": 50},
+        worker={"commit_interval_ms": 500, "rebalance_drain_s": 2},
+        metrics_port=metrics_port, log_format="text",
+    ).write(workdir)  # fmt: skip
 
 
 @dataclass
@@ -132,29 +107,6 @@ def _port(preferred: int) -> int:
     return free_port()
 
 
-@contextlib.contextmanager
-def _worker(config: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-    env["TIKTOK_ACCESS_TOKEN"] = DEMO_TOKEN
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dispatcher", "run", "--config", str(config)],
-            stdout=log,
-            stderr=log,
-            env=env,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 def run_demo(events: int, keep_running: bool, metrics_port: int, out: IO[str] = sys.stdout) -> int:
     """Run the demo; return the exit code."""
 
@@ -180,7 +132,9 @@ def run_demo(events: int, keep_running: bool, metrics_port: int, out: IO[str] = 
         config = demo_config(workdir, broker.bootstrap, sandbox.url, port)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         try:
-            with _worker(config, workdir / "worker.log") as worker:
+            with WorkerProcess(
+                config, workdir / "worker.log", {"TIKTOK_ACCESS_TOKEN": DEMO_TOKEN}
+            ) as worker:
                 say(f"  worker: dispatcher run --config {config}")
                 cases = _produce(broker.bootstrap, events)
                 say(f"  produced {events} sample events: {_describe_cases(cases)}")
@@ -198,9 +152,10 @@ def run_demo(events: int, keep_running: bool, metrics_port: int, out: IO[str] = 
                 if keep_running:
                     say("everything keeps running; press Ctrl-C to stop")
                     with contextlib.suppress(KeyboardInterrupt):
-                        worker.wait()
+                        worker.wait(timeout_s=None)
                 else:
                     say("stopping (--keep-running keeps the broker, the worker and /metrics up)")
+                worker.stop()
         finally:
             sandbox_thread.stop()
     return 0
@@ -224,12 +179,12 @@ def _describe_cases(cases: Counter[str]) -> str:
     return f"{installs} installs, {in_app} in-app events, {cases['bad_input']} malformed"
 
 
-def _follow(url: str, total: int, worker: subprocess.Popen[bytes], say: Any) -> Snapshot | None:
+def _follow(url: str, total: int, worker: WorkerProcess, say: Any) -> Snapshot | None:
     """Print progress until every event is consumed and final; None if the worker died or hung."""
     deadline = time.monotonic() + 120
     last_line = ""
     while time.monotonic() < deadline:
-        if worker.poll() is not None:
+        if worker.exited():
             return None
         snapshot = _scrape(url)
         if snapshot is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from dispatcher.devtools.broker import free_port
+from dispatcher.devtools.processes import free_port, stop_process
 from dispatcher.devtools.sandbox.tiktok import ReceivedEvent, RequestRecord, TikTokSandbox
 
 log = logging.getLogger(__name__)
@@ -106,13 +106,8 @@ class SandboxProcess:
     def stop(self) -> None:
         """Stop the process."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop_process(process)
         self._client.close()
 
     def _get(self, path: str) -> Any:
