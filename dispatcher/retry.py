@@ -1,17 +1,17 @@
 """The retry policy of a partner, composed from tenacity's own strategies.
 
-The policy decides (stop? how long to wait?); the delivery loop acts. A partner's `Retry-After`
-overrides the backoff. Sleep is injected so tests build state instead of waiting.
+The policy decides (stop? how long to wait?); the loop in `RetryPolicy.run` acts. A partner's
+`Retry-After` overrides the backoff. Sleep is injected so tests build state instead of waiting.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_result,
     stop_after_attempt,
     stop_before_delay,
     wait_exponential,
@@ -22,8 +22,6 @@ from tenacity.wait import wait_base
 from dispatcher.outcomes import AttemptResult
 from dispatcher.ratelimit import Sleep
 from schemas.config import DeliveryConfig
-
-BeforeSleep = Callable[[RetryCallState], Awaitable[None] | None]
 
 
 def backoff(delivery: DeliveryConfig) -> wait_base:
@@ -50,28 +48,43 @@ class wait_retry_after(wait_base):  # noqa: N801 - named like tenacity's strateg
         return float(self.fallback(retry_state))
 
 
-def _is_retryable(result: object) -> bool:
-    return isinstance(result, AttemptResult) and result.retryable
+class RetryPolicy:
+    """One partner's policy: stop after `max_attempts`, or before a wait would pass
+    `give_up_after_s` (counted from the first attempt); wait what the partner asked for in
+    `Retry-After`, else the backoff. Built once per partner config."""
 
+    def __init__(self, delivery: DeliveryConfig) -> None:
+        self.stop = stop_after_attempt(delivery.max_attempts) | stop_before_delay(
+            delivery.give_up_after_s
+        )
+        self.wait = wait_retry_after(backoff(delivery))
+        # The states' `retry_object`; never called: `run` is the loop.
+        self._controller = AsyncRetrying(stop=self.stop, wait=self.wait)
 
-def _last_result(retry_state: RetryCallState) -> AttemptResult:
-    """Out of attempts or time: hand back the last answer (the caller turns it into gave-up)."""
-    assert retry_state.outcome is not None
-    result = retry_state.outcome.result()
-    assert isinstance(result, AttemptResult)
-    return result
-
-
-def retrying(
-    delivery: DeliveryConfig, sleep: Sleep, before_sleep: BeforeSleep | None = None
-) -> AsyncRetrying:
-    """A fresh retrying controller for one batch."""
-    return AsyncRetrying(
-        stop=stop_after_attempt(delivery.max_attempts)
-        | stop_before_delay(delivery.give_up_after_s),
-        wait=wait_retry_after(backoff(delivery)),
-        retry=retry_if_result(_is_retryable),
-        sleep=sleep,
-        before_sleep=before_sleep,
-        retry_error_callback=_last_result,
-    )
+    async def run(
+        self,
+        attempt: Callable[[], Awaitable[AttemptResult]],
+        sleep: Sleep,
+        before_sleep: Callable[[RetryCallState], None] | None = None,
+    ) -> tuple[AttemptResult, int]:
+        """Attempt until the answer is not retryable or the policy says stop; the last answer
+        and the number of attempts. tenacity's loop (`BaseRetrying.iter`: wait, then stop, then
+        sleep) over tenacity's strategies, without a controller per batch: the first attempt is
+        attempt 1, and a batch that goes through at once builds no retry state at all."""
+        started = time.monotonic()
+        result = await attempt()
+        state: RetryCallState | None = None
+        while result.retryable:
+            if state is None:
+                state = RetryCallState(self._controller, None, (), {})
+                state.start_time = started
+            state.set_result(result)
+            state.upcoming_sleep = self.wait(state)
+            if self.stop(state):
+                break
+            if before_sleep is not None:
+                before_sleep(state)
+            await sleep(state.upcoming_sleep)
+            state.prepare_for_next_attempt()
+            result = await attempt()
+        return result, 1 if state is None else state.attempt_number

@@ -8,7 +8,7 @@ import pytest
 from tenacity import Future, RetryCallState
 
 from dispatcher.outcomes import AttemptKind, AttemptResult
-from dispatcher.retry import backoff, retrying, wait_retry_after
+from dispatcher.retry import RetryPolicy, backoff, wait_retry_after
 from schemas.config import DeliveryConfig
 
 RETRY = AttemptResult(AttemptKind.RETRYABLE, 503, None, "unavailable")
@@ -51,6 +51,7 @@ def run_policy(
 ) -> tuple[AttemptResult, int, list[float]]:
     sleeps: list[float] = []
     calls = 0
+    told: list[tuple[int, float]] = []  # (attempt, upcoming sleep) as before_sleep saw them
 
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
@@ -60,12 +61,13 @@ def run_policy(
         calls += 1
         return answers[min(calls, len(answers)) - 1]
 
-    async def go() -> AttemptResult:
-        controller = retrying(delivery, sleep)
-        result: AttemptResult = await controller(attempt)
-        return result
+    def before_sleep(state: RetryCallState) -> None:
+        told.append((state.attempt_number, state.upcoming_sleep))
 
-    return asyncio.run(go()), calls, sleeps
+    result, attempts = asyncio.run(RetryPolicy(delivery).run(attempt, sleep, before_sleep))
+    assert attempts == calls  # the policy counts every attempt, the first one included
+    assert told == [(n + 1, wait) for n, wait in enumerate(sleeps)]
+    return result, calls, sleeps
 
 
 def test_retries_until_success() -> None:
@@ -87,3 +89,32 @@ def test_stops_before_a_wait_would_pass_give_up_after() -> None:
     asked = AttemptResult(AttemptKind.RETRYABLE, 429, None, "later", retry_after_s=120.0)
     result, calls, sleeps = run_policy(DeliveryConfig(give_up_after_s=60, timeout_s=5), [asked])
     assert (result, calls, sleeps) == (asked, 1, [])
+
+
+def test_the_first_attempt_is_attempt_one_of_the_policy() -> None:
+    result, calls, sleeps = run_policy(DeliveryConfig(max_attempts=1), [RETRY, OK])
+    assert (result, calls, sleeps) == (RETRY, 1, [])
+
+
+def test_retry_after_is_what_the_loop_sleeps() -> None:
+    asked = AttemptResult(AttemptKind.RETRYABLE, 429, None, "later", retry_after_s=3.0)
+    result, calls, sleeps = run_policy(DeliveryConfig(), [asked, OK])
+    assert (result, calls, sleeps) == (OK, 2, [3.0])
+
+
+def test_give_up_after_counts_from_before_the_first_attempt() -> None:
+    """The first attempt's own time counts: after a 0.8 s answer, a 0.3 s wait would pass the
+    1 s budget, so the policy stops (counted from the loop's start, it would try again)."""
+    delivery = DeliveryConfig(give_up_after_s=1.0, timeout_s=0.5)
+    slow = AttemptResult(AttemptKind.RETRYABLE, 503, None, "busy", retry_after_s=0.3)
+    waited: list[float] = []
+
+    async def attempt() -> AttemptResult:
+        await asyncio.sleep(0.8)
+        return slow
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)
+
+    assert asyncio.run(RetryPolicy(delivery).run(attempt, sleep)) == (slow, 1)
+    assert waited == []

@@ -21,7 +21,7 @@ from dispatcher.offsets import Partition
 from dispatcher.outcomes import AttemptKind, AttemptResult, BatchResult, Outcome
 from dispatcher.partners import PartnerAdapter
 from dispatcher.ratelimit import Clock, RequestPacer
-from dispatcher.retry import retrying
+from dispatcher.retry import RetryPolicy
 from schemas.config import PartnerConfig
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class PartnerChannel:
         self.partner = partner
         self.delivery = partner.delivery
         self.http.configure(partner.endpoint, token, partner.delivery.timeout_s)
+        self.policy = RetryPolicy(partner.delivery)
         self.semaphore = asyncio.Semaphore(partner.delivery.max_concurrent_requests)
         self.pacer.set_max_rate(partner.delivery.max_requests_per_s)
 
@@ -140,11 +141,10 @@ class PartnerChannel:
     async def _send(self, take: Take, destination: str) -> list[tuple[list[WorkItem], BatchResult]]:
         items: list[WorkItem] = []
         body: bytes | None = None
-        attempts = 0
         previous: AttemptResult | None = None
 
         async def attempt() -> AttemptResult:
-            nonlocal items, body, attempts, previous
+            nonlocal items, body, previous
             if previous is not None and previous.fate_unknown:
                 self.metrics.resent(self.name, len(items))
             async with self.turn() as turn_at:
@@ -156,18 +156,14 @@ class PartnerChannel:
                     body = self.adapter.encode_request(
                         destination, [item.payload for item in items]
                     )
-                attempts += 1
                 previous = await self._post(body, turn_at)
             return previous
 
         def before_sleep(state: RetryCallState) -> None:
             self._retrying(len(items), state)
 
-        result: AttemptResult = await retrying(self.delivery, self.sleep, before_sleep)(attempt)
-        # tenacity's controller keeps `attempt` in a reference cycle until the cyclic collector
-        # runs: empty the cells it shares with this frame, so no batch or body waits with it.
-        batch, items, body = items, [], None
-        return await self._outcome(batch, attempts, result, destination)
+        result, attempts = await self.policy.run(attempt, self.sleep, before_sleep)
+        return await self._outcome(items, attempts, result, destination)
 
     async def _outcome(
         self, items: list[WorkItem], attempts: int, result: AttemptResult, destination: str
