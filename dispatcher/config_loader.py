@@ -19,7 +19,9 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from dispatcher.errors import ConfigError, ConfigIssue
 from dispatcher.inputs import DECODERS
-from schemas.config import PARTNER_CONFIG_MODELS, PartnerConfig, RuntimeConfig
+from dispatcher.partners import config_model_for
+from dispatcher.partners import names as partner_names
+from schemas.config import PartnerConfig, RuntimeConfig
 
 ENV_PREFIX = "DISPATCHER_"
 ENV_SEPARATOR = "__"
@@ -138,13 +140,13 @@ def _load_partners(
         if data is None:
             continue
         name = data.get("partner")
-        model = PARTNER_CONFIG_MODELS.get(name) if isinstance(name, str) else None
+        model = config_model_for(name) if isinstance(name, str) else None
         if model is None or not isinstance(name, str):
             issues.append(
                 ConfigIssue(
                     str(file),
                     "partner",
-                    f"{name!r} is not a known partner; allowed: {', '.join(PARTNER_CONFIG_MODELS)}",
+                    f"{name!r} is not a known partner; allowed: {', '.join(partner_names())}",
                 )
             )
             continue

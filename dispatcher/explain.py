@@ -9,7 +9,7 @@ from typing import Any
 from dispatcher.config_loader import PartnerSet
 from dispatcher.inputs import DECODERS, BadInput
 from dispatcher.logs import REDACTED
-from dispatcher.partners import ADAPTERS
+from dispatcher.partners import adapter_for
 from dispatcher.rules import Send, decide
 from schemas.config import TopicFormats
 from schemas.events import IN_APP_EVENT
@@ -47,7 +47,7 @@ def explain(raw: bytes, partners: PartnerSet, formats: TopicFormats) -> dict[str
         }
     decisions = []
     for partner in partners.partners:
-        adapter = ADAPTERS[partner.partner]
+        adapter = adapter_for(partner.partner)
         decision = decide(event, partner, adapter.build_event)
         entry: dict[str, Any] = {
             "partner": partner.partner,

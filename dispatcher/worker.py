@@ -28,7 +28,7 @@ from dispatcher.health import Health
 from dispatcher.inputs import DECODERS, BadInput, Decoder
 from dispatcher.metrics import Metrics
 from dispatcher.offsets import Checkpoint, OffsetTracker
-from dispatcher.partners import ADAPTERS, PartnerAdapter
+from dispatcher.partners import PartnerAdapter, adapter_for
 from dispatcher.rules import Send, decide
 from dispatcher.settle import BadInputRead, Completion, Coordinates, Settlement
 from schemas.config import PartnerConfig
@@ -312,7 +312,7 @@ class Worker:
     # --- configuration -----------------------------------------------------------------------
 
     def _set_partners(self, partners: PartnerSet) -> None:
-        self._pairs = [(partner, ADAPTERS[partner.partner]) for partner in partners.partners]
+        self._pairs = [(partner, adapter_for(partner.partner)) for partner in partners.partners]
         self._metrics.describe_config(
             (partner.partner, app.app_id, app.active)
             for partner in partners.partners

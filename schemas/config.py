@@ -7,7 +7,7 @@ partner file names the environment variable that holds its token.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
 from types import MappingProxyType
@@ -24,7 +24,6 @@ from pydantic import (
 )
 
 from schemas.durations import check_range, parse_duration
-from schemas.tiktok import MAX_EVENTS_PER_REQUEST, TIKTOK_EVENTS
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -160,7 +159,8 @@ class AppConfig(_Config):
 class DeliveryConfig(_Config):
     """How postbacks are sent to one partner; every value has a default."""
 
-    batch_max_events: Annotated[int, Field(ge=1, le=MAX_EVENTS_PER_REQUEST)] = 1000
+    # A partner's own model lowers the ceiling to what its API accepts in one request.
+    batch_max_events: Annotated[int, Field(ge=1, le=10_000)] = 1000
     batch_linger_ms: Annotated[int, Field(ge=0, le=10_000)] = 100
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     max_attempts: Annotated[int, Field(ge=1, le=1000)] = 10
@@ -220,69 +220,6 @@ class PartnerConfig(_Config):
     def is_partner_media_source(self, media_source: str | None) -> bool:
         """True when an install's media source is one of this partner's."""
         return media_source is not None and media_source.lower() in self._media_source_set
-
-
-# ---------------------------------------------------------------------------------------------
-# TikTok For Business
-
-
-def _tiktok_event_identifier(value: str) -> str:
-    if value not in TIKTOK_EVENTS:
-        raise ValueError(
-            f"{value!r} is not a TikTok partner event identifier; allowed: "
-            + ", ".join(TIKTOK_EVENTS)
-        )
-    return value
-
-
-class TikTokEventMapping(EventMapping):
-    """An event mapping whose partner event is one of TikTok's identifiers."""
-
-    partner_event: Annotated[str, AfterValidator(_tiktok_event_identifier)]
-
-
-class TikTokInAppPostbacks(InAppPostbacks):
-    """In-app postbacks mapped to TikTok's event identifiers."""
-
-    events: tuple[TikTokEventMapping, ...] = ()
-
-
-def _tiktok_app_id(value: object) -> object:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value.isdigit():
-        raise ValueError(
-            f"{value!r} is not a TikTok App ID; allowed: the digits of the App ID from TikTok "
-            'Events Manager, quoted, e.g. "7300000000000000001"'
-        )
-    return value
-
-
-class TikTokAppConfig(AppConfig):
-    """An app's TikTok settings; `tiktok_app_id` is TikTok's `event_source_id`."""
-
-    tiktok_app_id: Annotated[str, BeforeValidator(_tiktok_app_id)]
-    in_app_postbacks: TikTokInAppPostbacks = TikTokInAppPostbacks(enabled=False)
-
-    @property
-    def destination(self) -> str:
-        """Events for one TikTok App ID are batched into one request."""
-        return self.tiktok_app_id
-
-
-class TikTokPartnerConfig(PartnerConfig):
-    """The TikTok For Business partner file."""
-
-    partner: Literal["tiktok"]
-    endpoint: str = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
-    access_token_env: EnvName = "TIKTOK_ACCESS_TOKEN"  # noqa: S105 - a variable name
-    apps: tuple[TikTokAppConfig, ...] = ()
-
-
-# Partner name (the `partner:` key of a partner file) → its config model.
-PARTNER_CONFIG_MODELS: Mapping[str, type[PartnerConfig]] = MappingProxyType(
-    {"tiktok": TikTokPartnerConfig}
-)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from dispatcher.devtools.samples import appsflyer_record, tiktok_click_url
 from dispatcher.inputs import BadInput
 from dispatcher.inputs.appsflyer import AppsFlyerDecoder, derive_event_id, event_value_text
-from schemas.config import TikTokAppConfig, TikTokPartnerConfig
+from dispatcher.partners.tiktok import TikTokAppConfig, TikTokPartnerConfig
 from schemas.events import Event
 
 INSTALL_TIME = datetime(2025, 11, 19, 9, 0, 0, tzinfo=UTC)

@@ -9,9 +9,9 @@ from email.utils import format_datetime
 import pytest
 
 from dispatcher.outcomes import AttemptKind
-from dispatcher.partners.tiktok import TikTokAdapter, parse_retry_after
+from dispatcher.partners.tiktok.adapter import TikTokAdapter, parse_retry_after
+from dispatcher.partners.tiktok.wire import TIKTOK_EVENTS, TikTokRequest
 from dispatcher.rules import Send, decide
-from schemas.tiktok import TIKTOK_EVENTS, TikTokRequest
 from tests.factories import (
     AD_ID,
     ADSET_ID,

@@ -19,7 +19,7 @@ from dispatcher.delivery.http import PartnerHttp
 from dispatcher.delivery.items import SettledCallback, WorkItem
 from dispatcher.metrics import Metrics
 from dispatcher.offsets import Partition
-from dispatcher.partners import ADAPTERS
+from dispatcher.partners import adapter_for
 from dispatcher.ratelimit import Clock
 from schemas.config import PartnerConfig
 
@@ -118,7 +118,7 @@ class DeliveryService:
             max_keepalive_connections=partner.delivery.max_concurrent_requests,
         )
         client = httpx.AsyncClient(transport=self._transport, limits=limits, http2=False)
-        adapter = ADAPTERS[partner.partner]
+        adapter = adapter_for(partner.partner)
         return PartnerChannel(
             partner,
             adapter,

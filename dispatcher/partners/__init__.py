@@ -1,14 +1,14 @@
-"""Partner modules: payload building and response reading, one module per partner API."""
+"""Partners: one package per partner API, registered once in `registry`."""
 
-from __future__ import annotations
+from dispatcher.partners.base import Partner, PartnerAdapter, PostbackContent
+from dispatcher.partners.registry import adapter_for, config_model_for, names, register
 
-from collections.abc import Mapping
-from types import MappingProxyType
-
-from dispatcher.partners.base import PartnerAdapter, PostbackContent
-from dispatcher.partners.tiktok import TikTokAdapter
-
-# Partner name (a partner file's `partner:` key) → its adapter.
-ADAPTERS: Mapping[str, PartnerAdapter] = MappingProxyType({"tiktok": TikTokAdapter()})
-
-__all__ = ["ADAPTERS", "PartnerAdapter", "PostbackContent"]
+__all__ = [
+    "Partner",
+    "PartnerAdapter",
+    "PostbackContent",
+    "adapter_for",
+    "config_model_for",
+    "names",
+    "register",
+]

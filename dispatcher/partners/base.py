@@ -1,7 +1,8 @@
-"""What every partner module provides, and the content the rules hand it.
+"""What every partner provides, and the content the rules hand it.
 
-A new partner is a module implementing `PartnerAdapter` plus a config model and a YAML file; the
-rules and the delivery loop do not change.
+A partner is a package under `dispatcher/partners/` holding its identifiers, its config model, its
+payload, request and response reading (a `PartnerAdapter`), registered once as a `Partner`; plus
+its YAML file. The rules and the delivery loop do not change when one is added.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from dispatcher.outcomes import AttemptResult
-from schemas.config import AppConfig
+from schemas.config import AppConfig, PartnerConfig
 from schemas.events import Event, Money
 
 
@@ -58,3 +59,12 @@ class PartnerAdapter(Protocol):
     def should_split(self, result: AttemptResult, size: int) -> bool:
         """Whether a rejected batch should be retried as halves to isolate the bad events."""
         ...
+
+
+class Partner(NamedTuple):
+    """A partner as registered: its name (a partner file's `partner:`), the model its file is
+    validated with, and its adapter."""
+
+    name: str
+    config_model: type[PartnerConfig]
+    adapter: PartnerAdapter

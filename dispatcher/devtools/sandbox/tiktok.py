@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from dispatcher.devtools.sandbox.faults import Fault, FaultQueue
 from dispatcher.devtools.sandbox.http import Answer, json_answer, serve
-from schemas.tiktok import (
+from dispatcher.partners.tiktok.wire import (
     CODE_BAD_PARAMETER,
     CODE_OK,
     MAX_EVENTS_PER_REQUEST,

@@ -11,7 +11,7 @@ import pydantic_core
 
 from dispatcher.outcomes import AttemptKind, AttemptResult
 from dispatcher.partners.base import PostbackContent
-from schemas.tiktok import (
+from dispatcher.partners.tiktok.wire import (
     CODE_BAD_PARAMETER,
     CODE_OK,
     CODE_PARTIAL_SUCCESS,

@@ -1,0 +1,78 @@
+"""The TikTok For Business partner file: its apps carry TikTok's App ID, its events TikTok's
+identifiers, and a request holds at most 1,000 events (SPEC §3, §4)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from dispatcher.partners.tiktok.wire import MAX_EVENTS_PER_REQUEST, TIKTOK_EVENTS
+from schemas.config import (
+    AppConfig,
+    DeliveryConfig,
+    EnvName,
+    EventMapping,
+    InAppPostbacks,
+    PartnerConfig,
+)
+
+
+def _tiktok_event_identifier(value: str) -> str:
+    if value not in TIKTOK_EVENTS:
+        raise ValueError(
+            f"{value!r} is not a TikTok partner event identifier; allowed: "
+            + ", ".join(TIKTOK_EVENTS)
+        )
+    return value
+
+
+class TikTokEventMapping(EventMapping):
+    """An event mapping whose partner event is one of TikTok's identifiers."""
+
+    partner_event: Annotated[str, AfterValidator(_tiktok_event_identifier)]
+
+
+class TikTokInAppPostbacks(InAppPostbacks):
+    """In-app postbacks mapped to TikTok's event identifiers."""
+
+    events: tuple[TikTokEventMapping, ...] = ()
+
+
+def _tiktok_app_id(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.isdigit():
+        raise ValueError(
+            f"{value!r} is not a TikTok App ID; allowed: the digits of the App ID from TikTok "
+            'Events Manager, quoted, e.g. "7300000000000000001"'
+        )
+    return value
+
+
+class TikTokAppConfig(AppConfig):
+    """An app's TikTok settings; `tiktok_app_id` is TikTok's `event_source_id`."""
+
+    tiktok_app_id: Annotated[str, BeforeValidator(_tiktok_app_id)]
+    in_app_postbacks: TikTokInAppPostbacks = TikTokInAppPostbacks(enabled=False)
+
+    @property
+    def destination(self) -> str:
+        """Events for one TikTok App ID are batched into one request."""
+        return self.tiktok_app_id
+
+
+class TikTokDeliveryConfig(DeliveryConfig):
+    """Delivery settings; TikTok rejects a whole request of more than 1,000 events."""
+
+    batch_max_events: Annotated[int, Field(ge=1, le=MAX_EVENTS_PER_REQUEST)] = 1000
+
+
+class TikTokPartnerConfig(PartnerConfig):
+    """The TikTok For Business partner file."""
+
+    partner: Literal["tiktok"]
+    delivery: TikTokDeliveryConfig = TikTokDeliveryConfig()
+    endpoint: str = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
+    access_token_env: EnvName = "TIKTOK_ACCESS_TOKEN"  # noqa: S105 - a variable name
+    apps: tuple[TikTokAppConfig, ...] = ()
