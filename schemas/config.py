@@ -185,7 +185,8 @@ class PartnerConfig(_Config):
     partner: str
     media_sources: Annotated[tuple[str, ...], Field(min_length=1)]
     endpoint: str
-    access_token_env: EnvName
+    # The variable holding the partner's token; None for a partner that takes none.
+    access_token_env: EnvName | None = None
     delivery: DeliveryConfig = DeliveryConfig()
     apps: tuple[AppConfig, ...] = ()
 

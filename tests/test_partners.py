@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from dispatcher.config_loader import load_settings
-from dispatcher.delivery import PartnerChannel, PartnerHttp, Settled
+from dispatcher.delivery import DeliveryService, PartnerChannel, PartnerHttp, Settled, WorkItem
 from dispatcher.errors import ConfigError
 from dispatcher.metrics import Metrics
 from dispatcher.outcomes import AttemptKind, AttemptResult, Outcome
@@ -54,7 +54,7 @@ class ToyAdapter:
         return json.dumps({"app": destination, "events": list(payloads)}).encode()
 
     def request_headers(self, token: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"}
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def classify(
         self, status: int, headers: Mapping[str, str], body: bytes, now: float
@@ -121,8 +121,6 @@ def test_a_registered_toy_partner_is_loaded_decided_and_delivered(tmp_path: Path
             return httpx.Response(200)
 
         async def deliver() -> None:
-            from dispatcher.delivery import WorkItem
-
             adapter = adapter_for("toy")
             http = PartnerHttp(
                 httpx.AsyncClient(transport=httpx.MockTransport(answer)), adapter, time.time
@@ -141,3 +139,29 @@ def test_a_registered_toy_partner_is_loaded_decided_and_delivered(tmp_path: Path
     assert request.headers["Authorization"] == "Bearer toy-secret"
     assert json.loads(request.content) == {"app": "id1234567890", "events": [sent.payload]}
     assert settled[0].result.outcome is Outcome.DELIVERED
+
+
+def test_a_partner_without_a_token_needs_no_variable_and_sends_no_credentials(
+    tmp_path: Path,
+) -> None:
+    with registered(TOY):
+        config = write_partners(tmp_path)
+        tokenless = {key: value for key, value in TOY_FILE.items() if key != "access_token_env"}
+        (tmp_path / "partners" / "toy.yaml").write_text(yaml.safe_dump(tokenless))
+        settings = load_settings(config, {"TIKTOK_ACCESS_TOKEN": "t"})  # no TOY_TOKEN set
+        assert settings.partners.by_name("toy").access_token_env is None
+        assert "toy" not in settings.partners.tokens
+        seen: list[httpx.Request] = []
+        service = DeliveryService(settings.partners, Metrics(), lambda settled: None,
+                                  transport=httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(200)))  # fmt: skip
+        service.start()
+        try:
+            service.submit([WorkItem("installs", 0, 1, None, b"{}", "toy", "id1234567890",
+                                     {"kind": "install"}, "install", time.time(), time.monotonic())])  # fmt: skip
+            deadline = time.monotonic() + 10
+            while not seen and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            service.stop(5)
+    [request] = seen
+    assert "authorization" not in request.headers

@@ -133,7 +133,8 @@ class DeliveryService:
     def _update(self, partners: PartnerSet) -> None:
         self._partners = partners
         for partner in partners.partners:
-            token = partners.tokens[partner.partner].get_secret_value()
+            secret = partners.tokens.get(partner.partner)  # none for a partner without a token
+            token = secret.get_secret_value() if secret is not None else ""
             channel = self._channels.get(partner.partner)
             if channel is None:
                 self._channels[partner.partner] = self._channel_for(partner, token)
