@@ -48,7 +48,7 @@ def explain(raw: bytes, partners: PartnerSet, formats: TopicFormats) -> dict[str
     decisions = []
     for partner in partners.partners:
         adapter = adapter_for(partner.partner)
-        decision = decide(event, partner, adapter.build_event)
+        decision = decide(event, partner, adapter)
         entry: dict[str, Any] = {
             "partner": partner.partner,
             "app_id": event.app_id,

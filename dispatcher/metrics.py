@@ -180,6 +180,13 @@ class Metrics:
             ["partner"],
             registry=r,
         )
+        self.revenue_unsent = Counter(
+            "dispatcher_revenue_unsent",
+            "Postbacks sent without the revenue their mapping keeps, because the partner reads "
+            "no amount in the event's currency (Ocean Engine: CNY only).",
+            ["partner"],
+            registry=r,
+        )
         self.rereads_skipped = Counter(
             "dispatcher_rereads_skipped",
             "Events read again after a rebalance that this worker had already handled; not sent "
@@ -217,6 +224,7 @@ class Metrics:
         for kind in AttemptKind:
             self.delivery_attempts.labels(partner, kind.value)
         self.resent_events.labels(partner)
+        self.revenue_unsent.labels(partner)
 
     @_never_fatal
     def consumed(self, topic: str, count: int) -> None:
@@ -224,10 +232,17 @@ class Metrics:
         self.events_consumed.labels(topic).inc(count)
 
     @_never_fatal
-    def decided(self, counts: Mapping[tuple[str, str, str, str], int]) -> None:
-        """Decisions of one poll, counted by (partner, event_type, decision, reason)."""
+    def decided(
+        self,
+        counts: Mapping[tuple[str, str, str, str], int],
+        revenue_unsent: Mapping[str, int] | None = None,
+    ) -> None:
+        """Decisions of one poll, counted by (partner, event_type, decision, reason); and the
+        postbacks owed whose revenue the partner cannot take, by partner."""
         for labels, count in counts.items():
             self.decisions.labels(*labels).inc(count)
+        for partner, count in (revenue_unsent or {}).items():
+            self.revenue_unsent.labels(partner).inc(count)
 
     @_never_fatal
     def finished(

@@ -6,18 +6,16 @@ decision. The six rules run in order and the first that says no is the reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from enum import IntEnum, StrEnum
 from typing import Any, Literal, NamedTuple
 
 from dispatcher.attribution import attribute
-from dispatcher.partners.base import PostbackContent
+from dispatcher.partners.base import PartnerAdapter, PostbackContent
 from dispatcher.revenue import strip_revenue
 from schemas.config import PartnerConfig
 from schemas.durations import format_duration
 from schemas.events import Conversion, Event
-
-PayloadBuilder = Callable[[PostbackContent], Mapping[str, Any]]
 
 
 class Rule(IntEnum):
@@ -55,6 +53,7 @@ class SkipReason(StrEnum):
     IN_APP_DISABLED = "in_app_disabled"
     OUT_OF_SCOPE = "out_of_scope"
     SECONDARY_ATTRIBUTION = "secondary_attribution"
+    NO_CLICK_ID = "no_click_id"
     OUTSIDE_WINDOW = "outside_window"
     UNMAPPED_EVENT = "unmapped_event"
 
@@ -85,6 +84,8 @@ class Skip(NamedTuple):
                 f"the secondary copy of an event reported twice goes only to a partner it is "
                 f"attributed to, and it is not attributed to {self.partner}: {self.why}"
             )
+        if self.reason is SkipReason.NO_CLICK_ID:
+            return f"{self.why}; {self.partner} matches conversions by the click id alone"
         return self.why
 
 
@@ -107,6 +108,12 @@ class Send(NamedTuple):
             return self.why
         if content.revenue_stripped:
             revenue = "revenue stripped"
+        elif content.unsent_revenue is not None:
+            unsent = content.unsent_revenue
+            revenue = (
+                f"revenue not sent: {self.partner} reads no {unsent.currency or 'unnamed'} "
+                f"amounts ({unsent.amount} {unsent.currency or ''})".rstrip()
+            )
         elif content.revenue is not None:
             revenue = "revenue kept"
         else:
@@ -117,8 +124,12 @@ class Send(NamedTuple):
 Decision = Send | Skip
 
 
-def decide(event: Event, partner: PartnerConfig, build_payload: PayloadBuilder) -> Decision:
-    """Run the six rules for one event and one partner; build the payload when one is owed."""
+def decide(event: Event, partner: PartnerConfig, adapter: PartnerAdapter) -> Decision:
+    """Run the six rules for one event and one partner; build the payload when one is owed.
+
+    The adapter builds the payload and says what the partner needs (a click id, a currency);
+    the rules read those capabilities, never a partner's name.
+    """
     name = partner.partner
     app = partner.app(event.app_id)
     if app is None:
@@ -145,11 +156,17 @@ def decide(event: Event, partner: PartnerConfig, build_payload: PayloadBuilder) 
         if not event.is_primary:
             return Skip(name, app.app_id, Rule.SCOPE, SkipReason.SECONDARY_ATTRIBUTION,
                         attribution.why)  # fmt: skip
+    if adapter.requires_click_id and (
+        not attribution.attributed or event.click_id_for(adapter.click_id_parameter) is None
+    ):
+        return Skip(name, app.app_id, Rule.SCOPE, SkipReason.NO_CLICK_ID,
+                    f"{attribution.why}, but the record has no {name} click id (click_id, or "
+                    f"{adapter.click_id_parameter} in original_url)")  # fmt: skip
     reason: SendReason = "attributed" if attribution.attributed else "scope_all"
 
     if not is_in_app:
         content = PostbackContent(event, app, None, attribution.attributed, {}, {}, None, False)
-        return Send(name, app.destination, content, build_payload(content), Rule.SCOPE,
+        return Send(name, app.destination, content, adapter.build_event(content), Rule.SCOPE,
                     reason, attribution.why)  # fmt: skip
 
     window = postbacks.window
@@ -163,15 +180,20 @@ def decide(event: Event, partner: PartnerConfig, build_payload: PayloadBuilder) 
         return Skip(name, app.app_id, Rule.MAPPING, SkipReason.UNMAPPED_EVENT,
                     f"sdk event {event.event_name!r} is not mapped")  # fmt: skip
 
+    unsent = None
     if mapping.send_revenue:
         params: Mapping[str, Any] = event.params
         standard_params = event.standard_params
         revenue = event.revenue
+        currencies = adapter.revenue_currencies
+        if revenue is not None and currencies is not None and revenue.currency not in currencies:
+            revenue, unsent = None, revenue
     else:
         params = strip_revenue(event.params, event.revenue_keys)
         standard_params = strip_revenue(event.standard_params, event.revenue_keys)
         revenue = None
     content = PostbackContent(event, app, mapping.partner_event, attribution.attributed, params,
-                              standard_params, revenue, not mapping.send_revenue)  # fmt: skip
-    return Send(name, app.destination, content, build_payload(content), Rule.REVENUE, reason,
-                attribution.why)  # fmt: skip
+                              standard_params, revenue, not mapping.send_revenue,
+                              unsent)  # fmt: skip
+    return Send(name, app.destination, content, adapter.build_event(content), Rule.REVENUE,
+                reason, attribution.why)  # fmt: skip

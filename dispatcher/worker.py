@@ -157,6 +157,7 @@ class Worker:
         now = self._clock()
         items: list[WorkItem] = []
         decisions: Counter[tuple[str, str, str, str]] = Counter()
+        revenue_unsent: Counter[str] = Counter()
         rereads = 0
         pairs = self._pairs
         settle = self._settlement.settle
@@ -178,10 +179,12 @@ class Worker:
                     continue
                 units = 0
                 for partner, adapter in pairs:
-                    decision = decide(event, partner, adapter.build_event)
+                    decision = decide(event, partner, adapter)
                     if isinstance(decision, Send):
                         units += 1
                         decisions[(partner.partner, event_type, "send", decision.reason)] += 1
+                        if decision.content.unsent_revenue is not None:
+                            revenue_unsent[partner.partner] += 1
                         items.append(
                             WorkItem(
                                 topic,
@@ -202,7 +205,7 @@ class Worker:
                 state.track(offset, units)
         self._delivery.submit(items)
         self._dead_letters.pump()
-        self._metrics.decided(decisions)
+        self._metrics.decided(decisions, revenue_unsent)
         if rereads:
             self._metrics.reread_skipped(rereads)
 

@@ -8,9 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from dispatcher.devtools.samples import appsflyer_record, tiktok_click_url
+from dispatcher.devtools.samples import (
+    appsflyer_record,
+    oceanengine_click_url,
+    tiktok_click_url,
+)
 from dispatcher.inputs import BadInput
 from dispatcher.inputs.appsflyer import AppsFlyerDecoder, derive_event_id, event_value_text
+from dispatcher.partners.oceanengine import OceanEngineConfig
 from dispatcher.partners.tiktok import TikTokAppConfig, TikTokPartnerConfig
 from schemas.events import Event
 
@@ -175,3 +180,79 @@ def partner_dict(*apps: dict[str, Any], **overrides: Any) -> dict[str, Any]:
 def make_partner(*apps: dict[str, Any], **overrides: Any) -> TikTokPartnerConfig:
     """A validated TikTok partner config; one default app unless apps are given."""
     return TikTokPartnerConfig.model_validate(partner_dict(*apps, **overrides))
+
+
+# --- Ocean Engine ---------------------------------------------------------------------------------
+
+OCEAN_ENGINE_EVENTS = (
+    {"sdk_event": "af_purchase", "partner_event": "active_pay", "send_revenue": True},
+    {"sdk_event": "af_complete_registration", "partner_event": "active_register"},
+    {"sdk_event": "af_add_to_cart", "partner_event": "in_app_cart", "send_revenue": False},
+)
+
+
+def oceanengine_event_dict(kind: str = "install", **overrides: Any) -> dict[str, Any]:
+    """An AppsFlyer record of an install attributed to an Ocean Engine click (media source
+    `bytedance_int`, the click id in `original_url`), in CNY; see `event_dict`."""
+    number = next(_ids)
+    values: dict[str, Any] = {
+        "media_source": "bytedance_int",
+        "original_url": oceanengine_click_url(
+            APP_ID, f"OE.clk{number}", CAMPAIGN_ID, ADSET_ID, AD_ID
+        ),
+        "event_revenue": "68.00" if kind != "install" else None,
+        "event_revenue_currency": "CNY",
+        "event_value": json.dumps({"af_revenue": "68.00", "af_currency": "CNY"})
+        if kind != "install"
+        else "{}",
+        "platform": "android",
+        "idfa": None,
+        "idfv": None,
+        "advertising_id": "3f6c4b3e-8f1e-4a0c-9d56-0a4c8d2b7e11",
+        "android_id": "9774d56d682e549c",
+        "oaid": "6c1a5b2f-0d9e-4c57-b3a2-1f0e9d8c7b6a",
+        "imei": "867530912345678",
+    }
+    return event_dict(kind, **(values | overrides))
+
+
+def make_oe_install(**overrides: Any) -> Event:
+    """A decoded install attributed to an Ocean Engine click."""
+    return decode_record(oceanengine_event_dict("install", **overrides), "install")
+
+
+def make_oe_in_app(**overrides: Any) -> Event:
+    """A decoded in-app event (af_purchase, 68 CNY) of an Ocean Engine install."""
+    return decode_record(oceanengine_event_dict("in-app-event", **overrides), "in-app-event")
+
+
+def oe_app_dict(**overrides: Any) -> dict[str, Any]:
+    """An Ocean Engine app entry as written in YAML."""
+    in_app = {"enabled": True, "scope": "attributed", "window": "30d",
+              "events": list(OCEAN_ENGINE_EVENTS)}  # fmt: skip
+    in_app |= overrides.pop("in_app", {})
+    data: dict[str, Any] = {
+        "app_id": APP_ID,
+        "active": True,
+        "view_through": False,
+        "click_lookback": "7d",
+        "install_postbacks": {"scope": overrides.pop("install_scope", "attributed")},
+        "in_app_postbacks": in_app,
+    }
+    return data | overrides
+
+
+def oe_partner_dict(*apps: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """An Ocean Engine partner file as written in YAML."""
+    data: dict[str, Any] = {
+        "partner": "oceanengine",
+        "media_sources": ["bytedance_int"],
+        "endpoint": "https://analytics.oceanengine.com/api/v2/conversion",
+        "apps": list(apps) if apps else [oe_app_dict()],
+    }
+    return data | overrides
+
+
+def make_oe_partner(*apps: dict[str, Any], **overrides: Any) -> OceanEngineConfig:
+    """A validated Ocean Engine partner config; one default app unless apps are given."""
+    return OceanEngineConfig.model_validate(oe_partner_dict(*apps, **overrides))

@@ -118,7 +118,7 @@ def test_corpus_decisions_and_payloads(name: str) -> None:
     event = decode(raw, topic)
     assert isinstance(event, Event), event
     assert (event.event_id, event.event_id_derived) == (event_id, True)
-    result = decide(event, PARTNER, TikTokAdapter().build_event)
+    result = decide(event, PARTNER, TikTokAdapter())
     assert (("send" if isinstance(result, Send) else "skip"), str(result.reason)) == (
         decision, reason), result.detail  # fmt: skip
     if isinstance(result, Send):

@@ -42,6 +42,9 @@ class ToyAdapter:
 
     name = "toy"
     install_event = "install"
+    click_id_parameter = "clickid"
+    requires_click_id: bool = False
+    revenue_currencies: frozenset[str] | None = None
 
     def build_event(self, content: PostbackContent) -> dict[str, Any]:
         return {"kind": content.partner_event or self.install_event, "id": content.event.event_id,
@@ -105,7 +108,7 @@ def test_a_registered_toy_partner_is_loaded_decided_and_delivered(tmp_path: Path
         assert isinstance(toy, ToyConfig)
         # When an install clicked on a toy link is decided for both partners
         event = make_install(media_source="toy_int", original_url=click_url("toy-click-7"))
-        decisions = {p.partner: decide(event, p, adapter_for(p.partner).build_event)
+        decisions = {p.partner: decide(event, p, adapter_for(p.partner))
                      for p in settings.partners.partners}  # fmt: skip
         # Then only the toy partner is owed it, with its own payload
         assert isinstance(decisions["tiktok"], Skip)

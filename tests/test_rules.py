@@ -23,12 +23,12 @@ from tests.factories import (
     make_partner,
 )
 
-BUILD = TikTokAdapter().build_event
+ADAPTER = TikTokAdapter()
 REVENUE_KEYS = {"af_revenue", "revenue", "event_revenue"}
 
 
 def decide_for(event: Event, **app_overrides: Any) -> Send | Skip:
-    return decide(event, make_partner(app_dict(**app_overrides)), BUILD)
+    return decide(event, make_partner(app_dict(**app_overrides)), ADAPTER)
 
 
 def expect_skip(decision: Send | Skip, reason: SkipReason, rule: Rule) -> None:
@@ -270,7 +270,7 @@ def test_restricted_is_nobodys_unless_a_partner_file_lists_it() -> None:
     # A partner file that lists `restricted` owns such installs
     listed = make_partner(app_dict(), media_sources=["bytedanceglobal_int", "restricted"])
     clicked = make_install(media_source="restricted")
-    decision = decide(clicked, listed, BUILD)
+    decision = decide(clicked, listed, ADAPTER)
     assert isinstance(decision, Send)
     assert decision.reason == "attributed"
 
@@ -300,7 +300,7 @@ def test_in_app_window(after_install: timedelta, window: str | None, inside: boo
     app = app_dict(in_app=in_app)
     if window is None:
         del app["in_app_postbacks"]["window"]
-    decision = decide(event, make_partner(app), BUILD)
+    decision = decide(event, make_partner(app), ADAPTER)
     if inside:
         assert isinstance(decision, Send), decision
     else:
@@ -474,7 +474,7 @@ def test_a_stripped_payload_never_contains_revenue(event: Event, view_through: b
             for name in ("af_purchase", "af_complete_registration", "af_add_to_cart", "other")
         ]})
     )  # fmt: skip
-    decision = decide(event, partner, BUILD)
+    decision = decide(event, partner, ADAPTER)
     assert isinstance(decision, Send)
     assert not _contains_revenue_key(decision.payload)
     assert "value" not in decision.payload.get("properties", {})
@@ -494,8 +494,8 @@ def test_scope_all_sends_a_superset_of_scope_attributed(
     everything = make_partner(
         app_dict(view_through=view_through, install_scope="all", in_app={"scope": "all"})
     )
-    narrow = decide(subject, attributed, BUILD)
-    wide = decide(subject, everything, BUILD)
+    narrow = decide(subject, attributed, ADAPTER)
+    wide = decide(subject, everything, ADAPTER)
     if isinstance(narrow, Send):
         assert isinstance(wide, Send)
         assert wide.payload == narrow.payload
@@ -507,8 +507,8 @@ def test_scope_all_sends_a_superset_of_scope_attributed(
 @given(event=in_app_events())
 def test_deciding_is_deterministic(event: Event) -> None:
     partner = make_partner(app_dict(in_app={"scope": "all"}))
-    first = decide(event, partner, BUILD)
-    second = decide(event._replace(), partner.model_copy(), BUILD)
+    first = decide(event, partner, ADAPTER)
+    second = decide(event._replace(), partner.model_copy(), ADAPTER)
     assert first == second
 
 
@@ -516,6 +516,6 @@ def test_deciding_is_deterministic(event: Event) -> None:
 @given(event=in_app_events())
 def test_only_attributed_events_carry_ad_fields(event: Event) -> None:
     partner = make_partner(app_dict(in_app={"scope": "all", "window": "lifetime"}))
-    decision = decide(event, partner, BUILD)
+    decision = decide(event, partner, ADAPTER)
     if isinstance(decision, Send):
         assert ("ad" in decision.payload) == (decision.reason == "attributed")

@@ -9,7 +9,8 @@ from email.utils import format_datetime
 import pytest
 
 from dispatcher.outcomes import AttemptKind
-from dispatcher.partners.tiktok.adapter import TikTokAdapter, parse_retry_after
+from dispatcher.partners.answers import parse_retry_after
+from dispatcher.partners.tiktok.adapter import TikTokAdapter
 from dispatcher.partners.tiktok.wire import TIKTOK_EVENTS, TikTokRequest
 from dispatcher.rules import Send, decide
 from tests.factories import (
@@ -27,7 +28,7 @@ ADAPTER = TikTokAdapter()
 
 
 def payload_of(event, **app):  # type: ignore[no-untyped-def]
-    decision = decide(event, make_partner(app_dict(**app)), ADAPTER.build_event)
+    decision = decide(event, make_partner(app_dict(**app)), ADAPTER)
     assert isinstance(decision, Send), decision
     return decision.payload
 

@@ -65,6 +65,18 @@ def tiktok_click_url(
     return f"https://app.appsflyer.com/{app_id}?{query}"
 
 
+def oceanengine_click_url(
+    app_id: str, click_id: str, campaign_id: str, adset_id: str, ad_id: str
+) -> str:
+    """An AppsFlyer click link as Ocean Engine fills it (`clickid` from its `__CALLBACK_PARAM__`
+    macro; campaign, ad plan and creative ids) and AppsFlyer records it in `original_url`."""
+    query = urlencode(
+        {"pid": "bytedance_int", "af_c_id": campaign_id, "af_adset_id": adset_id,
+         "af_ad_id": ad_id, "clickid": click_id, "redirect": "false"}
+    )  # fmt: skip
+    return f"https://app.appsflyer.com/{app_id}?{query}"
+
+
 DEMO_APP = "id1234567890"  # view-through off, installs and in-app scope: attributed
 DEMO_APP_ALL = "com.example.app"  # view-through on, scope: all, window: lifetime
 DEMO_TIKTOK_IDS = {DEMO_APP: "7300000000000000001", DEMO_APP_ALL: "7300000000000000002"}

@@ -14,6 +14,16 @@ from dispatcher.outcomes import AttemptResult
 from schemas.config import AppConfig, PartnerConfig
 from schemas.events import Event, Money
 
+_ZERO_DEVICE_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def usable_device_id(value: str | None) -> str | None:
+    """A device id worth sending, stripped; None for a blank one or the all-zero id of limited
+    ad tracking, which identifies nobody."""
+    if not value or value.strip() == _ZERO_DEVICE_ID:
+        return None
+    return value.strip()
+
 
 class PostbackContent(NamedTuple):
     """What the rules decided to send, in partner-neutral terms."""
@@ -26,6 +36,8 @@ class PostbackContent(NamedTuple):
     standard_params: Mapping[str, Any]  # the event's standard parameters, stripped likewise
     revenue: Money | None  # sent only when the mapping keeps revenue and the event has it
     revenue_stripped: bool
+    # revenue the mapping keeps but the partner cannot take (a currency it does not read)
+    unsent_revenue: Money | None = None
 
 
 class PartnerAdapter(Protocol):
@@ -33,6 +45,14 @@ class PartnerAdapter(Protocol):
 
     name: str
     install_event: str  # the partner's name for an install (the `event` label of its postbacks)
+    # The attribution link's query parameter the partner fills with its click id.
+    click_id_parameter: str
+    # True when the partner matches conversions by its click id alone: an attributed event
+    # without one cannot be sent (skip reason `no_click_id`).
+    requires_click_id: bool
+    # The revenue currencies the partner reads; None for any. Revenue in another currency is
+    # left out of the postback and counted (`dispatcher_revenue_unsent_total`).
+    revenue_currencies: frozenset[str] | None
 
     def build_event(self, content: PostbackContent) -> dict[str, Any]:
         """One event of the partner's request body."""

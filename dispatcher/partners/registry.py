@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from dispatcher.partners.base import Partner, PartnerAdapter
+from dispatcher.partners.oceanengine import PARTNER as OCEAN_ENGINE
 from dispatcher.partners.tiktok import PARTNER as TIKTOK
 from schemas.config import PartnerConfig
 
@@ -46,3 +47,4 @@ def registered(partner: Partner) -> Iterator[Partner]:
 
 
 register(TIKTOK)
+register(OCEAN_ENGINE)

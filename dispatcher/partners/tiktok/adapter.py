@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pydantic_core
 
 from dispatcher.outcomes import AttemptKind, AttemptResult
-from dispatcher.partners.base import PostbackContent
+from dispatcher.partners.answers import classify_status, parse_retry_after, read_code
+from dispatcher.partners.base import PostbackContent, usable_device_id
 from dispatcher.partners.tiktok.wire import (
     CODE_BAD_PARAMETER,
     CODE_OK,
@@ -34,14 +33,6 @@ PROPERTY_NAMES: Mapping[str, str] = {
 CLICK_ID_PARAMETER = "clickid"
 # TikTok reads `properties.value` as revenue: it never survives stripping.
 REVENUE_PROPERTY = "value"
-_ZERO_DEVICE_ID = "00000000-0000-0000-0000-000000000000"
-
-
-def _device_id(value: str | None) -> str | None:
-    """A usable advertising id; the all-zero id of limited ad tracking identifies nobody."""
-    if not value or value.strip() == _ZERO_DEVICE_ID:
-        return None
-    return value.strip()
 
 
 class TikTokAdapter:
@@ -49,6 +40,11 @@ class TikTokAdapter:
 
     name = "tiktok"
     install_event = INSTALL_EVENT
+    click_id_parameter = CLICK_ID_PARAMETER
+    requires_click_id: bool = False  # TikTok takes events without a callback (matched by device)
+    revenue_currencies: frozenset[str] | None = (
+        None  # `properties.currency` names any ISO 4217 currency
+    )
 
     def build_event(self, content: PostbackContent) -> dict[str, Any]:
         """One `data[]` entry of the request body."""
@@ -62,11 +58,11 @@ class TikTokAdapter:
             "event_id": event.event_id,
         }
         user: dict[str, str] = {}
-        if idfa := _device_id(event.idfa):
+        if idfa := usable_device_id(event.idfa):
             user["idfa"] = idfa.upper()
         if event.idfv:
             user["idfv"] = event.idfv
-        if gaid := _device_id(event.advertising_id):
+        if gaid := usable_device_id(event.advertising_id):
             user["gaid"] = gaid.lower()
         if event.ip:
             user["ip"] = event.ip
@@ -128,26 +124,11 @@ class TikTokAdapter:
         self, status: int, headers: Mapping[str, str], body: bytes, now: float
     ) -> AttemptResult:
         """Read the body, not only the status: TikTok reports most errors as HTTP 200."""
-        code, message = _read_body(body)
+        code, message = read_code(body)
         retry_after = parse_retry_after(headers.get("retry-after"), now)
-        if status == 429:
-            return AttemptResult(
-                AttemptKind.RETRYABLE, status, code, message or "too many requests",
-                retry_after, throttled=True,
-            )  # fmt: skip
-        if status >= 500:
-            return AttemptResult(
-                AttemptKind.RETRYABLE, status, code, message or f"HTTP {status}", retry_after,
-                fate_unknown=True,
-            )  # fmt: skip
-        if status >= 400 or not 200 <= status < 300:
-            return AttemptResult(AttemptKind.FATAL, status, code, message or f"HTTP {status}")
-        if code is None:
-            # A 2xx without TikTok's JSON is not a success; it may be a proxy: try again.
-            return AttemptResult(
-                AttemptKind.RETRYABLE, status, None, f"HTTP {status} without a TikTok body: "
-                + message, retry_after, fate_unknown=True,
-            )  # fmt: skip
+        by_status = classify_status(status, code, message, retry_after, "TikTok")
+        if by_status is not None:
+            return by_status
         if code == CODE_OK:
             return AttemptResult(AttemptKind.OK, status, code, message)
         if code == CODE_PARTIAL_SUCCESS:
@@ -156,7 +137,7 @@ class TikTokAdapter:
             return AttemptResult(
                 AttemptKind.RETRYABLE, status, code, message, retry_after, throttled=True
             )
-        if code >= FIRST_SERVER_ERROR_CODE:
+        if code is not None and code >= FIRST_SERVER_ERROR_CODE:
             return AttemptResult(
                 AttemptKind.RETRYABLE, status, code, message, retry_after, fate_unknown=True
             )
@@ -165,33 +146,3 @@ class TikTokAdapter:
     def should_split(self, result: AttemptResult, size: int) -> bool:
         """A bad parameter in one event rejects its whole request: halve to isolate it."""
         return size > 1 and result.code == CODE_BAD_PARAMETER
-
-
-def _read_body(body: bytes) -> tuple[int | None, str]:
-    """TikTok's `code` and `message`, or (None, a short excerpt) when the body is not TikTok's."""
-    try:
-        decoded = json.loads(body) if body else None
-    except ValueError:
-        decoded = None
-    if isinstance(decoded, dict):
-        code = decoded.get("code")
-        message = decoded.get("message")
-        if isinstance(code, int) and not isinstance(code, bool):
-            return code, message if isinstance(message, str) else ""
-    return None, body[:200].decode("utf-8", "replace")
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """`Retry-After` in seconds from `now` (Unix seconds): delta-seconds or an HTTP date."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)

@@ -1,0 +1,74 @@
+"""Reading partners' HTTP answers: what every JSON-with-a-`code` API has in common.
+
+Both ByteDance APIs answer JSON `{"code": ..., "message": ...}` and report most errors as HTTP 200
+with a non-zero code. The HTTP status is read first (429, 5xx, other non-2xx, a 2xx that is not
+the partner's JSON); each partner reads its own body codes after that.
+"""
+
+from __future__ import annotations
+
+import json
+from email.utils import parsedate_to_datetime
+
+from dispatcher.outcomes import AttemptKind, AttemptResult
+
+
+def read_code(body: bytes) -> tuple[int | None, str]:
+    """The body's integer `code` and its `message`; (None, a short excerpt) when the body is not
+    such an object."""
+    try:
+        decoded = json.loads(body) if body else None
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict):
+        code = decoded.get("code")
+        message = decoded.get("message")
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code, message if isinstance(message, str) else ""
+    return None, body[:200].decode("utf-8", "replace")
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """`Retry-After` in seconds from `now` (Unix seconds): delta-seconds or an HTTP date."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def classify_status(
+    status: int, code: int | None, message: str, retry_after: float | None, partner: str
+) -> AttemptResult | None:
+    """The answer's result when its HTTP status decides it; None for a 2xx carrying a body
+    `code`, which the partner reads.
+
+    429 is throttling and 5xx a server error: both retried (a 5xx may have been processed, so its
+    events are counted as possibly re-sent). Any other non-2xx is a rejection. A 2xx without the
+    partner's JSON is not a success (it may come from a proxy): it is retried.
+    """
+    if status == 429:
+        return AttemptResult(
+            AttemptKind.RETRYABLE, status, code, message or "too many requests", retry_after,
+            throttled=True,
+        )  # fmt: skip
+    if status >= 500:
+        return AttemptResult(
+            AttemptKind.RETRYABLE, status, code, message or f"HTTP {status}", retry_after,
+            fate_unknown=True,
+        )  # fmt: skip
+    if not 200 <= status < 300:
+        return AttemptResult(AttemptKind.FATAL, status, code, message or f"HTTP {status}")
+    if code is None:
+        return AttemptResult(
+            AttemptKind.RETRYABLE, status, None, f"HTTP {status} without a {partner} body: "
+            + message, retry_after, fate_unknown=True,
+        )  # fmt: skip
+    return None
