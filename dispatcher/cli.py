@@ -167,10 +167,10 @@ def _tune_garbage_collector() -> None:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from dispatcher.devtools.sandbox import TikTokSandbox, serve_forever  # noqa: PLC0415
+    from dispatcher.devtools.sandbox import PartnerSandbox, serve_forever  # noqa: PLC0415
 
     token = os.environ.get(args.token_env) if args.token_env else None
-    sandbox = TikTokSandbox(
+    sandbox = PartnerSandbox(
         args.host, args.port, args.control_port, token=token, record_payloads=not args.no_payloads
     )
 
@@ -180,7 +180,8 @@ def _sandbox(args: argparse.Namespace) -> int:
         assert task is not None
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, task.cancel)
-        print(f"TikTok sandbox: api {sandbox.url}", flush=True)
+        print(f"partner sandbox: TikTok {sandbox.url}, Ocean Engine {sandbox.oceanengine_url}",
+              flush=True)  # fmt: skip
         await serve_forever(sandbox)
 
     with contextlib.suppress(asyncio.CancelledError):
@@ -311,9 +312,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         parents=[common],
-        help="the whole pipeline locally: broker, TikTok sandbox, worker, sample events",
-        description="Start a local Kafka-compatible broker, a local TikTok sandbox and the worker, "
-        "produce a realistic sample, show progress and a summary. Needs nothing set up.",
+        help="the whole pipeline locally: broker, partner sandbox, worker, sample events",
+        description="Start a local Kafka-compatible broker, a local partner sandbox (TikTok and "
+        "Ocean Engine) and the worker, produce a realistic sample, show progress and a summary. "
+        "Needs nothing set up.",
     )
     demo.add_argument("--events", type=int, default=2000, help="sample size (default: 2000)")
     demo.add_argument("--keep-running", action="store_true", help="keep everything up until Ctrl-C")
@@ -325,9 +327,11 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser(
         "sandbox",
         parents=[common],
-        help="a local TikTok Events API stand-in with fault injection (for local runs)",
-        description="Serve TikTok's response contract on --port, and a control API (faults, "
-        "received events) on --control-port. Not for production.",
+        help="a local stand-in for TikTok's Events API and Ocean Engine's conversion API, with "
+        "fault injection (for local runs)",
+        description="Serve both partners' contracts on --port (Ocean Engine on /api/v2/conversion, "
+        "TikTok on any other path), and a control API (faults, received events) on "
+        "--control-port. Not for production.",
     )
     sandbox.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8080, help="API port (default: 8080)")
@@ -337,7 +341,8 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--token-env",
         metavar="VAR",
-        help="require the Access-Token held by this environment variable (default: accept any)",
+        help="TikTok: require the Access-Token held by this environment variable (default: "
+        "accept any)",
     )
     sandbox.add_argument(
         "--no-payloads", action="store_true", help="keep only event ids (long benchmarks)"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.devtools.broker import LocalBroker
-from dispatcher.devtools.sandbox import SandboxThread, TikTokSandbox
+from dispatcher.devtools.sandbox import PartnerSandbox, SandboxThread
 from dispatcher.errors import BrokerUnavailableError
 from tests.pipeline import TOKEN
 
@@ -51,8 +51,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
 
 
 @pytest.fixture
-def sandbox() -> Iterator[TikTokSandbox]:
+def sandbox() -> Iterator[PartnerSandbox]:
     """A TikTok sandbox on free loopback ports, requiring the test token."""
-    thread = SandboxThread(TikTokSandbox(token=TOKEN))
+    thread = SandboxThread(PartnerSandbox(token=TOKEN))
     yield thread.start()
     thread.stop()

@@ -17,7 +17,7 @@ import yaml
 
 from dispatcher.devtools.broker import LocalBroker, free_port
 from dispatcher.devtools.processes import stop_process
-from dispatcher.devtools.sandbox import TikTokSandbox
+from dispatcher.devtools.sandbox import PartnerSandbox
 from tests.conftest import required_binary
 from tests.factories import event_dict, event_id_of
 from tests.pipeline import REPO, Topics, WorkerProcess, produce, sandbox_ids, wait_for, write_config
@@ -100,7 +100,7 @@ def rule_states(prometheus: PrometheusServer) -> dict[str, str]:
 
 
 def test_prometheus_scrapes_the_worker_and_evaluates_the_alerts(
-    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     binary = required_binary("prometheus")
     # Given a worker that has delivered a few postbacks

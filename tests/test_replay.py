@@ -14,7 +14,7 @@ from kafka import KafkaProducer
 
 from dispatcher.dead_letters import utc_now_iso
 from dispatcher.devtools.broker import LocalBroker
-from dispatcher.devtools.sandbox import Fault, TikTokSandbox
+from dispatcher.devtools.sandbox import Fault, PartnerSandbox
 from schemas.dead_letter import DeadLetter
 from tests.factories import event_dict, event_id_of
 from tests.pipeline import (
@@ -58,7 +58,7 @@ def replay(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_replay_publishes_chosen_records_once(
-    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     topics = Topics.create(broker, "replay")
     rejected = [event_dict("install") for _ in range(3)]
@@ -108,7 +108,7 @@ def test_replay_publishes_chosen_records_once(
 
 
 def test_rejected_then_replayed_end_to_end(
-    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     # Given TikTok rejects the first request (e.g. a permission fixed since)
     topics = Topics.create(broker, "replay-e2e")
@@ -132,7 +132,7 @@ def test_rejected_then_replayed_end_to_end(
 
 
 def test_unknown_dead_letter_topic_is_an_error(
-    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     topics = Topics.create(broker, "replay-missing")
     config = write_config(tmp_path, broker, topics, sandbox.url)

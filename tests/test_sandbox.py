@@ -1,4 +1,5 @@
-"""The local TikTok sandbox speaks TikTok's contract and injects the faults tests ask for."""
+"""The local partner sandbox speaks TikTok's and Ocean Engine's contracts and injects the
+faults tests ask for, per partner."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from dispatcher.devtools.sandbox import TikTokSandbox
+from dispatcher.devtools.sandbox import PartnerSandbox
 from tests.pipeline import TOKEN  # the token the shared `sandbox` fixture requires
 
 
@@ -22,12 +23,12 @@ def body(*event_ids: str) -> dict[str, object]:
     }
 
 
-def post(sandbox: TikTokSandbox, payload: object, token: str = TOKEN) -> httpx.Response:
+def post(sandbox: PartnerSandbox, payload: object, token: str = TOKEN) -> httpx.Response:
     return httpx.post(sandbox.url, json=payload, headers={"Access-Token": token}, timeout=10)
 
 
 def control(
-    sandbox: TikTokSandbox, method: str, path: str, payload: object = None
+    sandbox: PartnerSandbox, method: str, path: str, payload: object = None
 ) -> dict[str, object]:
     url = f"http://127.0.0.1:{sandbox.control_port}{path}"
     response = httpx.request(method, url, json=payload, timeout=10)
@@ -36,7 +37,7 @@ def control(
     return result
 
 
-def test_accepts_a_valid_request_and_records_it(sandbox: TikTokSandbox) -> None:
+def test_accepts_a_valid_request_and_records_it(sandbox: PartnerSandbox) -> None:
     response = post(sandbox, body("a", "b"))
     assert response.status_code == 200
     assert response.json()["code"] == 0
@@ -60,14 +61,14 @@ def test_accepts_a_valid_request_and_records_it(sandbox: TikTokSandbox) -> None:
     ],
 )
 def test_errors_come_as_http_200_with_a_code(
-    sandbox: TikTokSandbox, payload: object, token: str, code: int
+    sandbox: PartnerSandbox, payload: object, token: str, code: int
 ) -> None:
     response = post(sandbox, payload, token)
     assert (response.status_code, response.json()["code"]) == (200, code)
     assert control(sandbox, "GET", "/stats")["events"] == 0
 
 
-def test_faults_apply_in_turn(sandbox: TikTokSandbox) -> None:
+def test_faults_apply_in_turn(sandbox: PartnerSandbox) -> None:
     control(sandbox, "POST", "/faults", {"faults": [
         {"status": 503, "count": 2},
         {"status": 429, "retry_after": "3", "count": 1},
@@ -80,7 +81,7 @@ def test_faults_apply_in_turn(sandbox: TikTokSandbox) -> None:
     assert control(sandbox, "GET", "/stats")["events"] == 1
 
 
-def test_timed_faults_and_slow_answers(sandbox: TikTokSandbox) -> None:
+def test_timed_faults_and_slow_answers(sandbox: PartnerSandbox) -> None:
     control(sandbox, "POST", "/faults", {"faults": [{"delay_s": 0.3, "for_s": 0.5}]})
     started = time.monotonic()
     assert post(sandbox, body("slow")).json()["code"] == 0
@@ -91,7 +92,7 @@ def test_timed_faults_and_slow_answers(sandbox: TikTokSandbox) -> None:
     assert time.monotonic() - started < 0.3
 
 
-def test_listener_down_refuses_connections_then_comes_back(sandbox: TikTokSandbox) -> None:
+def test_listener_down_refuses_connections_then_comes_back(sandbox: PartnerSandbox) -> None:
     control(sandbox, "POST", "/listener", {"down_for_s": 0.5})
     with pytest.raises(httpx.ConnectError):
         post(sandbox, body("a"))
@@ -99,9 +100,86 @@ def test_listener_down_refuses_connections_then_comes_back(sandbox: TikTokSandbo
     assert post(sandbox, body("a")).json()["code"] == 0
 
 
-def test_duplicates_are_counted(sandbox: TikTokSandbox) -> None:
+def test_duplicates_are_counted(sandbox: PartnerSandbox) -> None:
     post(sandbox, body("a", "b"))
     post(sandbox, body("b"))
     assert control(sandbox, "GET", "/stats")["duplicates"] == 1
     control(sandbox, "POST", "/reset")
     assert control(sandbox, "GET", "/stats")["events"] == 0
+
+
+# --- Ocean Engine --------------------------------------------------------------------------------
+
+
+def conversion(callback: str = "cb-1", **overrides: object) -> dict[str, object]:
+    return {
+        "event_type": "active_pay",
+        "context": {"ad": {"callback": callback, "match_type": 0},
+                    "device": {"platform": "android", "oaid": "o-1"}},
+        "properties": {"pay_amount": 6800},
+        "timestamp": 1_763_632_800_000,
+    } | overrides  # fmt: skip
+
+
+def post_ocean(sandbox: PartnerSandbox, payload: object) -> httpx.Response:
+    return httpx.post(sandbox.oceanengine_url, json=payload, timeout=10)
+
+
+def test_ocean_engine_accepts_one_conversion_without_a_token(sandbox: PartnerSandbox) -> None:
+    response = post_ocean(sandbox, conversion())
+    assert response.status_code == 200
+    assert response.json()["code"] == 0
+    [event] = control(sandbox, "GET", "/events?partner=oceanengine")["events"]  # type: ignore[misc]
+    assert event["partner"] == "oceanengine"
+    assert (event["event"], event["event_source_id"]) == ("active_pay", "cb-1")
+    assert event["payload"] == conversion()
+    assert control(sandbox, "GET", "/events?partner=tiktok")["events"] == []
+    [request] = control(sandbox, "GET", "/requests")["requests"]  # type: ignore[misc]
+    assert (request["partner"], request["events"], request["code"]) == ("oceanengine", 1, 0)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param([conversion("a"), conversion("b")], id="a-batch"),
+        pytest.param(conversion(""), id="blank-callback"),
+        pytest.param(conversion(timestamp=1_763_632_800), id="seconds-not-milliseconds"),
+        pytest.param(conversion(event_type=None), id="no-event-type"),
+        pytest.param(conversion(properties={"pay_amount": 68.5}), id="fractional-fen"),
+        pytest.param(conversion(event="Purchase"), id="unknown-field"),
+    ],
+)
+def test_ocean_engine_rejects_what_its_contract_does_not_take(
+    sandbox: PartnerSandbox, payload: object
+) -> None:
+    response = post_ocean(sandbox, payload)
+    assert response.status_code == 200
+    assert response.json()["code"] != 0
+    assert control(sandbox, "GET", "/stats")["events"] == 0
+
+
+def test_faults_are_per_partner(sandbox: PartnerSandbox) -> None:
+    control(sandbox, "POST", "/faults", {"partner": "oceanengine", "faults": [
+        {"status": 503, "count": 1}, {"code": 7, "message": "rejected", "count": 1},
+    ]})  # fmt: skip
+    assert post(sandbox, body("t1")).json()["code"] == 0  # TikTok is not affected
+    assert post_ocean(sandbox, conversion("x")).status_code == 503
+    rejected = post_ocean(sandbox, conversion("x")).json()
+    assert (rejected["code"], rejected["message"]) == (7, "rejected")
+    assert "data" not in rejected  # Ocean Engine's body, not TikTok's
+    assert post_ocean(sandbox, conversion("x")).json()["code"] == 0
+    answer = httpx.post(
+        f"http://127.0.0.1:{sandbox.control_port}/faults",
+        json={"partner": "nobody", "faults": []},
+        timeout=10,
+    )
+    assert answer.status_code == 400
+
+
+def test_ocean_engine_duplicates_are_the_same_conversion_again(sandbox: PartnerSandbox) -> None:
+    post_ocean(sandbox, conversion("a"))
+    post_ocean(sandbox, conversion("a"))
+    post_ocean(sandbox, conversion("a", event_type="active_register"))
+    post(sandbox, body("a"))  # a TikTok event id equal to a callback is another event
+    stats = control(sandbox, "GET", "/stats")
+    assert (stats["events"], stats["duplicates"]) == (4, 1)

@@ -17,7 +17,7 @@ import yaml
 from dispatcher.config_loader import load_settings
 from dispatcher.devtools.broker import LocalBroker
 from dispatcher.devtools.samples import DEMO_APP, DEMO_APP_ALL, DEMO_TIKTOK_IDS, SampleGenerator
-from dispatcher.devtools.sandbox import Fault, TikTokSandbox
+from dispatcher.devtools.sandbox import Fault, PartnerSandbox
 from dispatcher.explain import explain
 from tests.factories import (
     AD_ID,
@@ -118,7 +118,7 @@ BAD_INPUTS: list[tuple[str, bytes]] = [
 
 
 def test_owed_postbacks_arrive_and_nothing_else(
-    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     # Given events covering every rule, and bad input mixed in
     topics = Topics.create(broker, "owed")
@@ -198,7 +198,7 @@ def test_owed_postbacks_arrive_and_nothing_else(
 
 
 def test_appsflyer_records_as_sent_reach_tiktok_and_a_re_read_sends_the_same_ids(
-    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     """Push API V2 records as the demo writes them (the whole field list, nulls or absent keys,
     no event id, the click id in `original_url`, `af_*` campaign ids, both copies of
@@ -265,7 +265,7 @@ def test_appsflyer_records_as_sent_reach_tiktok_and_a_re_read_sends_the_same_ids
 
 
 def test_faults_delay_but_lose_nothing(
-    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     # Given TikTok answers 5xx, then 429 with Retry-After, then body code 40100 on HTTP 200
     topics = Topics.create(broker, "faults")
@@ -293,7 +293,7 @@ def test_faults_delay_but_lose_nothing(
 
 
 def test_rejections_are_dead_lettered_with_code_and_message_and_no_token(
-    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     topics = Topics.create(broker, "rejected")
     sandbox.add_faults(
@@ -323,7 +323,7 @@ def test_rejections_are_dead_lettered_with_code_and_message_and_no_token(
 
 
 def test_kill_9_mid_stream_then_restart_loses_nothing(
-    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     # Given a slow partner, so the kill lands with deliveries in flight
     topics = Topics.create(broker, "kill")
@@ -351,7 +351,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(
 
 
 def test_clean_stop_commits_every_offset(
-    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     topics = Topics.create(broker, "stop")
     installs, in_app, _ = labelled_events()
@@ -374,7 +374,7 @@ def test_clean_stop_commits_every_offset(
 
 
 def test_stop_while_partner_is_down_exits_0_and_restart_delivers(
-    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     topics = Topics.create(broker, "stopdown")
     events = [event_dict("install") for _ in range(200)]
@@ -400,7 +400,7 @@ def test_stop_while_partner_is_down_exits_0_and_restart_delivers(
 
 
 def test_back_pressure_pauses_instead_of_buffering(
-    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     # Given TikTok refuses connections and the in-flight bound is small
     topics = Topics.create(broker, "pressure")
@@ -433,7 +433,7 @@ def test_back_pressure_pauses_instead_of_buffering(
 
 
 def test_sighup_reloads_partner_files(
-    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     topics = Topics.create(broker, "reload")
     config = write_config(tmp_path, broker, topics, sandbox.url)
@@ -481,7 +481,7 @@ def test_sighup_reloads_partner_files(
 
 
 def test_start_up_refuses_a_broken_config_and_a_missing_dead_letter_topic(
-    broker: LocalBroker, sandbox: TikTokSandbox, tmp_path: Path
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     topics = Topics.create(broker, "startup")
     config = write_config(

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dispatcher.devtools.broker import LocalBroker, free_port
 from dispatcher.devtools.harness import WorkerConfig, WorkerProcess
 from dispatcher.devtools.samples import DEMO_APP, DEMO_APP_ALL, DEMO_TIKTOK_IDS, SampleGenerator
-from dispatcher.devtools.sandbox import SandboxThread, TikTokSandbox
+from dispatcher.devtools.sandbox import PartnerSandbox, SandboxThread
 
 DEMO_TOKEN = "demo-access-token"  # noqa: S105 - the sandbox's; the demo never calls TikTok
 TOPICS = {"installs": "installs", "in_app_events": "in-app-events"}
@@ -125,7 +125,7 @@ def run_demo(events: int, keep_running: bool, metrics_port: int, out: IO[str] = 
             }
         )
         say(f"  broker on {broker.bootstrap}; topics: installs, in-app-events, {DEAD_LETTER_TOPIC}")
-        sandbox_thread = SandboxThread(TikTokSandbox(token=DEMO_TOKEN))
+        sandbox_thread = SandboxThread(PartnerSandbox(token=DEMO_TOKEN))
         sandbox = sandbox_thread.start()
         say(f"  TikTok sandbox on {sandbox.url}")
         port = _port(metrics_port)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from dispatcher.devtools.processes import free_port, stop_process
-from dispatcher.devtools.sandbox.tiktok import ReceivedEvent, RequestRecord, TikTokSandbox
+from dispatcher.devtools.sandbox.server import PartnerSandbox, ReceivedEvent, RequestRecord
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +24,12 @@ log = logging.getLogger(__name__)
 class SandboxThread:
     """Runs a sandbox on an event loop in a daemon thread (tests, the demo)."""
 
-    def __init__(self, sandbox: TikTokSandbox) -> None:
+    def __init__(self, sandbox: PartnerSandbox) -> None:
         self.sandbox = sandbox
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="sandbox", daemon=True)
 
-    def start(self) -> TikTokSandbox:
+    def start(self) -> PartnerSandbox:
         """Start and return the sandbox once it listens."""
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self.sandbox.start(), self._loop).result(timeout=10)
@@ -43,12 +43,16 @@ class SandboxThread:
         self._loop.close()
 
 
-async def serve_forever(sandbox: TikTokSandbox) -> None:
+async def serve_forever(sandbox: PartnerSandbox) -> None:
     """`dispatcher sandbox`: run until cancelled."""
     await sandbox.start()
     log.info(
-        "TikTok sandbox listening",
-        extra={"api": sandbox.url, "control": f"http://{sandbox.host}:{sandbox.control_port}"},
+        "partner sandbox listening",
+        extra={
+            "tiktok": sandbox.url,
+            "oceanengine": sandbox.oceanengine_url,
+            "control": f"http://{sandbox.host}:{sandbox.control_port}",
+        },
     )
     try:
         await asyncio.Event().wait()
@@ -71,6 +75,7 @@ class SandboxProcess:
     ) -> None:
         self.port, self.control_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}/open_api/v1.3/event/track/"
+        self.oceanengine_url = f"http://127.0.0.1:{self.port}/api/v2/conversion"
         self.control = f"http://127.0.0.1:{self.control_port}"
         self._log_path = log_path
         self._token = token
@@ -121,17 +126,19 @@ class SandboxProcess:
         result: dict[str, int] = self._get("/stats")
         return result
 
-    def events(self) -> list[ReceivedEvent]:
-        """Every event accepted, in arrival order."""
-        return [ReceivedEvent(**entry) for entry in self._get("/events")["events"]]
+    def events(self, partner: str | None = None) -> list[ReceivedEvent]:
+        """Every event accepted (by one partner, or all), in arrival order."""
+        query = f"?partner={partner}" if partner else ""
+        return [ReceivedEvent(**entry) for entry in self._get(f"/events{query}")["events"]]
 
-    def requests(self) -> list[RequestRecord]:
+    def requests(self, partner: str | None = None) -> list[RequestRecord]:
         """Every request answered (or dropped)."""
-        return [RequestRecord(**entry) for entry in self._get("/requests")["requests"]]
+        query = f"?partner={partner}" if partner else ""
+        return [RequestRecord(**entry) for entry in self._get(f"/requests{query}")["requests"]]
 
-    def add_faults(self, faults: list[dict[str, Any]]) -> None:
-        """Queue faults (see `Fault`)."""
-        self._post("/faults", {"faults": faults})
+    def add_faults(self, faults: list[dict[str, Any]], partner: str = "tiktok") -> None:
+        """Queue faults for one partner's requests (see `Fault`)."""
+        self._post("/faults", {"partner": partner, "faults": faults})
 
     def clear_faults(self) -> None:
         """Drop every queued fault."""

@@ -1,5 +1,5 @@
-"""TikTok's Events API as the sandbox speaks it: the request contract, the answers, the control
-routes (see the package's docstring)."""
+"""The sandbox server: both partners' APIs on one port, faults and records on a control port
+(see the package's docstring)."""
 
 from __future__ import annotations
 
@@ -10,32 +10,30 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import ValidationError
-
+from dispatcher.devtools.sandbox.contracts import (
+    Contract,
+    OceanEngineContract,
+    TikTokContract,
+)
 from dispatcher.devtools.sandbox.faults import Fault, FaultQueue
 from dispatcher.devtools.sandbox.http import Answer, json_answer, serve
-from dispatcher.partners.tiktok.wire import (
-    CODE_BAD_PARAMETER,
-    CODE_OK,
-    MAX_EVENTS_PER_REQUEST,
-    TikTokRequest,
-)
 
-CODE_BAD_TOKEN = 40105
-LATENCY_PROPERTY = "bench_sent_at"
+PARTNERS = ("tiktok", "oceanengine")
 
 
 @dataclass
 class ReceivedEvent:
     """An event the sandbox accepted."""
 
-    event_id: str
+    event_id: str  # TikTok's event_id; for Ocean Engine, callback|event_type|timestamp
     event: str
-    event_source_id: str
+    event_source_id: str  # TikTok's event_source_id; for Ocean Engine, the callback
     received_at: float
     payload: dict[str, Any] | None
     sent_at: float | None = None  # a benchmark's `properties.bench_sent_at`, for latency
+    partner: str = "tiktok"
 
 
 @dataclass
@@ -49,9 +47,10 @@ class RequestRecord:
     event_source_id: str | None
     retry_after_s: float | None = None  # what the answer asked for, when it did
     answered_at: float | None = None  # when the answer was ready: a Retry-After starts here
+    partner: str = "tiktok"
 
 
-class TikTokSandbox:
+class PartnerSandbox:
     """The sandbox server; `start()` on a running event loop."""
 
     def __init__(
@@ -69,13 +68,15 @@ class TikTokSandbox:
         self.record_payloads = record_payloads
         self.events: list[ReceivedEvent] = []
         self.requests: list[RequestRecord] = []
-        self.faults = FaultQueue()
+        self.tiktok = TikTokContract(token)
+        self.oceanengine = OceanEngineContract()
+        self.faults = {partner: FaultQueue() for partner in PARTNERS}
         self._api: asyncio.Server | None = None
         self._control: asyncio.Server | None = None
         self._api_writers: set[asyncio.StreamWriter] = set()
         self._reopen: asyncio.TimerHandle | None = None
         self._request_ids = itertools.count(1)
-        self._seen: set[str] = set()
+        self._seen: set[tuple[str, str]] = set()
 
     async def start(self) -> None:
         """Listen on both ports (port 0 picks free ones)."""
@@ -96,8 +97,13 @@ class TikTokSandbox:
 
     @property
     def url(self) -> str:
-        """The Events API endpoint."""
+        """TikTok's Events API endpoint."""
         return f"http://{self.host}:{self.port}/open_api/v1.3/event/track/"
+
+    @property
+    def oceanengine_url(self) -> str:
+        """Ocean Engine's conversion endpoint."""
+        return f"http://{self.host}:{self.port}{self.oceanengine.path}"
 
     async def _open_api(self) -> None:
         self._api = await asyncio.start_server(self._serve_api, self.host, self.port)
@@ -127,9 +133,15 @@ class TikTokSandbox:
         if self._api is None:
             await self._open_api()
 
-    def add_faults(self, faults: list[Fault]) -> None:
-        """Queue faults; each applies in turn."""
-        self.faults.add(faults)
+    def add_faults(self, faults: list[Fault], partner: str = "tiktok") -> None:
+        """Queue faults for one partner's requests; each applies in turn."""
+        self.faults[partner].add(faults)
+
+    def contract_for(self, path: str) -> Contract:
+        """Ocean Engine's path is its own; any other path is TikTok's."""
+        if path.startswith(self.oceanengine.path):
+            return self.oceanengine
+        return self.tiktok
 
     # --- the API ---------------------------------------------------------------------------
 
@@ -143,59 +155,49 @@ class TikTokSandbox:
     async def _handle_api(
         self, method: str, path: str, headers: dict[str, str], body: bytes, arrived: float
     ) -> Answer | None:
-        fault = self.faults.next()
+        contract = self.contract_for(path)
+        partner = contract.partner
+        fault = self.faults[partner].next()
         if fault is not None and fault.delay_s:
             await asyncio.sleep(fault.delay_s)
         if fault is not None and fault.close:
-            self._record(arrived, 0, None, 0, None)
+            self._record(partner, arrived, 0, None, 0, None)
             return None
         if fault is not None and not fault.answers_normally:
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             asked = float(fault.retry_after) if fault.retry_after else None
             if fault.code is not None:
-                self._record(arrived, fault.status, fault.code, 0, None, asked)
-                return fault.status, extra, self._body(fault.code, fault.message)
-            self._record(arrived, fault.status, None, 0, None, asked)
+                self._record(partner, arrived, fault.status, fault.code, 0, None, asked)
+                return fault.status, extra, self._body(contract, fault.code, fault.message)
+            self._record(partner, arrived, fault.status, None, 0, None, asked)
             return fault.status, extra, fault.message.encode()
         if method != "POST":
-            self._record(arrived, 404, None, 0, None)
+            self._record(partner, arrived, 404, None, 0, None)
             return 404, {}, b"not found"
-        if self.token is not None and headers.get("access-token") != self.token:
-            self._record(arrived, 200, CODE_BAD_TOKEN, 0, None)
-            return 200, {}, self._body(CODE_BAD_TOKEN, "Access token is incorrect or revoked.")
-        try:
-            request = TikTokRequest.model_validate_json(body)
-        except ValidationError as exc:
-            self._record(arrived, 200, CODE_BAD_PARAMETER, 0, None)
-            return 200, {}, self._body(CODE_BAD_PARAMETER, _describe(exc))
+        verdict = contract.read(headers, body, self.record_payloads)
         now = time.time()
-        source = request.event_source_id
-        payloads = json.loads(body)["data"] if self.record_payloads else [None] * len(request.data)
-        for entry, payload in zip(request.data, payloads, strict=True):
-            properties = entry.properties or {}
-            sent_at = properties.get(LATENCY_PROPERTY)
+        for entry in verdict.accepted:
             self.events.append(
                 ReceivedEvent(
                     entry.event_id,
                     entry.event,
-                    source,
+                    entry.source,
                     now,
-                    payload,
-                    sent_at if isinstance(sent_at, float | int) else None,
+                    entry.payload,
+                    entry.sent_at,
+                    partner,
                 )
             )
-            self._seen.add(entry.event_id)
-        self._record(arrived, 200, CODE_OK, len(request.data), source)
-        return 200, {}, self._body(CODE_OK, "OK")
+            self._seen.add((partner, entry.event_id))
+        self._record(partner, arrived, 200, verdict.code, len(verdict.accepted), verdict.source)
+        return 200, {}, self._body(contract, verdict.code, verdict.message)
 
-    def _body(self, code: int, message: str) -> bytes:
-        request_id = f"sandbox-{next(self._request_ids)}"
-        return json.dumps(
-            {"code": code, "message": message, "request_id": request_id, "data": {}}
-        ).encode()
+    def _body(self, contract: Contract, code: int, message: str) -> bytes:
+        return contract.answer(code, message, f"sandbox-{next(self._request_ids)}")
 
     def _record(
         self,
+        partner: str,
         arrived: float,
         status: int,
         code: int | None,
@@ -204,7 +206,9 @@ class TikTokSandbox:
         retry_after_s: float | None = None,
     ) -> None:
         self.requests.append(
-            RequestRecord(arrived, status, code, events, source, retry_after_s, time.time())
+            RequestRecord(
+                arrived, status, code, events, source, retry_after_s, time.time(), partner
+            )
         )
 
     # --- the control port ------------------------------------------------------------------
@@ -218,25 +222,33 @@ class TikTokSandbox:
         self, method: str, path: str, headers: dict[str, str], body: bytes, _arrived: float
     ) -> Answer:
         route = (method, path.split("?", 1)[0].rstrip("/"))
+        query = dict(parse_qsl(urlsplit(path).query))
         try:
             payload = json.loads(body) if body else {}
         except ValueError:
             return 400, {}, b'{"error": "body is not JSON"}'
+        wanted = query.get("partner")
         if route == ("GET", "/events"):
-            return json_answer(200, {"events": [asdict(event) for event in self.events]})
+            events = [asdict(e) for e in self.events if wanted in (None, e.partner)]
+            return json_answer(200, {"events": events})
         if route == ("GET", "/requests"):
-            return json_answer(200, {"requests": [asdict(record) for record in self.requests]})
+            records = [asdict(r) for r in self.requests if wanted in (None, r.partner)]
+            return json_answer(200, {"requests": records})
         if route == ("GET", "/stats"):
             return json_answer(200, self.stats())
         if route == ("POST", "/faults"):
+            partner = payload.get("partner", "tiktok")
+            if partner not in self.faults:
+                return json_answer(400, {"error": f"partner: one of {', '.join(PARTNERS)}"})
             try:
                 faults = [Fault(**spec) for spec in payload.get("faults", [])]
             except TypeError as exc:
                 return json_answer(400, {"error": str(exc)})
-            self.add_faults(faults)
-            return json_answer(200, {"queued": len(self.faults)})
+            self.add_faults(faults, partner)
+            return json_answer(200, {"queued": len(self.faults[partner])})
         if route == ("DELETE", "/faults"):
-            self.faults.clear()
+            for queue in self.faults.values():
+                queue.clear()
             return json_answer(200, {"queued": 0})
         if route == ("POST", "/listener"):
             if payload.get("up"):
@@ -247,7 +259,8 @@ class TikTokSandbox:
         if route == ("POST", "/reset"):
             self.events.clear()
             self.requests.clear()
-            self.faults.clear()
+            for queue in self.faults.values():
+                queue.clear()
             self._seen.clear()
             return json_answer(200, {"reset": True})
         return json_answer(404, {"error": f"no route {method} {path}"})
@@ -260,13 +273,3 @@ class TikTokSandbox:
             "unique_event_ids": len(self._seen),
             "duplicates": len(self.events) - len(self._seen),
         }
-
-
-def _describe(exc: ValidationError) -> str:
-    error = exc.errors(include_url=False)[0]
-    if error["type"] == "json_invalid":
-        return "Request body is not valid JSON."
-    if error["type"] == "too_long" and error["loc"] == ("data",):
-        return f"data: at most {MAX_EVENTS_PER_REQUEST} events per request"
-    where = ".".join(str(part) for part in error["loc"])
-    return f"{where}: {error['msg']}"
