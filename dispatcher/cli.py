@@ -23,6 +23,7 @@ from dispatcher.config_loader import CONFIG_PATH_ENV, load_partners, load_settin
 from dispatcher.errors import ConfigError, DispatcherError
 from dispatcher.explain import explain, read_events, render_text
 from dispatcher.logs import configure_logging
+from dispatcher.partners import names as partner_names
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -137,15 +138,20 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"  scanned {report.scanned}, replayed {report.replayed}", file=sys.stderr)
 
     verb = "would replay" if args.dry_run else "replaying"
-    print(f"{verb} dead letters with reason {', '.join(reasons)}", file=sys.stderr)
+    whose = f" of partner {args.partner}" if args.partner else ""
+    print(f"{verb} dead letters{whose} with reason {', '.join(reasons)}", file=sys.stderr)
     report = replay_dead_letters(
-        settings, reasons, args.limit, args.dry_run, args.from_beginning, progress
+        settings, reasons, args.limit, args.dry_run, args.from_beginning, progress, args.partner
     )
     done = "would be replayed" if args.dry_run else "replayed"
+    other_partners = f"; other partners {report.skipped_other_partner}" if args.partner else ""
     print(f"{report.replayed} {done} (scanned {report.scanned}; other reasons "
-          f"{report.skipped_other_reason}; not replayable {report.unreplayable})")  # fmt: skip
+          f"{report.skipped_other_reason}{other_partners}; not replayable "
+          f"{report.unreplayable})")  # fmt: skip
     for topic, count in sorted(report.by_topic.items()):
-        print(f"  {topic}: {count}")
+        print(f"  topic {topic}: {count}")
+    for partner, count in sorted(report.by_partner.items()):
+        print(f"  partner {partner}: {count}")
     return EXIT_OK
 
 
@@ -288,9 +294,15 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common, with_config],
         help="re-publish dead letters to their source topic",
         description="Re-publish chosen dead letters to the topic they came from, where the "
-        "worker picks them up again with the same event_id. Progress is remembered per reason "
+        "worker picks them up again with the same event_id. A partner's dead letter is decided "
+        "again for that partner only. Progress is remembered per reason (and partner) "
         "selection, so a second run continues instead of repeating. bad_input is replayed only "
         "when named with --reason.",
+    )
+    replay.add_argument(
+        "--partner",
+        choices=partner_names(),
+        help="replay only this partner's dead letters (default: every partner's)",
     )
     replay.add_argument(
         "--reason",

@@ -3,6 +3,10 @@
 Progress is kept per reason selection in a consumer group of its own
 (`<group_id>-replay-<reasons>`), so running the same replay twice does not publish twice;
 `--from-beginning` starts over. `bad_input` is replayed only when asked for by name.
+
+A dead letter of one partner is re-published with the header `REPLAY_PARTNER_HEADER` naming it:
+the worker then decides that record for that partner alone, so a replay of Ocean Engine's
+rejection never sends TikTok its postback a second time.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pydantic import ValidationError
 from dispatcher.config_loader import Settings
 from dispatcher.errors import PermanentError
 from dispatcher.kafka_clients import make_producer, make_replay_consumer
-from schemas.dead_letter import DEAD_LETTER_REASONS, DeadLetter
+from schemas.dead_letter import DEAD_LETTER_REASONS, REPLAY_PARTNER_HEADER, DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +40,10 @@ class ReplayReport:
     scanned: int = 0
     replayed: int = 0
     skipped_other_reason: int = 0
+    skipped_other_partner: int = 0
     unreplayable: int = 0
     by_topic: dict[str, int] = field(default_factory=dict)
+    by_partner: dict[str, int] = field(default_factory=dict)  # "-" for bad input (no partner)
 
 
 def replay_value(letter: DeadLetter) -> bytes | None:
@@ -53,9 +59,11 @@ def replay_value(letter: DeadLetter) -> bytes | None:
     return json.dumps(letter.event).encode()
 
 
-def replay_group(settings: Settings, reasons: Iterable[str]) -> str:
-    """The consumer group that remembers how far a replay of these reasons got."""
-    return f"{settings.runtime.kafka.group_id}-replay-{'-'.join(sorted(reasons))}"
+def replay_group(settings: Settings, reasons: Iterable[str], partner: str | None = None) -> str:
+    """The consumer group that remembers how far a replay of these reasons (for one partner,
+    or all) got."""
+    group = f"{settings.runtime.kafka.group_id}-replay-{'-'.join(sorted(reasons))}"
+    return f"{group}-{partner}" if partner else group
 
 
 def replay_dead_letters(
@@ -65,13 +73,15 @@ def replay_dead_letters(
     dry_run: bool,
     from_beginning: bool,
     progress: Callable[[ReplayReport], None],
+    partner: str | None = None,
 ) -> ReplayReport:
-    """Read the dead-letter topic from where the last replay of these reasons stopped."""
+    """Read the dead-letter topic from where the last replay of these reasons stopped; with
+    `partner`, replay only that partner's dead letters."""
     unknown = set(reasons) - set(DEAD_LETTER_REASONS)
     if unknown:
         raise PermanentError(f"unknown reason(s) {sorted(unknown)}; allowed: {DEAD_LETTER_REASONS}")
     kafka = settings.runtime.kafka
-    consumer = make_replay_consumer(settings, replay_group(settings, reasons))
+    consumer = make_replay_consumer(settings, replay_group(settings, reasons, partner))
     producer = None if dry_run else make_producer(settings)
     report = ReplayReport()
     try:
@@ -86,7 +96,8 @@ def replay_dead_letters(
                 consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, committed)
-        next_offsets = _scan(consumer, tps, reasons, limit, producer, report, progress)
+        wanted = _Wanted(reasons, partner)
+        next_offsets = _scan(consumer, tps, wanted, limit, producer, report, progress)
         if producer is not None:
             producer.flush(timeout=30)
             if next_offsets:
@@ -100,10 +111,16 @@ def replay_dead_letters(
     return report
 
 
+@dataclass(frozen=True)
+class _Wanted:
+    reasons: tuple[str, ...]
+    partner: str | None
+
+
 def _scan(
     consumer: KafkaConsumer,
     tps: list[TopicPartition],
-    reasons: tuple[str, ...],
+    wanted: _Wanted,
     limit: int | None,
     producer: Any,
     report: ReplayReport,
@@ -130,14 +147,14 @@ def _scan(
                     return next_offsets
                 report.scanned += 1
                 next_offsets[tp] = record.offset + 1
-                _replay_one(record, reasons, producer, report)
+                _replay_one(record, wanted, producer, report)
         if time.monotonic() - last_progress > 1:
             progress(report)
             last_progress = time.monotonic()
     return next_offsets
 
 
-def _replay_one(record: Any, reasons: tuple[str, ...], producer: Any, report: ReplayReport) -> None:
+def _replay_one(record: Any, wanted: _Wanted, producer: Any, report: ReplayReport) -> None:
     try:
         letter = DeadLetter.model_validate_json(record.value)
     except ValidationError:
@@ -146,8 +163,11 @@ def _replay_one(record: Any, reasons: tuple[str, ...], producer: Any, report: Re
         )
         report.unreplayable += 1
         return
-    if letter.reason not in reasons:
+    if letter.reason not in wanted.reasons:
         report.skipped_other_reason += 1
+        return
+    if wanted.partner is not None and letter.partner != wanted.partner:
+        report.skipped_other_partner += 1
         return
     value = replay_value(letter)
     if value is None:
@@ -158,6 +178,11 @@ def _replay_one(record: Any, reasons: tuple[str, ...], producer: Any, report: Re
         report.unreplayable += 1
         return
     if producer is not None:
-        producer.send(letter.source_topic, key=record.key, value=value)
+        headers = (
+            [(REPLAY_PARTNER_HEADER, letter.partner.encode())] if letter.partner is not None else []
+        )
+        producer.send(letter.source_topic, key=record.key, value=value, headers=headers)
     report.replayed += 1
     report.by_topic[letter.source_topic] = report.by_topic.get(letter.source_topic, 0) + 1
+    partner = letter.partner or "-"
+    report.by_partner[partner] = report.by_partner.get(partner, 0) + 1

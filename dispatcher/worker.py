@@ -32,6 +32,7 @@ from dispatcher.partners import PartnerAdapter, adapter_for
 from dispatcher.rules import Send, decide
 from dispatcher.settle import BadInputRead, Completion, Coordinates, Settlement
 from schemas.config import PartnerConfig
+from schemas.dead_letter import REPLAY_PARTNER_HEADER
 from schemas.events import IN_APP_EVENT, INSTALL, EventType
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,8 @@ class Worker:
                     settle(BadInputRead(topic, partition, offset, message.key, event))
                     continue
                 units = 0
-                for partner, adapter in pairs:
+                targets = self._targets(message.headers, pairs) if message.headers else pairs
+                for partner, adapter in targets:
                     decision = decide(event, partner, adapter)
                     if isinstance(decision, Send):
                         units += 1
@@ -208,6 +210,19 @@ class Worker:
         self._metrics.decided(decisions, revenue_unsent)
         if rereads:
             self._metrics.reread_skipped(rereads)
+
+    @staticmethod
+    def _targets(
+        headers: list[tuple[str, bytes]], pairs: list[tuple[PartnerConfig, PartnerAdapter]]
+    ) -> list[tuple[PartnerConfig, PartnerAdapter]]:
+        """The partners a record is decided for: for a dead letter replayed for one partner
+        (`REPLAY_PARTNER_HEADER`), that partner alone (none if it is no longer configured);
+        every partner otherwise."""
+        for name, value in headers:
+            if name == REPLAY_PARTNER_HEADER:
+                partner = value.decode("utf-8", "replace")
+                return [pair for pair in pairs if pair[0].partner == partner]
+        return pairs
 
     def _prefetch(self) -> None:
         """Ask for the next records of drained partitions now, so the broker's answer arrives

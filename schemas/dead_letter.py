@@ -12,6 +12,9 @@ DEAD_LETTER_REASONS: tuple[DeadLetterReason, ...] = (
     "partner_rejected",
     "retries_exhausted",
 )
+# The Kafka header of a record replayed from a partner's dead letter, naming that partner: the
+# worker decides such a record for that partner alone, so the others are not sent it again.
+REPLAY_PARTNER_HEADER = "dispatcher-replay-partner"
 
 
 class DeadLetter(BaseModel):

@@ -55,15 +55,17 @@ def write_config(
     apps: list[dict[str, Any]] | None = None,
     delivery: dict[str, Any] | None = None,
     worker: dict[str, Any] | None = None,
+    partner_files: tuple[dict[str, Any], ...] = (),
 ) -> Path:
-    """dispatcher.yaml + partners/tiktok.yaml for a test; returns the dispatcher.yaml path."""
+    """dispatcher.yaml + partners/tiktok.yaml (+ `partner_files`) for a test; returns the
+    dispatcher.yaml path."""
     return WorkerConfig(
         broker.bootstrap, topics.installs, topics.in_app, topics.dead_letters, topics.group,
         endpoint, apps or [app_dict()],
         delivery={"batch_linger_ms": 20, "backoff_initial_s": 0.05, "backoff_max_s": 0.5,
                   "max_requests_per_s": 500, "timeout_s": 5} | (delivery or {}),
         worker={"commit_interval_ms": 200, "shutdown_timeout_s": 10, "rebalance_drain_s": 2}
-        | (worker or {}),
+        | (worker or {}), partner_files=partner_files,
     ).write(directory)  # fmt: skip
 
 

@@ -26,13 +26,16 @@ def test_demo_runs_end_to_end_and_summarises(
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    sent = int(re.search(r"postbacks sent \(delivered\)\s+(\d+)", out).group(1))  # type: ignore[union-attr]
-    accepted = int(re.search(r"the TikTok sandbox accepted (\d+) events", out).group(1))  # type: ignore[union-attr]
-    assert sent == accepted > 0
+    # both partners: what each delivered is what its sandbox accepted
+    for title in ("TikTok", "Ocean Engine"):
+        sent = int(re.search(rf"{title}: postbacks sent \(delivered\)\s+(\d+)", out).group(1))  # type: ignore[union-attr]
+        accepted = int(re.search(rf"the {title} sandbox accepted (\d+) events", out).group(1))  # type: ignore[union-attr]
+        assert sent == accepted > 0, title
     assert re.search(r"events consumed\s+400", out)
     for reason in ["out_of_scope", "unmapped_event", "outside_window", "bad_input",
-                   "not_a_new_install", "secondary_attribution"]:  # fmt: skip
+                   "not_a_new_install", "secondary_attribution", "no_click_id"]:  # fmt: skip
         assert reason in out
+    assert re.search(r"^\s+active\s+\d+$", out, re.MULTILINE)  # Ocean Engine's installs
     assert "metrics:  http://127.0.0.1:" in out
 
 
@@ -41,7 +44,9 @@ def test_the_sample_covers_every_case_the_demo_promises() -> None:
     for case in ["install_tiktok_click", "install_organic", "install_other_partner",
                  "install_view_through_on", "install_view_through_off", "in_app_outside_window",
                  "in_app_unmapped_event", "bad_input", "install_reinstall", "install_re_engagement",
-                 "install_restricted", "in_app_re_engagement_copies"]:  # fmt: skip
+                 "install_restricted", "in_app_re_engagement_copies", "install_oceanengine_click",
+                 "install_oceanengine_no_click_id", "in_app_oceanengine_purchase",
+                 "in_app_oceanengine_registration"]:  # fmt: skip
         assert cases[case] > 0, case
 
 

@@ -21,22 +21,37 @@ from dispatcher.devtools.stub_kafka import StubConsumer, StubProducer
 from dispatcher.health import Health
 from dispatcher.metrics import Metrics
 from dispatcher.worker import Worker
-from tests.factories import app_dict, event_dict, event_id_of, partner_dict, raw
+from schemas.dead_letter import REPLAY_PARTNER_HEADER
+from tests.factories import (
+    app_dict,
+    click_id_of,
+    event_dict,
+    event_id_of,
+    oceanengine_event_dict,
+    oe_partner_dict,
+    partner_dict,
+    raw,
+)
 
 TOKEN = "stub-token-77"
 INSTALLS, IN_APP, DEAD_LETTERS = "installs", "in-app-events", "postbacks-dead-letter"
 
 
 class Partner:
-    """A TikTok stand-in on httpx's MockTransport: records every event id it accepts."""
+    """TikTok and Ocean Engine stand-ins on httpx's MockTransport: record every TikTok event id
+    and every Ocean Engine callback accepted."""
 
     def __init__(self) -> None:
         self.event_ids: list[str] = []
+        self.callbacks: list[str] = []
         self.lock = threading.Lock()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         with self.lock:
+            if request.url.host == "oceanengine.test":
+                self.callbacks.append(body["context"]["ad"]["callback"])
+                return httpx.Response(200, json={"code": 0, "message": "ok", "request_id": "r"})
             self.event_ids += [entry["event_id"] for entry in body["data"]]
         return httpx.Response(200, json={"code": 0, "message": "OK", "request_id": "r", "data": {}})
 
@@ -44,12 +59,20 @@ class Partner:
 class Running:
     """A worker on its own thread, with its stubs."""
 
-    def __init__(self, tmp_path: Path, producer: StubProducer) -> None:
+    def __init__(
+        self, tmp_path: Path, producer: StubProducer, tiktok_app: dict[str, Any] | None = None,
+        ocean: bool = False,
+    ) -> None:  # fmt: skip
         (tmp_path / "partners").mkdir()
-        partner = partner_dict(app_dict(), endpoint="http://tiktok.test/open_api/v1.3/event/track/",
-                               delivery={"batch_linger_ms": 5, "backoff_initial_s": 0.01,
-                                         "backoff_max_s": 0.02})  # fmt: skip
+        fast = {"batch_linger_ms": 5, "backoff_initial_s": 0.01, "backoff_max_s": 0.02}
+        partner = partner_dict(tiktok_app or app_dict(),
+                               endpoint="http://tiktok.test/open_api/v1.3/event/track/",
+                               delivery=fast)  # fmt: skip
         (tmp_path / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner))
+        if ocean:
+            other = oe_partner_dict(endpoint="http://oceanengine.test/api/v2/conversion",
+                                    delivery=fast | {"batch_linger_ms": 0})  # fmt: skip
+            (tmp_path / "partners" / "oceanengine.yaml").write_text(yaml.safe_dump(other))
         config = tmp_path / "dispatcher.yaml"
         config.write_text(yaml.safe_dump({
             "kafka": {"bootstrap_servers": "stub:9092", "topics": {"installs": INSTALLS, "in_app_events": IN_APP},
@@ -67,10 +90,15 @@ class Running:
         )  # fmt: skip
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
 
-    def produce(self, topic: str, record: dict[str, Any] | bytes) -> None:
+    def produce(
+        self,
+        topic: str,
+        record: dict[str, Any] | bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         value = raw(record) if isinstance(record, dict) else record
         key = str(record["appsflyer_id"]).encode() if isinstance(record, dict) else None
-        self.consumer.produce(topic, value, key)
+        self.consumer.produce(topic, value, key, headers)
 
     def committed(self) -> dict[TopicPartition, int]:
         return dict(self.consumer.committed)
@@ -193,3 +221,31 @@ def test_stop_finishes_in_flight_work_and_commits(running: Running) -> None:
     running.stop()
     assert len(running.partner.event_ids) == 50
     assert running.committed() == running.ends()
+
+
+def test_a_record_replayed_for_one_partner_is_decided_for_that_partner_alone(
+    tmp_path: Path,
+) -> None:
+    """A dead letter replayed for Ocean Engine must not send TikTok its postback again, even
+    where TikTok is owed the record too (scope: all)."""
+    worker = Running(tmp_path, StubProducer(), app_dict(install_scope="all"), ocean=True)
+    worker.thread.start()
+    try:
+        record = oceanengine_event_dict("install")
+        click_id = click_id_of(record)
+        # Given a record owed to both partners, delivered to both
+        worker.produce(INSTALLS, record)
+        until(lambda: worker.partner.callbacks == [click_id], "the Ocean Engine conversion")
+        until(lambda: worker.partner.event_ids == [event_id_of(record)], "the TikTok postback")
+        # When it comes back replayed for Ocean Engine, then for a partner no longer configured
+        worker.produce(INSTALLS, record, [(REPLAY_PARTNER_HEADER, b"oceanengine")])
+        worker.produce(INSTALLS, record, [(REPLAY_PARTNER_HEADER, b"gone")])
+        until(lambda: worker.partner.callbacks == [click_id] * 2, "the replayed conversion")
+        until(lambda: worker.committed() == worker.ends(), "every offset committed")
+        # Then TikTok was not sent it again, and nobody got the third copy
+        assert worker.partner.event_ids == [event_id_of(record)]
+        assert worker.partner.callbacks == [click_id] * 2
+        assert worker.metric("dispatcher_decisions_total", partner="tiktok") == 1
+        assert worker.metric("dispatcher_decisions_total", partner="oceanengine") == 2
+    finally:
+        worker.stop()

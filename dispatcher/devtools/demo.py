@@ -1,7 +1,8 @@
 """`dispatcher demo`: the whole pipeline on this machine, with nothing set up beforehand.
 
-A local Kafka-compatible broker (Tansu), a local TikTok sandbox, the worker as `dispatcher run`
-would start it, and a realistic sample of events; live progress, then a summary.
+A local Kafka-compatible broker (Tansu), a local sandbox of both partners (TikTok and Ocean
+Engine), the worker as `dispatcher run` would start it, and a realistic sample of events; live
+progress, then a summary per partner.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ DEAD_LETTER_TOPIC = "postbacks-dead-letter"
 PARTITIONS = 3
 
 
-def demo_config(workdir: Path, bootstrap: str, endpoint: str, metrics_port: int) -> Path:
+def demo_config(
+    workdir: Path, bootstrap: str, endpoint: str, oceanengine_endpoint: str, metrics_port: int
+) -> Path:
     """The embedded default: the example config, pointed at the local broker and sandbox."""
     events = [
         {"sdk_event": "af_purchase", "partner_event": "Pay(Purchase)", "send_revenue": True},
@@ -48,12 +51,25 @@ def demo_config(workdir: Path, bootstrap: str, endpoint: str, metrics_port: int)
          "in_app_postbacks": {"enabled": True, "scope": "all", "window": "lifetime",
                               "events": events}},
     ]  # fmt: skip
+    ocean_events = [
+        {"sdk_event": "af_purchase", "partner_event": "active_pay", "send_revenue": True},
+        {"sdk_event": "af_complete_registration", "partner_event": "active_register"},
+    ]
+    oceanengine = {
+        "partner": "oceanengine", "media_sources": ["bytedance_int"],
+        "endpoint": oceanengine_endpoint,
+        "delivery": {"max_requests_per_s": 200, "max_concurrent_requests": 16},
+        "apps": [{"app_id": DEMO_APP, "click_lookback": "7d",
+                  "install_postbacks": {"scope": "attributed"},
+                  "in_app_postbacks": {"enabled": True, "scope": "attributed", "window": "30d",
+                                       "events": ocean_events}}],
+    }  # fmt: skip
     return WorkerConfig(
         bootstrap, TOPICS["installs"], TOPICS["in_app_events"], DEAD_LETTER_TOPIC,
         "postback-dispatcher-demo", endpoint, apps,
         delivery={"batch_max_events": 1000, "batch_linger_ms": 100, "max_requests_per_s": 50},
         worker={"commit_interval_ms": 500, "rebalance_drain_s": 2},
-        metrics_port=metrics_port, log_format="text",
+        metrics_port=metrics_port, log_format="text", partner_files=(oceanengine,),
     ).write(workdir)  # fmt: skip
 
 
@@ -63,10 +79,11 @@ class Snapshot:
 
     consumed: float = 0
     inflight: float = 0
-    delivered: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
+    delivered: Counter[tuple[str, str]] = field(default_factory=Counter)  # (partner, event)
+    skipped: Counter[tuple[str, str]] = field(default_factory=Counter)  # (partner, reason)
     dead_letters: Counter[str] = field(default_factory=Counter)
-    failed: Counter[str] = field(default_factory=Counter)
+    failed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    revenue_unsent: Counter[str] = field(default_factory=Counter)
 
     @classmethod
     def parse(cls, text: str) -> Snapshot:
@@ -80,11 +97,13 @@ class Snapshot:
                     snap.inflight = value
                 elif name == "dispatcher_postbacks_total" and value:
                     target = snap.delivered if labels["outcome"] == "delivered" else snap.failed
-                    target[labels["event"]] += int(value)
+                    target[(labels["partner"], labels["event"])] += int(value)
                 elif (
                     name == "dispatcher_decisions_total" and labels["decision"] == "skip" and value
                 ):
-                    snap.skipped[labels["reason"]] += int(value)
+                    snap.skipped[(labels["partner"], labels["reason"])] += int(value)
+                elif name == "dispatcher_revenue_unsent_total" and value:
+                    snap.revenue_unsent[labels["partner"]] += int(value)
                 elif name == "dispatcher_dead_letters_total" and value:
                     snap.dead_letters[labels["reason"]] += int(value)
         return snap
@@ -98,6 +117,8 @@ def _scrape(url: str) -> Snapshot | None:
 
 
 def _port(preferred: int) -> int:
+    if not preferred:
+        return free_port()
     with contextlib.suppress(OSError):
         import socket  # noqa: PLC0415
 
@@ -127,9 +148,10 @@ def run_demo(events: int, keep_running: bool, metrics_port: int, out: IO[str] = 
         say(f"  broker on {broker.bootstrap}; topics: installs, in-app-events, {DEAD_LETTER_TOPIC}")
         sandbox_thread = SandboxThread(PartnerSandbox(token=DEMO_TOKEN))
         sandbox = sandbox_thread.start()
-        say(f"  TikTok sandbox on {sandbox.url}")
+        say(f"  partner sandbox: TikTok on {sandbox.url}")
+        say(f"                   Ocean Engine on {sandbox.oceanengine_url}")
         port = _port(metrics_port)
-        config = demo_config(workdir, broker.bootstrap, sandbox.url, port)
+        config = demo_config(workdir, broker.bootstrap, sandbox.url, sandbox.oceanengine_url, port)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         try:
             with WorkerProcess(
@@ -146,7 +168,8 @@ def run_demo(events: int, keep_running: bool, metrics_port: int, out: IO[str] = 
                     return 1
                 elapsed = time.monotonic() - started
                 say()
-                _summary(snapshot, events, elapsed, len(sandbox.events), say)
+                received = Counter(event.partner for event in list(sandbox.events))
+                _summary(snapshot, events, elapsed, received, say)
                 say(f"metrics:  {metrics_url}  (also /healthz and /readyz)")
                 say(f"logs:     {workdir / 'worker.log'}")
                 if keep_running:
@@ -204,20 +227,35 @@ def _follow(url: str, total: int, worker: WorkerProcess, say: Any) -> Snapshot |
     return None
 
 
-def _summary(snap: Snapshot, total: int, elapsed_s: float, received: int, say: Any) -> None:
+def _summary(
+    snap: Snapshot, total: int, elapsed_s: float, received: Counter[str], say: Any
+) -> None:
     rows: list[tuple[str, int]] = [("events consumed", int(snap.consumed))]
-    rows.append(("postbacks sent (delivered)", sum(snap.delivered.values())))
-    rows += [(f"    {event}", n) for event, n in sorted(snap.delivered.items()) if n]
-    rows.append(("skipped (not owed)", sum(snap.skipped.values())))
-    rows += [(f"    {reason}", n) for reason, n in snap.skipped.most_common()]
     rows.append(("dead-lettered", sum(snap.dead_letters.values())))
     rows += [(f"    {reason}", n) for reason, n in snap.dead_letters.most_common()]
-    if snap.failed:
-        rows.append(("postbacks failed", sum(snap.failed.values())))
+    partners = sorted({p for p, _ in snap.delivered} | {p for p, _ in snap.skipped})
+    for partner in partners:
+        delivered = {event: n for (p, event), n in snap.delivered.items() if p == partner}
+        skipped = Counter({reason: n for (p, reason), n in snap.skipped.items() if p == partner})
+        failed = sum(n for (p, _), n in snap.failed.items() if p == partner)
+        rows.append((f"{_TITLES.get(partner, partner)}: postbacks sent (delivered)",
+                     sum(delivered.values())))  # fmt: skip
+        rows += [(f"    {event}", n) for event, n in sorted(delivered.items()) if n]
+        if snap.revenue_unsent[partner]:
+            rows.append(("    sent without revenue (currency)", snap.revenue_unsent[partner]))
+        rows.append((f"{_TITLES.get(partner, partner)}: skipped (not owed)",
+                     sum(skipped.values())))  # fmt: skip
+        rows += [(f"    {reason}", n) for reason, n in skipped.most_common()]
+        if failed:
+            rows.append((f"{_TITLES.get(partner, partner)}: postbacks failed", failed))
     width = max(len(label) for label, _ in rows) + 2
     say(f"summary: {total} events in {elapsed_s:.1f}s")
     say("  " + "-" * (width + 8))
     for label, count in rows:
         say(f"  {label:<{width}}{count:>8}")
     say("  " + "-" * (width + 8))
-    say(f"  the TikTok sandbox accepted {received} events")
+    for partner in partners:
+        say(f"  the {_TITLES.get(partner, partner)} sandbox accepted {received[partner]} events")
+
+
+_TITLES = {"tiktok": "TikTok", "oceanengine": "Ocean Engine"}

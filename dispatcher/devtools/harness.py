@@ -25,7 +25,8 @@ MEDIA_SOURCES = ["bytedanceglobal_int", "tiktokglobal_int"]
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """What a worker's `dispatcher.yaml` and `partners/tiktok.yaml` say."""
+    """What a worker's `dispatcher.yaml` and `partners/tiktok.yaml` say; `partner_files` are
+    more partner files, written as given (`partners/<partner>.yaml`)."""
 
     bootstrap: str
     installs: str
@@ -38,6 +39,7 @@ class WorkerConfig:
     worker: dict[str, Any] = field(default_factory=dict)
     metrics_port: int = 0  # 0: a free port now
     log_format: str = "json"
+    partner_files: tuple[dict[str, Any], ...] = ()
 
     def write(self, directory: Path) -> Path:
         """Write both files under `directory`; the dispatcher.yaml path."""
@@ -51,6 +53,10 @@ class WorkerConfig:
         (directory / "partners" / "tiktok.yaml").write_text(
             yaml.safe_dump(partner, sort_keys=False)
         )
+        for other in self.partner_files:
+            (directory / "partners" / f"{other['partner']}.yaml").write_text(
+                yaml.safe_dump(other, sort_keys=False)
+            )
         runtime: dict[str, Any] = {
             "kafka": {
                 "bootstrap_servers": self.bootstrap, "group_id": self.group,

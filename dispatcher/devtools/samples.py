@@ -130,6 +130,10 @@ class SampleGenerator:
         ("in_app_unmapped_event", 6),
         ("in_app_outside_window", 4),
         ("in_app_re_engagement_copies", 2),
+        ("install_oceanengine_click", 6),
+        ("install_oceanengine_no_click_id", 1),
+        ("in_app_oceanengine_purchase", 5),
+        ("in_app_oceanengine_registration", 2),
         ("bad_input", 1),
     )
 
@@ -200,6 +204,10 @@ class SampleGenerator:
                       "conversion_type": "re-engagement", "is_retargeting": True,
                       "retargeting_conversion_type": "re-engagement",
                       "campaign_type": "retargeting"}  # fmt: skip
+        if "oceanengine" in case:
+            event |= self._oceanengine(event)
+        if case == "install_oceanengine_no_click_id":
+            event["original_url"] = None  # no link recorded: nothing to match the conversion by
         if rnd.random() < 0.5:
             # Newer Push API leaves blank fields out; older sends them as null.
             event = {key: value for key, value in event.items() if value is not None}
@@ -293,6 +301,36 @@ class SampleGenerator:
             values |= {"advertising_id": uuid, "android_id": f"{rnd.getrandbits(64):016x}"}
         return appsflyer_record(values)
 
+    def _oceanengine(self, event: dict[str, Any]) -> dict[str, Any]:
+        """An install from an Ocean Engine click: China traffic, mostly Android (OAID, IMEI)."""
+        rnd = self._random
+        click_id = f"B.{rnd.getrandbits(80):020x}"
+        android = rnd.random() < 0.8
+        fields: dict[str, Any] = {
+            "media_source": "bytedance_int",
+            "af_channel": "Douyin",
+            "original_url": oceanengine_click_url(
+                event["app_id"], click_id, event["af_c_id"], event["af_adset_id"],
+                event["af_ad_id"],
+            ),
+            "country_code": "CN",
+            "city": rnd.choice(["Beijing", "Shanghai", "Shenzhen"]),
+            "region": "AS",
+            "language": "zh-CN",
+            "selected_currency": "CNY",
+            "event_revenue_currency": "CNY",
+        }  # fmt: skip
+        if android:
+            fields |= {
+                "platform": "android", "idfa": None, "idfv": None, "advertising_id": None,
+                "android_id": f"{rnd.getrandbits(64):016x}",
+                "oaid": str(UUID(int=rnd.getrandbits(128), version=4)),
+                "imei": f"86{rnd.randint(10**12, 10**13 - 1)}",
+                "device_type": None, "device_model": "huawei::P60",
+                "user_agent": "Dalvik/2.1.0 (Linux; U; Android 13; P60 Build/HUAWEIP60)",
+            }  # fmt: skip
+        return fields
+
     def _in_app(self, case: str, now: datetime) -> dict[str, Any]:
         rnd = self._random
         names = {
@@ -303,6 +341,8 @@ class SampleGenerator:
             "in_app_unmapped_event": rnd.choice(["af_tutorial_completion", "af_app_opened"]),
             "in_app_outside_window": "af_purchase",
             "in_app_re_engagement_copies": "af_purchase",
+            "in_app_oceanengine_purchase": "af_purchase",
+            "in_app_oceanengine_registration": "af_complete_registration",
         }
         name = names[case]
         organic = case == "in_app_organic"
@@ -314,7 +354,14 @@ class SampleGenerator:
             installed = now - timedelta(days=rnd.randint(181, 400))
             fields["install_time"] = _ts(installed)
             fields["attributed_touch_time"] = _ts(installed - timedelta(hours=2))
-        if name == "af_purchase":
+        if name == "af_purchase" and case == "in_app_oceanengine_purchase":
+            # Mostly yuan; now and then dollars, which Ocean Engine's pay_amount cannot carry.
+            currency = "CNY" if rnd.random() < 0.85 else "USD"
+            price = rnd.choice(["6.00", "30.00", "68.00", "128.00"])
+            value = {"af_revenue": price, "af_currency": currency,
+                     "af_content_id": f"sku-{rnd.randint(1, 40)}", "af_quantity": 1}  # fmt: skip
+            fields |= {"event_revenue": price, "event_revenue_currency": currency}
+        elif name == "af_purchase":
             price = rnd.choice(["0.99", "4.99", "9.99", "19.99"])
             value = {"af_revenue": price, "af_currency": "USD",
                      "af_content_id": f"sku-{rnd.randint(1, 40)}", "af_quantity": 1,

@@ -22,6 +22,7 @@ class StubRecord(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: list[tuple[str, bytes]] = []  # noqa: RUF012 - a NamedTuple default, never mutated
 
 
 class StubConsumer:
@@ -45,14 +46,20 @@ class StubConsumer:
 
     # --- the test's side --------------------------------------------------------------------
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None = None) -> int:
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> int:
         """Append a record (partitioned by key, as Kafka's default partitioner would spread
         them); return its offset."""
         count = sum(1 for tp in self.logs if tp.topic == topic)
         partition = zlib.crc32(key) % count if key else 0
         tp = TopicPartition(topic, partition)
         log = self.logs[tp]
-        log.append(StubRecord(topic, partition, len(log), key, value))
+        log.append(StubRecord(topic, partition, len(log), key, value, headers or []))
         return len(log) - 1
 
     def reassign(self, partitions: Iterable[TopicPartition]) -> None:
