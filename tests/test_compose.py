@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from prometheus_client.metrics import MetricWrapperBase
 
 from dispatcher.config_loader import load_settings
-from dispatcher.metrics import Metrics
+from dispatcher.metrics import BatchHistogram, Metrics
 from tests.pipeline import REPO
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -464,3 +465,30 @@ def test_dashboard_is_well_formed(dashboard: dict[str, Any]) -> None:
         if panel["type"] != "row":
             assert panel["targets"], f"{panel['title']} has a query"
             assert len({t["refId"] for t in panel["targets"]}) == len(panel["targets"])
+
+
+def test_dashboard_shows_each_partner_and_filters_by_partner(dashboard: dict[str, Any]) -> None:
+    """Every query on a metric with a `partner` label honours the Partner variable, and the
+    variable lists the configured partners."""
+    metrics = Metrics()
+    types = {family.name: family.type for family in metrics.registry.collect()}
+    partner_labelled = {  # the registered name and label names of each metric
+        metric._name + suffix
+        for metric in vars(metrics).values()
+        if isinstance(metric, MetricWrapperBase | BatchHistogram)
+        and "partner" in metric._labelnames
+        for suffix in SAMPLE_SUFFIXES[types[metric._name.removesuffix("_total")]]
+    }
+    assert {"dispatcher_postbacks_total", "dispatcher_decisions_total",
+            "dispatcher_event_to_postback_seconds_bucket",
+            "dispatcher_revenue_unsent_total"} <= partner_labelled  # fmt: skip
+    missing = [
+        where
+        for where, expr in dashboard_queries(dashboard)
+        if metric_names(expr) & partner_labelled and 'partner=~"$partner"' not in expr
+        and not where.startswith("variable")
+    ]  # fmt: skip
+    assert missing == []
+    [variable] = [v for v in dashboard["templating"]["list"] if v["name"] == "partner"]
+    assert variable["query"].endswith(", partner)")
+    assert {"tiktok", "oceanengine"} <= set(dashboard["tags"])

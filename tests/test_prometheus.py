@@ -19,7 +19,7 @@ from dispatcher.devtools.broker import LocalBroker, free_port
 from dispatcher.devtools.processes import stop_process
 from dispatcher.devtools.sandbox import PartnerSandbox
 from tests.conftest import required_binary
-from tests.factories import event_dict, event_id_of
+from tests.factories import event_dict, event_id_of, oceanengine_event_dict, oe_partner_dict
 from tests.pipeline import REPO, Topics, WorkerProcess, produce, sandbox_ids, wait_for, write_config
 from tests.test_compose import DASHBOARD, JOB, dashboard_queries
 
@@ -88,9 +88,13 @@ class PrometheusServer:
         return float(result[0]["value"][1]) if result else None
 
 
-def grafana_to_promql(expr: str) -> str:
+def grafana_to_promql(expr: str, partner: str = ".*") -> str:
     """A dashboard query as Grafana sends it: its variables replaced."""
-    return expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
+    return (
+        expr.replace("$__rate_interval", "1m")
+        .replace("$instance", ".*")
+        .replace("$partner", partner)
+    )
 
 
 def rule_states(prometheus: PrometheusServer) -> dict[str, str]:
@@ -106,8 +110,10 @@ def test_prometheus_scrapes_the_worker_and_evaluates_the_alerts(
     # Given a worker that has delivered a few postbacks
     topics = Topics.create(broker, "prometheus")
     events = [event_dict("install") for _ in range(6)]
-    produce(broker, topics.installs, events)
-    config = write_config(tmp_path, broker, topics, sandbox.url)
+    conversions = [oceanengine_event_dict("install") for _ in range(2)]
+    produce(broker, topics.installs, events + conversions)
+    ocean = oe_partner_dict(endpoint=sandbox.oceanengine_url)
+    config = write_config(tmp_path, broker, topics, sandbox.url, partner_files=(ocean,))
     expected_alerts = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"]
                        for rule in group["rules"] if "alert" in rule}  # fmt: skip
     with WorkerProcess(config, tmp_path / "worker.log") as worker:
@@ -118,10 +124,11 @@ def test_prometheus_scrapes_the_worker_and_evaluates_the_alerts(
             wait_for(prometheus.is_ready, 30, "prometheus ready", interval_s=0.25)
             # Then the delivered postbacks show up in Prometheus
             delivered = f'sum(dispatcher_postbacks_total{{job="{JOB}", outcome="delivered"}})'
+            total = len(events) + len(conversions)
             wait_for(
-                lambda: prometheus.value(delivered) == len(events),
+                lambda: prometheus.value(delivered) == total,
                 30,
-                f"{delivered} == {len(events)}",
+                f"{delivered} == {total}",
                 interval_s=0.5,
             )
             assert prometheus.value(f'up{{job="{JOB}"}}') == 1
@@ -140,11 +147,28 @@ def test_prometheus_scrapes_the_worker_and_evaluates_the_alerts(
                 interval_s=0.5,
             )
             # And every query of the dashboard is valid PromQL for this Prometheus
-            queries = dashboard_queries(json.loads(DASHBOARD.read_text()))
+            queries = list(dashboard_queries(json.loads(DASHBOARD.read_text())))
             errors = {
                 where: error
                 for where, expr in queries
                 if (error := prometheus.query_error(grafana_to_promql(expr)))
             }
             assert errors == {}
+            # And the Partner variable selects one partner's series
+            dashboard = json.loads(DASHBOARD.read_text())
+            [variable] = [v for v in dashboard["templating"]["list"] if v["name"] == "partner"]
+            selector = variable["query"].removeprefix("label_values(").rsplit(",", 1)[0]
+            partners = {
+                r["metric"]["partner"] for r in prometheus.api("query", query=selector)["result"]
+            }
+            assert partners == {"tiktok", "oceanengine"}
+            [installs] = [
+                e
+                for w, e in queries
+                if "sum by (partner) (increase(dispatcher_postbacks" in e
+                or "sum by (partner) (rate(dispatcher_postbacks_total" in e
+            ][:1]
+            ocean_only = grafana_to_promql(installs, "oceanengine")
+            result = prometheus.api("query", query=ocean_only)["result"]
+            assert [r["metric"]["partner"] for r in result] == ["oceanengine"]
         assert worker.stop() == 0
