@@ -281,10 +281,15 @@ def test_dispatcher_configuration_points_at_the_compose_services(compose: dict[s
         assert host in services
         advertised = environment(services[host])["KAFKA_ADVERTISED_LISTENERS"]
         assert f"//{host}:{port}" in advertised
-    endpoint = urlsplit(settings.partners.by_name("tiktok").endpoint)
-    assert endpoint.hostname == "tiktok-sandbox"
-    sandbox_command = services["tiktok-sandbox"]["command"]
-    assert sandbox_command[sandbox_command.index("--port") + 1] == str(endpoint.port)
+    # (both partners: the example config sends nothing to the real TikTok or Ocean Engine)
+    assert {p.partner for p in settings.partners.partners} == {"tiktok", "oceanengine"}
+    sandbox_command = services["partner-sandbox"]["command"]
+    for partner in settings.partners.partners:
+        endpoint = urlsplit(partner.endpoint)
+        assert endpoint.hostname == "partner-sandbox", partner.partner
+        assert sandbox_command[sandbox_command.index("--port") + 1] == str(endpoint.port)
+    ocean = urlsplit(settings.partners.by_name("oceanengine").endpoint)
+    assert ocean.path == "/api/v2/conversion"  # the sandbox's Ocean Engine path
     # And the metrics port is the one published and scraped
     assert f"{settings.runtime.metrics.port}:{settings.runtime.metrics.port}" in service["ports"]
 
