@@ -85,9 +85,10 @@ def write_partners(tmp_path: Path) -> Path:
     return config
 
 
-def test_tiktok_is_registered() -> None:
-    assert names() == ["tiktok"]
+def test_both_partners_are_registered() -> None:
+    assert names() == ["tiktok", "oceanengine"]
     assert adapter_for("tiktok").name == "tiktok"
+    assert adapter_for("oceanengine").name == "oceanengine"
 
 
 def test_a_partner_unknown_to_the_registry_is_a_config_error(tmp_path: Path) -> None:
@@ -136,7 +137,7 @@ def test_a_registered_toy_partner_is_loaded_decided_and_delivered(tmp_path: Path
             await channel.close()
 
         asyncio.run(deliver())
-    assert names() == ["tiktok"]  # the toy was registered for the block only
+    assert names() == ["tiktok", "oceanengine"]  # the toy was registered for the block only
     [request] = requests
     assert str(request.url) == "http://toy.test/conv"
     assert request.headers["Authorization"] == "Bearer toy-secret"

@@ -71,3 +71,21 @@ class FaultQueue:
         if head.count is None and head.for_s is None:
             self.items.pop(0)  # neither count nor duration: a single request
         return head
+
+
+class PartnerFaults:
+    """One fault queue per partner; `clear()` empties every queue (the partners stay)."""
+
+    def __init__(self, partners: tuple[str, ...]) -> None:
+        self._queues = {partner: FaultQueue() for partner in partners}
+
+    def __getitem__(self, partner: str) -> FaultQueue:
+        return self._queues[partner]
+
+    def __contains__(self, partner: object) -> bool:
+        return partner in self._queues
+
+    def clear(self) -> None:
+        """Drop every partner's queued faults."""
+        for queue in self._queues.values():
+            queue.clear()

@@ -17,7 +17,7 @@ from dispatcher.devtools.sandbox.contracts import (
     OceanEngineContract,
     TikTokContract,
 )
-from dispatcher.devtools.sandbox.faults import Fault, FaultQueue
+from dispatcher.devtools.sandbox.faults import Fault, PartnerFaults
 from dispatcher.devtools.sandbox.http import Answer, json_answer, serve
 
 PARTNERS = ("tiktok", "oceanengine")
@@ -70,7 +70,7 @@ class PartnerSandbox:
         self.requests: list[RequestRecord] = []
         self.tiktok = TikTokContract(token)
         self.oceanengine = OceanEngineContract()
-        self.faults = {partner: FaultQueue() for partner in PARTNERS}
+        self.faults = PartnerFaults(PARTNERS)
         self._api: asyncio.Server | None = None
         self._control: asyncio.Server | None = None
         self._api_writers: set[asyncio.StreamWriter] = set()
@@ -247,8 +247,7 @@ class PartnerSandbox:
             self.add_faults(faults, partner)
             return json_answer(200, {"queued": len(self.faults[partner])})
         if route == ("DELETE", "/faults"):
-            for queue in self.faults.values():
-                queue.clear()
+            self.faults.clear()
             return json_answer(200, {"queued": 0})
         if route == ("POST", "/listener"):
             if payload.get("up"):
@@ -259,8 +258,7 @@ class PartnerSandbox:
         if route == ("POST", "/reset"):
             self.events.clear()
             self.requests.clear()
-            for queue in self.faults.values():
-                queue.clear()
+            self.faults.clear()
             self._seen.clear()
             return json_answer(200, {"reset": True})
         return json_answer(404, {"error": f"no route {method} {path}"})
