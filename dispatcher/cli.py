@@ -128,6 +128,68 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _link(args: argparse.Namespace) -> int:
+    from dispatcher.links import LinkError  # noqa: PLC0415
+
+    try:
+        return _print_links(args)
+    except LinkError as exc:
+        print(f"dispatcher link: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _print_links(args: argparse.Namespace) -> int:
+    from dispatcher.links import LinkError, build_links, parse_params  # noqa: PLC0415
+    from dispatcher.partners import adapter_for  # noqa: PLC0415
+
+    settings = load_settings(_config_path(args), os.environ, require_secrets=False)
+    partners = settings.partners.partners
+    if args.partner is not None and args.partner not in {p.partner for p in partners}:
+        raise LinkError(
+            f"partner {args.partner!r} has no file in the partners directory; allowed: "
+            + ", ".join(sorted(p.partner for p in partners))
+        )
+    chosen = [p for p in partners if args.partner in (None, p.partner)]
+    if args.media_source and args.partner is None:
+        chosen = [p for p in chosen if p.is_partner_media_source(args.media_source)] or chosen
+    with_app = [(p, p.app(args.app)) for p in chosen if p.app(args.app) is not None]
+    if not with_app:
+        where = f"the {args.partner} file" if args.partner else "any partner file"
+        configured = sorted({a.app_id for p in chosen for a in p.apps})
+        raise LinkError(
+            f"app {args.app} is not configured in {where}; configured: " + ", ".join(configured)
+        )
+    params = parse_params(args.param or [])
+    links = [
+        build_links(
+            partner,
+            adapter_for(partner.partner),
+            app,
+            media_source=args.media_source,
+            click_lookback=args.click_lookback,
+            view_through_lookback=args.view_through_lookback,
+            params=params,
+        )
+        for partner, app in with_app
+        if app is not None
+    ]
+    for entry in links:
+        for warning in entry.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"app_id": args.app, "links": [e.as_json() for e in links]}, indent=2))
+        return EXIT_OK
+    for entry in links:
+        print(f"{entry.partner}, app {entry.app_id} (media source {entry.media_source})")
+        print("  click link (the partner's click tracking URL):")
+        print(f"    {entry.click}")
+        if entry.impression is not None:
+            print("  impression link (the partner's impression tracking URL):")
+            print(f"    {entry.impression}")
+    print("AppsFlyer does not save these links: keep this output as their record.")
+    return EXIT_OK
+
+
 def _replay(args: argparse.Namespace) -> int:
     from dispatcher.replay import DEFAULT_REASONS, ReplayReport, replay_dead_letters  # noqa: PLC0415
 
@@ -320,6 +382,28 @@ def _parser() -> argparse.ArgumentParser:
         help="ignore earlier replays of these reasons and start at the oldest record",
     )
     replay.set_defaults(command=_replay)
+
+    link = commands.add_parser(
+        "link",
+        parents=[common, with_config],
+        help="print an app's AppsFlyer attribution links for a partner",
+        description="The click-through and impression links for one app: pid, the partner's "
+        "parameters and macros, and the lookbacks (from the app's config unless a flag says "
+        "otherwise). Without --partner, one pair per partner file that configures the app.",
+    )
+    link.add_argument("--app", required=True, metavar="APP_ID", help="the app's store id")
+    link.add_argument("--partner", metavar="P", help="one partner (default: every partner "
+                      "whose file configures the app)")  # fmt: skip
+    link.add_argument("--media-source", metavar="M",
+                      help="pid (default: the partner's first media source)")  # fmt: skip
+    link.add_argument("--click-lookback", metavar="D", help="1h..23h or 1d..30d")
+    link.add_argument("--view-through-lookback", metavar="D", help="1h..23h or 1d")
+    link.add_argument(
+        "--param", action="append", metavar="KEY=VALUE",
+        help="add or override a parameter (repeatable), e.g. af_sub1=spring",
+    )  # fmt: skip
+    link.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    link.set_defaults(command=_link)
 
     demo = commands.add_parser(
         "demo",

@@ -45,6 +45,8 @@ class ToyAdapter:
     click_id_parameter = "clickid"
     requires_click_id: bool = False
     revenue_currencies: frozenset[str] | None = None
+    link_parameters = (("clickid", "__TOY_CLICK__"),)
+    has_impression_link: bool = False
 
     def build_event(self, content: PostbackContent) -> dict[str, Any]:
         return {"kind": content.partner_event or self.install_event, "id": content.event.event_id,

@@ -53,6 +53,10 @@ class PartnerAdapter(Protocol):
     # The revenue currencies the partner reads; None for any. Revenue in another currency is
     # left out of the postback and counted (`dispatcher_revenue_unsent_total`).
     revenue_currencies: frozenset[str] | None
+    # Its attribution links (`dispatcher link`): AppsFlyer parameter -> the partner's macro (or a
+    # fixed value), in the order the partner documents; `click_id_parameter` among them.
+    link_parameters: tuple[tuple[str, str], ...]
+    has_impression_link: bool
 
     def build_event(self, content: PostbackContent) -> dict[str, Any]:
         """One event of the partner's request body."""

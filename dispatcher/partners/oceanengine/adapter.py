@@ -22,6 +22,18 @@ from dispatcher.partners.oceanengine.wire import (
 
 # The attribution link's parameter Ocean Engine fills with its `__CALLBACK_PARAM__` macro.
 CLICK_ID_PARAMETER = "clickid"
+# AppsFlyer's preset `bytedance_int` click link: each parameter and the Ocean Engine macro that
+# fills it, as far as AppsFlyer's Chinese help page shows it (support.appsflyer.com/hc/zh-cn/
+# articles/115003019403): site, project (campaign), channel, creative, material ids, promotion
+# (ad group) and the click id. Device macros are left out: the conversion is matched by the
+# callback alone, and their parameter names could not be confirmed.
+LINK_PARAMETERS: tuple[tuple[str, str], ...] = (
+    ("af_siteid", "__UNION_SITE__"), ("af_c_id", "__PROJECT_ID__"), ("af_channel", "__CSITE__"),
+    ("af_ad", "__CID_NAME__"), ("af_ad_id", "__CID__"), ("af_sub1", "__MID1__"),
+    ("af_sub2", "__MID2__"), ("af_sub3", "__MID3__"), ("af_sub4", "__MID4__"),
+    ("af_sub5", "__MID6__"), ("af_adset", "__PROMOTION_NAME__"),
+    ("af_adset_id", "__PROMOTION_ID__"), (CLICK_ID_PARAMETER, "__CALLBACK_PARAM__"),
+)  # fmt: skip
 _PLATFORMS = frozenset({"ios", "android"})
 _FEN = Decimal(100)
 
@@ -39,6 +51,10 @@ class OceanEngineAdapter:
     click_id_parameter = CLICK_ID_PARAMETER
     requires_click_id: bool = True  # a conversion is matched by its callback alone
     revenue_currencies: frozenset[str] | None = frozenset({REVENUE_CURRENCY})
+    link_parameters = LINK_PARAMETERS
+    # Ocean Engine has impression monitoring links and AppsFlyer counts bytedance_int
+    # view-through installs; the impression link takes the same parameters.
+    has_impression_link: bool = True
 
     def build_event(self, content: PostbackContent) -> dict[str, Any]:
         """The whole body of one request."""

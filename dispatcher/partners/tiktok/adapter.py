@@ -31,6 +31,16 @@ PROPERTY_NAMES: Mapping[str, str] = {
 }
 # The attribution link's parameter that TikTok fills with its click id (`__CALLBACK_PARAM__`).
 CLICK_ID_PARAMETER = "clickid"
+# TikTok's AppsFlyer link: each parameter and the TikTok macro that fills it (SPEC §7, as TikTok
+# documents it for AppsFlyer), `clickid` carrying the click id.
+LINK_PARAMETERS: tuple[tuple[str, str], ...] = (
+    ("c", "__CAMPAIGN_NAME__"), ("af_c_id", "__CAMPAIGN_ID__"), ("af_adset", "__AID_NAME__"),
+    ("af_adset_id", "__AID__"), ("af_ad", "__CID_NAME__"), ("af_ad_id", "__CID__"),
+    ("af_ad_type", "__CTYPE__"), (CLICK_ID_PARAMETER, "__CALLBACK_PARAM__"),
+    ("android_id", "__ANDROIDID1__"), ("advertising_id", "__GAID__"), ("idfa", "__IDFA__"),
+    ("os", "__OS__"), ("af_ip", "__IP__"), ("af_ua", "__UA1__"), ("af_lang", "__SL__"),
+    ("af_channel", "__PLACEMENT__"), ("redirect", "false"),
+)  # fmt: skip
 # TikTok reads `properties.value` as revenue: it never survives stripping.
 REVENUE_PROPERTY = "value"
 
@@ -42,9 +52,10 @@ class TikTokAdapter:
     install_event = INSTALL_EVENT
     click_id_parameter = CLICK_ID_PARAMETER
     requires_click_id: bool = False  # TikTok takes events without a callback (matched by device)
-    revenue_currencies: frozenset[str] | None = (
-        None  # `properties.currency` names any ISO 4217 currency
-    )
+    # `properties.currency` takes any ISO 4217 code
+    revenue_currencies: frozenset[str] | None = None
+    link_parameters = LINK_PARAMETERS
+    has_impression_link: bool = True
 
     def build_event(self, content: PostbackContent) -> dict[str, Any]:
         """One `data[]` entry of the request body."""
