@@ -15,6 +15,8 @@ PURE_MODULES = [
     "dispatcher.attribution",
     "dispatcher.revenue",
     "dispatcher.partners.tiktok",
+    "dispatcher.partners.oceanengine",
+    "dispatcher.links",
     "dispatcher.inputs",
     "dispatcher.inputs.appsflyer",
     "schemas.events",
