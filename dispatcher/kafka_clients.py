@@ -4,6 +4,7 @@ worker imports nothing of `kafka.errors`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -84,6 +85,27 @@ def list_topics(consumer: Any) -> set[str]:
         return set(consumer.topics())
     except KafkaError as exc:
         raise BrokerUnavailableError(f"cannot list topics: {exc}") from exc
+
+
+def commit_async(
+    consumer: Any,
+    offsets: dict[tuple[str, int], int],
+    done: Callable[[dict[tuple[str, int], int], Exception | None], None],
+) -> None:
+    """Start committing `offsets` without waiting; `done(offsets, error)` is called once with
+    the outcome (None for success), possibly from the client's network thread."""
+    request = {
+        TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+        for (topic, partition), offset in offsets.items()
+    }
+
+    def finished(_offsets: object, response: object) -> None:
+        done(offsets, response if isinstance(response, Exception) else None)
+
+    try:
+        consumer.commit_async(request, callback=finished)
+    except KafkaError as exc:
+        done(offsets, exc)
 
 
 def commit(consumer: Any, offsets: dict[tuple[str, int], int]) -> None:

@@ -13,6 +13,8 @@ what the broker accepted, never moves an offset backwards, and is forced on stop
 from __future__ import annotations
 
 import logging
+import queue
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
@@ -162,22 +164,86 @@ class OffsetTracker:
 Committer = Callable[[dict[Partition, int]], None]  # commits, or raises CommitFailedError
 
 
+AsyncCommitter = Callable[
+    [dict[Partition, int], Callable[[dict[Partition, int], Exception | None], None]], None
+]
+# An asynchronous commit unanswered this long is given up (and its offsets tried again).
+ASYNC_COMMIT_TIMEOUT_S = 15.0
+
+
 class Checkpoint:
-    """Commits what is final: only forward, only what the tracker allows, forced on stop."""
+    """Commits what is final: only forward, only what the tracker allows, forced on stop.
+
+    While the worker runs, `commit_soon` commits asynchronously, as soon as something is final
+    and the previous commit has been answered (one outstanding at a time keeps commits in
+    order); `commit` commits synchronously (rebalance, stop). A refused commit changes nothing:
+    the same offsets, or later ones, go with the next.
+    """
 
     def __init__(
         self,
         tracker: OffsetTracker,
         commit: Committer,
         on_result: Callable[[bool], None] = lambda ok: None,
+        commit_async: AsyncCommitter | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._tracker = tracker
         self._commit = commit
+        self._commit_async = commit_async
         self._on_result = on_result
+        self._clock = clock
+        self._answers: queue.SimpleQueue[tuple[dict[Partition, int], Exception | None]] = (
+            queue.SimpleQueue()
+        )
+        self._outstanding: dict[Partition, int] | None = None
+        self._outstanding_since = 0.0
+
+    def commit_soon(self) -> None:
+        """Start an asynchronous commit of what became final, unless one is still unanswered."""
+        self.settle()
+        if self._commit_async is None:
+            self.commit()
+            return
+        if self._outstanding is not None:
+            if self._clock() - self._outstanding_since < ASYNC_COMMIT_TIMEOUT_S:
+                return
+            log.warning("an offset commit was not answered in %.0f s; trying again",
+                        ASYNC_COMMIT_TIMEOUT_S)  # fmt: skip
+            self._outstanding = None
+            self._on_result(False)
+        offsets = self._tracker.to_commit()
+        if not offsets:
+            return
+        self._outstanding, self._outstanding_since = offsets, self._clock()
+        self._commit_async(offsets, self._answered)
+
+    def _answered(self, offsets: dict[Partition, int], error: Exception | None) -> None:
+        # Any thread (the client's network thread): only hand the answer over.
+        self._answers.put((offsets, error))
+
+    def settle(self) -> None:
+        """Take in the answers to asynchronous commits (on the loop's thread)."""
+        while True:
+            try:
+                offsets, error = self._answers.get_nowait()
+            except queue.Empty:
+                return
+            if offsets is self._outstanding:
+                self._outstanding = None
+            if error is None:
+                self._tracker.mark_committed(offsets)
+                self._on_result(True)
+            else:
+                where = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(offsets))
+                log.warning("offset commit of %s failed: %s; will try again", where, error)
+                self._on_result(False)
 
     def commit(self, tps: Iterable[Partition] | None = None) -> bool:
-        """Commit every partition (or those of `tps`) whose final offset moved forward; False
-        when the broker refused, in which case the same offsets are tried again next time."""
+        """Commit every partition (or those of `tps`) whose final offset moved forward, and wait;
+        False when the broker refused, in which case the same offsets are tried again next
+        time."""
+        self.settle()
         offsets = self._tracker.to_commit(tps)
         if not offsets:
             return True

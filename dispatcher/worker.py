@@ -74,8 +74,9 @@ class Worker:
         self._commit_interval_s = runtime.worker.commit_interval_ms / 1000
         self._offsets = OffsetTracker()
         self._checkpoint = Checkpoint(
-            self._offsets, partial(kafka_clients.commit, consumer), metrics.committed
-        )
+            self._offsets, partial(kafka_clients.commit, consumer), metrics.committed,
+            partial(kafka_clients.commit_async, consumer), clock,
+        )  # fmt: skip
         # Completions from the delivery thread and from dead-letter acknowledgements; settled on
         # this thread, in `_drain_completions`.
         self._completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
@@ -146,9 +147,12 @@ class Worker:
             self._prefetch()
             self._handle(records)
         now = self._clock()
+        self._checkpoint.settle()
         if now >= self._next_commit_at:
+            # Prompt, coalesced and asynchronous: what became final is committed within one
+            # interval, and the loop never waits for the broker's answer.
             self._drain_completions()
-            self._checkpoint.commit()
+            self._checkpoint.commit_soon()
             self._next_commit_at = now + self._commit_interval_s
         if now >= self._next_lag_at:
             self._report_lag()

@@ -299,7 +299,9 @@ class WorkerConfig(_Config):
     """Back-pressure, commit cadence and time bounds of the loop."""
 
     max_inflight_events: Annotated[int, Field(ge=10, le=1_000_000)] = 20_000
-    commit_interval_ms: Annotated[int, Field(ge=10, le=60_000)] = 1_000
+    # How often what became final is committed (asynchronously): a crash re-sends little more
+    # than what was in flight.
+    commit_interval_ms: Annotated[int, Field(ge=10, le=60_000)] = 200
     shutdown_timeout_s: Annotated[float, Field(ge=0, le=600)] = 30.0
     rebalance_drain_s: Annotated[float, Field(ge=0, le=600)] = 5.0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -191,3 +192,83 @@ def test_a_deadline_counts_down_on_its_clock() -> None:
     assert (deadline.remaining_s(), deadline.expired()) == (0.5, False)
     now[0] = 103.0
     assert (deadline.remaining_s(), deadline.expired()) == (0.0, True)
+
+
+class AsyncBroker:
+    """An asynchronous committer whose answers the test releases."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[tuple[str, int], int]] = []
+        self.waiting: list[Callable[[Exception | None], None]] = []
+
+    def __call__(
+        self,
+        offsets: dict[tuple[str, int], int],
+        done: Callable[[dict[tuple[str, int], int], Exception | None], None],
+    ) -> None:
+        self.sent.append(dict(offsets))
+        self.waiting.append(lambda error: done(offsets, error))
+
+    def answer(self, error: Exception | None = None) -> None:
+        self.waiting.pop(0)(error)
+
+
+def test_prompt_commits_are_asynchronous_one_at_a_time_and_in_order() -> None:
+    tracker = OffsetTracker()
+    broker = AsyncBroker()
+    results: list[bool] = []
+    now = [0.0]
+    checkpoint = Checkpoint(tracker, lambda offsets: None, results.append, broker, lambda: now[0])
+    state = tracker.partition(("t", 0))
+    state.track(0, 0)
+    checkpoint.commit_soon()
+    assert broker.sent == [{("t", 0): 1}]
+    # While that commit is unanswered, nothing else is sent, however much becomes final
+    state.track(1, 0)
+    checkpoint.commit_soon()
+    assert len(broker.sent) == 1
+    assert tracker.committed(("t", 0)) is None  # not before the broker said so
+    # Once it is answered (on the loop's thread), the next goes, with everything final since
+    broker.answer()
+    checkpoint.commit_soon()
+    assert tracker.committed(("t", 0)) == 1
+    assert broker.sent[-1] == {("t", 0): 2}
+    # A refusal changes nothing: the same offsets go again
+    broker.answer(RuntimeError("rebalancing"))
+    checkpoint.commit_soon()
+    assert tracker.committed(("t", 0)) == 1
+    assert broker.sent[-1] == {("t", 0): 2}
+    assert results == [True, False]
+
+
+def test_an_unanswered_commit_is_given_up_after_a_while() -> None:
+    tracker = OffsetTracker()
+    broker = AsyncBroker()
+    now = [0.0]
+    checkpoint = Checkpoint(tracker, lambda offsets: None, lambda ok: None, broker, lambda: now[0])
+    tracker.partition(("t", 0)).track(0, 0)
+    checkpoint.commit_soon()
+    now[0] = 14.0
+    checkpoint.commit_soon()
+    assert len(broker.sent) == 1
+    now[0] = 16.0
+    checkpoint.commit_soon()
+    assert len(broker.sent) == 2  # tried again
+    # A late answer to the first still counts, and offsets never move back
+    broker.answer()
+    checkpoint.settle()
+    assert tracker.committed(("t", 0)) == 1
+
+
+def test_a_synchronous_commit_takes_in_pending_answers_first() -> None:
+    tracker = OffsetTracker()
+    broker = AsyncBroker()
+    synchronous: list[dict[tuple[str, int], int]] = []
+    checkpoint = Checkpoint(tracker, synchronous.append, lambda ok: None, broker)
+    state = tracker.partition(("t", 0))
+    state.track(0, 0)
+    checkpoint.commit_soon()
+    broker.answer()
+    state.track(1, 0)
+    assert checkpoint.close()
+    assert synchronous == [{("t", 0): 2}]  # only what the answered commit did not cover

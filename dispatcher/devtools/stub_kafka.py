@@ -102,6 +102,21 @@ class StubConsumer:
         for tp, meta in offsets.items():
             self.committed[tp] = meta.offset
 
+    def commit_async(
+        self,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        callback: Callable[[object, object], None] | None = None,
+    ) -> None:
+        """As kafka-python: the outcome goes to `callback` (here at once), never raised."""
+        try:
+            self.commit(offsets)
+        except CommitFailedError as exc:
+            if callback is not None:
+                callback(offsets, exc)
+            return
+        if callback is not None:
+            callback(offsets, None)
+
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
 
