@@ -47,6 +47,7 @@ def make_consumer(settings: Settings) -> KafkaConsumer:
         settings,
         group_id=kafka.group_id,
         enable_auto_commit=False,
+        allow_auto_create_topics=False,  # a typo'd source topic must not be created
         auto_offset_reset=kafka.auto_offset_reset,
         session_timeout_ms=kafka.session_timeout_ms,
         heartbeat_interval_ms=kafka.heartbeat_interval_ms,

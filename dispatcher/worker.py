@@ -366,9 +366,13 @@ class Worker:
                 f"dead-letter topic {dead_letter_topic!r} does not exist; create it first "
                 "(nothing is consumed without a place for dead letters)"
             )
-        for topic in self._topic_types:
-            if topic not in topics:
-                log.warning("source topic %r does not exist yet; waiting for it", topic)
+        missing = [topic for topic in self._topic_types if topic not in topics]
+        if missing:
+            raise PermanentError(
+                f"source topic(s) {', '.join(repr(t) for t in missing)} do not exist; create "
+                "them first, or fix kafka.topics (the worker never creates a topic: a typo would "
+                "otherwise be consumed from, silently, forever)"
+            )
 
     # --- stopping ----------------------------------------------------------------------------
 

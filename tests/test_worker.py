@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from kafka import KafkaConsumer
 
 from dispatcher.config_loader import load_settings
 from dispatcher.devtools.broker import LocalBroker
@@ -500,3 +501,15 @@ def test_start_up_refuses_a_broken_config_and_a_missing_dead_letter_topic(
     worker = WorkerProcess(config, tmp_path / "worker-2.log").start()
     assert worker.wait(60) == 1
     assert "dead-letter topic 'no-such-topic' does not exist" in worker.log()
+    # A typo'd source topic stops start-up too, and is not created by asking for it
+    data["kafka"]["dead_letter_topic"] = topics.dead_letters
+    data["kafka"]["topics"]["installs"] = "instals-typo"
+    config.write_text(yaml.safe_dump(data))
+    worker = WorkerProcess(config, tmp_path / "worker-3.log").start()
+    assert worker.wait(60) == 1
+    assert "source topic(s) 'instals-typo' do not exist" in worker.log()
+    admin = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    try:
+        assert "instals-typo" not in admin.topics()
+    finally:
+        admin.close()
