@@ -82,6 +82,11 @@ def _run(args: argparse.Namespace) -> int:
         args.log_format or runtime.log.format,
         settings.secrets(),
     )
+    log.info(
+        "connecting to Kafka at %s (giving up after %.0f s: kafka.connect_timeout_s)",
+        ",".join(runtime.kafka.bootstrap_servers),
+        runtime.kafka.connect_timeout_s,
+    )
     metrics, health = Metrics(), Health()
     try:
         server = MetricsServer(metrics, health, runtime.metrics.host, runtime.metrics.port)

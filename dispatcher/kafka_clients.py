@@ -21,6 +21,7 @@ def _common(settings: Settings) -> dict[str, Any]:
         "bootstrap_servers": list(kafka.bootstrap_servers),
         "client_id": kafka.client_id,
         "security_protocol": kafka.security_protocol,
+        "bootstrap_timeout_ms": int(kafka.connect_timeout_s * 1000),
     }
     if kafka.sasl_mechanism:
         options["sasl_mechanism"] = kafka.sasl_mechanism

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 REDACTED = "***redacted***"
@@ -96,12 +97,41 @@ class TextFormatter(logging.Formatter):
         return f"{text} {' '.join(extras)}" if extras else text
 
 
+_NUMBERS = re.compile(r"\d+(\.\d+)?")
+
+
+class ClientNoiseFilter(logging.Filter):
+    """kafka-python logs every retry of a failing connection, several lines each time: let one
+    line of each kind through per `window_s` (numbers such as backoffs and ports ignored), so a
+    broker that is down shows once per state change, not twenty times."""
+
+    def __init__(self, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._window_s = window_s
+        self._clock = clock
+        self._seen: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("kafka"):
+            return True
+        key = (record.name, _NUMBERS.sub("#", record.getMessage()))
+        now = self._clock()
+        last = self._seen.get(key)
+        if last is not None and now - last < self._window_s:
+            return False
+        if len(self._seen) > 1_000:
+            self._seen.clear()
+        self._seen[key] = now
+        return True
+
+
 def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> SecretRedactor:
     """Log to stderr at `level` in `fmt` (`text` or `json`); return the redactor to update."""
     redactor = SecretRedactor(secrets)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(redactor)
+    handler.addFilter(ClientNoiseFilter())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

@@ -259,6 +259,8 @@ class KafkaConfig(_Config):
     formats: TopicFormats = TopicFormats()
     dead_letter_topic: str = "postbacks-dead-letter"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # How long start-up waits for the first broker to answer before it exits 1.
+    connect_timeout_s: Annotated[float, Field(ge=1, le=600)] = 30.0
     session_timeout_ms: Annotated[int, Field(ge=1000, le=600_000)] = 10_000
     heartbeat_interval_ms: Annotated[int, Field(ge=100, le=60_000)] = 3_000
     max_poll_interval_ms: Annotated[int, Field(ge=1000, le=3_600_000)] = 60_000

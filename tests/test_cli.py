@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from dispatcher.devtools.processes import free_port
+from dispatcher.logs import ClientNoiseFilter
 from tests.factories import app_dict, event_dict, partner_dict
 
 REPO = Path(__file__).resolve().parent.parent
@@ -173,3 +177,47 @@ def test_every_command_has_help() -> None:
         assert "--config" in result.stdout
     assert dispatcher().returncode == 2
     assert dispatcher("no-such-command").returncode == 2
+
+
+def test_an_unreachable_broker_at_start_says_where_waits_a_stated_time_and_exits_1(
+    tmp_path: Path,
+) -> None:
+    """The first line names the broker and the wait; kafka-python's retries show once each."""
+    port = free_port()  # nothing listens there
+    (tmp_path / "partners").mkdir()
+    (tmp_path / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner_dict()))
+    config = tmp_path / "dispatcher.yaml"
+    config.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap_servers": f"127.0.0.1:{port}", "connect_timeout_s": 3},
+        "metrics": {"host": "127.0.0.1", "port": 0},
+    }))  # fmt: skip
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "dispatcher", "run", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "TIKTOK_ACCESS_TOKEN": "t"},
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert elapsed < 15
+    lines = result.stderr.splitlines()
+    assert f"connecting to Kafka at 127.0.0.1:{port} (giving up after 3 s" in lines[0]
+    assert f"cannot reach Kafka at 127.0.0.1:{port}" in lines[-1]
+    client_lines = [line for line in lines if " kafka." in line]
+    assert len(client_lines) <= 6, "\n".join(client_lines)
+
+
+def test_client_noise_filter_lets_one_line_of_each_kind_through_per_window() -> None:
+    now = [0.0]
+    noise = ClientNoiseFilter(window_s=60, clock=lambda: now[0])
+
+    def record(name: str, message: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.WARNING, "", 0, message, None, None)
+
+    kinds = ["failed (backoff 0.09 secs)", "failed (backoff 1.38 secs)", "not ready; waiting 5 s"]
+    passed = [noise.filter(record("kafka.net.manager", k)) for k in kinds]
+    assert passed == [True, False, True]  # numbers aside, the first two are the same line
+    assert noise.filter(record("dispatcher.worker", "failed (backoff 1 secs)"))  # ours: always
+    assert noise.filter(record("dispatcher.worker", "failed (backoff 1 secs)"))
+    now[0] = 61
+    assert noise.filter(record("kafka.net.manager", "failed (backoff 29.05 secs)"))
