@@ -81,6 +81,18 @@ def make_producer(settings: Settings) -> KafkaProducer:
         ) from exc
 
 
+def coordinator_known(consumer: Any) -> bool:
+    """Whether the consumer knows its group coordinator: False while the broker is unreachable
+    (kafka-python forgets the coordinator when its connection or a heartbeat fails)."""
+    coordinator = getattr(consumer, "_coordinator", None)  # absent on the stub consumer
+    if coordinator is None:
+        return True
+    try:
+        return not coordinator.coordinator_unknown()
+    except Exception:  # a client version without it: no signal, not an outage
+        return True
+
+
 def list_topics(consumer: Any) -> set[str]:
     """The topics the cluster knows; BrokerUnavailableError when it cannot be asked."""
     try:

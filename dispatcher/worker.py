@@ -100,6 +100,7 @@ class Worker:
             self._fetcher = None
         self._next_commit_at = 0.0
         self._next_lag_at = 0.0
+        self._broker_lost_at: float | None = None
 
     # --- signals (any thread, signal-handler safe) -----------------------------------------
 
@@ -154,9 +155,25 @@ class Worker:
             self._drain_completions()
             self._checkpoint.commit_soon()
             self._next_commit_at = now + self._commit_interval_s
+            self._watch_broker(now)
         if now >= self._next_lag_at:
             self._report_lag()
             self._next_lag_at = now + LAG_INTERVAL_S
+
+    def _watch_broker(self, now: float) -> None:
+        """Not ready while the broker is unreachable; ready again once it is back (the loop
+        keeps turning meanwhile: kafka-python reconnects on its own)."""
+        known = kafka_clients.coordinator_known(self._consumer)
+        if not known and self._broker_lost_at is None:
+            self._broker_lost_at = now
+            self._health.set_ready(False, "broker unreachable (no group coordinator); retrying")
+            log.warning("the broker is unreachable; not ready until it is back")
+        elif known and self._broker_lost_at is not None:
+            log.info("the broker is reachable again after %.0f s", now - self._broker_lost_at)
+            self._broker_lost_at = None
+            assigned = self._consumer.assignment()
+            if assigned:
+                self._health.set_ready(True, f"consuming {len(assigned)} partitions")
 
     def _handle(self, records: dict[Any, list[Any]]) -> None:
         now = self._clock()

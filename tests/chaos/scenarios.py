@@ -22,7 +22,7 @@ import httpx
 import yaml
 from kafka import KafkaProducer
 
-from dispatcher.devtools.broker import LocalBroker
+from dispatcher.devtools.broker import LocalBroker, LocalS3
 from dispatcher.devtools.sandbox import SandboxProcess
 from tests.chaos.fuzz import Fuzzer
 from tests.factories import app_dict, event_dict, event_id_of
@@ -58,11 +58,27 @@ class Profile:
     malformed: int
     valid_mixed: int
     seed: int = 20261125
+    broker_outage_s: float = 10.0
+    broker_events: int = 3_000
 
 
 PROFILES = {
     "short": Profile("short", 20_000, 250, 5, 10, 400, 10, 300, 6, 10_000, 1_000),
-    "full": Profile("full", 50_000, 600, 5, 60, 1_000, 30, 300, 15, 10_000, 2_000),
+    "full": Profile(
+        "full",
+        50_000,
+        600,
+        5,
+        60,
+        1_000,
+        30,
+        300,
+        15,
+        10_000,
+        2_000,
+        broker_outage_s=30.0,
+        broker_events=10_000,
+    ),
 }
 
 
@@ -673,6 +689,93 @@ def config_changes(env: ChaosEnv, profile: Profile) -> Result:
     return result
 
 
+def broker_restart(env: ChaosEnv, profile: Profile) -> Result:
+    """The broker (durable: Tansu on S3 storage) is killed with -9 while events flow and while
+    the partner rejects what is in flight, then restarted: the worker stays up, says it is not
+    ready meanwhile, dead-letters the rejections once the broker is back, and loses nothing."""
+    outage = profile.broker_outage_s
+    result = Result(
+        f"broker killed (-9) for {outage:.0f} s, then restarted, while rejections wait",
+        "the worker stays up; /readyz not ready within 15 s of the kill and ready within 30 s "
+        "of the restart; every owed event delivered or dead-lettered (once) within 120 s",
+    )
+    started = time.monotonic()
+    rnd = random.Random(profile.seed + 7)
+    workdir = env.workdir / "broker_restart"
+    workdir.mkdir(parents=True, exist_ok=True)
+    s3 = LocalS3(workdir / "s3.log").start()
+    broker = LocalBroker(log_path=workdir / "tansu.log", s3=s3).start()
+    worker: WorkerProcess | None = None
+    try:
+        env.sandbox.reset()
+        topics = Topics.create(broker, "brokerdown", 3)
+        config = write_config(workdir, broker, topics, env.sandbox.url,
+                              delivery={"batch_max_events": 50})  # fmt: skip
+        events = [owed_event(rnd.choice(["install", "in-app-event"]))
+                  for _ in range(profile.broker_events)]  # fmt: skip
+        owed = {event_id_of(e) for e in events}
+        half = len(events) // 2
+        produce(broker, topics.installs, [e for e in events[:half] if e["event_type"] == "install"])
+        produce(broker, topics.in_app, [e for e in events[:half] if e["event_type"] != "install"])
+        env.sandbox.add_faults([{"delay_s": 0.2, "for_s": 3600}])  # a backlog stays in flight
+        worker = env.worker(config, "0")
+        wait_until(lambda: env.sandbox.stats()["events"] >= 200, 60)
+        # When the broker dies, and the partner rejects everything meanwhile
+        env.sandbox.clear_faults()
+        env.sandbox.add_faults([{"code": 40001, "message": "No permission", "for_s": outage}])
+        broker.kill()
+        killed = time.monotonic()
+        not_ready = wait_until(lambda: not worker.is_ready(), 15, 0.2)
+        result.check(bool(not_ready), "/readyz still said ready 15 s after the broker died")
+        time.sleep(max(0.0, outage - (time.monotonic() - killed)))
+        result.check(not worker.exited(), "the worker exited while the broker was down")
+        env.sandbox.clear_faults()
+        broker.start()
+        restarted = time.monotonic()
+        back = wait_until(worker.is_ready, 30, 0.2)
+        result.check(bool(back), "/readyz not ready 30 s after the broker came back")
+        ready_after_s = time.monotonic() - restarted
+        # Then the stream goes on
+        produce(broker, topics.installs, [e for e in events[half:] if e["event_type"] == "install"])
+        produce(broker, topics.in_app, [e for e in events[half:] if e["event_type"] != "install"])
+
+        def settled() -> bool:
+            letters = read_all(broker, topics.dead_letters, timeout_s=2)
+            lettered = {event_id_of(letter["event"]) for letter in letters if letter["event"]}
+            return owed <= (delivered_ids(env) | lettered)
+
+        wait_until(settled, 120, 2.0)
+        letters = read_all(broker, topics.dead_letters, timeout_s=3)
+        lettered = [event_id_of(letter["event"]) for letter in letters if letter["event"]]
+        received = [event.event_id for event in env.sandbox.events()]
+        lost = owed - set(received) - set(lettered)
+        result.check(not lost, f"{len(lost)} owed events neither delivered nor dead-lettered")
+        result.check(len(lettered) == len(set(lettered)), "an event was dead-lettered twice")
+        result.check(bool(lettered), "nothing was rejected during the outage (vacuous run)")
+        result.check(
+            all(letter["reason"] == "partner_rejected" for letter in letters),
+            "a dead letter with another reason than partner_rejected",
+        )
+        code = worker.stop(timeout_s=60)
+        result.check(code == 0, f"the worker exited {code} on SIGTERM")
+        leaked = TOKEN in worker.log() or TOKEN in json.dumps(letters)
+        result.check(not leaked, "the access token leaked")
+        result.figures |= {
+            "events": len(events), "outage_s": outage,
+            "ready_again_s": round(ready_after_s, 1), "dead_letters": len(lettered),
+            "owed": len(owed), "lost": len(lost),
+            "duplicates": len(received) - len(set(received)), "token_leaks": int(leaked),
+        }  # fmt: skip
+    finally:
+        if worker is not None and not worker.exited():
+            worker.kill()
+        broker.stop()
+        s3.stop()
+        env.sandbox.clear_faults()
+    result.seconds = time.monotonic() - started
+    return result
+
+
 SCENARIOS: dict[str, Callable[[ChaosEnv, Profile], Result]] = {
     "kill_9": kill_9,
     "tiktok_down": tiktok_down,
@@ -681,4 +784,5 @@ SCENARIOS: dict[str, Callable[[ChaosEnv, Profile], Result]] = {
     "timeouts": timeouts,
     "malformed": malformed,
     "config": config_changes,
+    "broker_restart": broker_restart,
 }
