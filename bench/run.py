@@ -155,7 +155,13 @@ def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sa
     try:
         first, last, _ = delivered_window(sandbox, count, timeout_s=max(120, count / 200))
         stats = sandbox.stats()
+        time.sleep(0.5)  # the last commits of the run
+        commits = sum(
+            w.metric("dispatcher_offset_commits_total", result="success") for w in started
+        )
         return {
+            "commits": commits,
+            "commits_per_s": commits / (last - first) if last > first else float("nan"),
             "events": count,
             "seconds": last - first,
             "rate": count / (last - first) if last > first else float("nan"),
@@ -397,6 +403,10 @@ def render(r: dict[str, Any]) -> str:
         ("  ratio to the ceiling (target >= 0.33, stretch 0.5)", f"{r['ratio_to_ceiling']:.2f}"),
         ("  peak RSS", f"{r['worker']['peak_rss_mb'][0]:.0f} MB"),
         ("  duplicates", f"{r['worker']['duplicates']}"),
+        (
+            "  offset commits",
+            f"{r['worker']['commits']:.0f} ({r['worker']['commits_per_s']:.1f}/s)",
+        ),
     ]
     if "latency" in r:
         lat = r["latency"]
