@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 
 from dispatcher import __version__
 from dispatcher.config_loader import CONFIG_PATH_ENV, load_partners, load_settings
@@ -87,6 +88,12 @@ def _run(args: argparse.Namespace) -> int:
         ",".join(runtime.kafka.bootstrap_servers),
         runtime.kafka.connect_timeout_s,
     )
+    for partner in settings.partners.partners:
+        # where postbacks go, so a sandbox endpoint left in a production config shows (the
+        # host only: a URL could carry a credential, and the token is never logged)
+        active = sum(1 for app in partner.apps if app.active)
+        log.info("partner %s: postbacks to %s (%d of %d apps active)", partner.partner,
+                 urlsplit(partner.endpoint).netloc, active, len(partner.apps))  # fmt: skip
     metrics, health = Metrics(), Health()
     try:
         server = MetricsServer(metrics, health, runtime.metrics.host, runtime.metrics.port)
@@ -298,6 +305,17 @@ def _explain(args: argparse.Namespace) -> int:
 # Parser
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -418,7 +436,7 @@ def _parser() -> argparse.ArgumentParser:
         "Ocean Engine) and the worker, produce a realistic sample, show progress and a summary. "
         "Needs nothing set up.",
     )
-    demo.add_argument("--events", type=int, default=2000, help="sample size (default: 2000)")
+    demo.add_argument("--events", type=_positive, default=2000, help="sample size (default: 2000)")
     demo.add_argument("--keep-running", action="store_true", help="keep everything up until Ctrl-C")
     demo.add_argument(
         "--metrics-port", type=int, default=9108, help="worker metrics port (default: 9108)"

@@ -189,12 +189,14 @@ def _secret(
     *,
     required: bool,
 ) -> SecretStr | None:
-    value = environ.get(name, "").strip()
+    raw = environ.get(name)
+    value = (raw or "").strip()
     if value:
         return SecretStr(value)
     if required:
+        state = "is not set" if raw is None else "is set but empty"
         issues.append(
-            ConfigIssue(file, path, f"environment variable {name} is not set; it must hold {what}")
+            ConfigIssue(file, path, f"environment variable {name} {state}; it must hold {what}")
         )
     return None
 

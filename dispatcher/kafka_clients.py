@@ -30,6 +30,9 @@ def _common(settings: Settings) -> dict[str, Any]:
             options["sasl_plain_password"] = settings.kafka_password.get_secret_value()
     if kafka.ssl_cafile:
         options["ssl_cafile"] = kafka.ssl_cafile
+    if kafka.ssl_certfile and kafka.ssl_keyfile:
+        options["ssl_certfile"] = kafka.ssl_certfile
+        options["ssl_keyfile"] = kafka.ssl_keyfile
     return options
 
 

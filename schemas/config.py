@@ -270,6 +270,10 @@ class KafkaConfig(_Config):
     sasl_username: str | None = None
     sasl_password_env: EnvName | None = None
     ssl_cafile: str | None = None
+    # TLS client authentication (clusters such as Aiven require it): a certificate and its
+    # unencrypted private key, PEM files.
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> KafkaConfig:
@@ -281,6 +285,15 @@ class KafkaConfig(_Config):
             raise ValueError(
                 f"security_protocol {self.security_protocol} needs sasl_mechanism, sasl_username "
                 "and sasl_password_env"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError(
+                "ssl_certfile and ssl_keyfile go together (a client certificate and its key)"
+            )
+        if (self.ssl_certfile or self.ssl_cafile) and not self.security_protocol.endswith("SSL"):
+            raise ValueError(
+                f"ssl_cafile / ssl_certfile need security_protocol SSL or SASL_SSL, not "
+                f"{self.security_protocol}"
             )
         sources = {self.topics.installs, self.topics.in_app_events}
         if len(sources) < 2 or self.dead_letter_topic in sources:

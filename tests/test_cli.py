@@ -221,3 +221,13 @@ def test_client_noise_filter_lets_one_line_of_each_kind_through_per_window() -> 
     assert noise.filter(record("dispatcher.worker", "failed (backoff 1 secs)"))
     now[0] = 61
     assert noise.filter(record("kafka.net.manager", "failed (backoff 29.05 secs)"))
+
+
+@pytest.mark.parametrize("events", ["-5", "0", "many"])
+def test_the_demo_refuses_a_sample_size_below_one(events: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dispatcher", "demo", "--events", events],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--events" in result.stderr

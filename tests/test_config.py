@@ -167,6 +167,44 @@ def test_missing_token_is_an_error_naming_the_variable(tmp_path: Path) -> None:
     assert "TIKTOK_ACCESS_TOKEN is not set" in issue.message
 
 
+def test_an_empty_token_is_reported_as_empty_not_as_unset(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {"TIKTOK_ACCESS_TOKEN": "  "})
+    [issue] = caught.value.issues
+    assert "TIKTOK_ACCESS_TOKEN is set but empty" in issue.message
+
+
+@pytest.mark.parametrize(
+    ("kafka", "expected"),
+    [
+        ({"security_protocol": "SSL", "ssl_certfile": "/c.pem"},
+         "ssl_certfile and ssl_keyfile go together"),
+        ({"security_protocol": "SSL", "ssl_keyfile": "/c.key"},
+         "ssl_certfile and ssl_keyfile go together"),
+        ({"ssl_certfile": "/c.pem", "ssl_keyfile": "/c.key"},
+         "need security_protocol SSL or SASL_SSL, not PLAINTEXT"),
+    ],
+)  # fmt: skip
+def test_tls_client_authentication_settings_are_checked(
+    tmp_path: Path, kafka: dict[str, Any], expected: str
+) -> None:
+    runtime = {"kafka": {"bootstrap_servers": "k:9092"} | kafka}
+    issues = issues_of(write_config(tmp_path, runtime=runtime))
+    assert any(expected in issue for issue in issues), issues
+
+
+def test_tls_client_authentication_reaches_the_kafka_clients(tmp_path: Path) -> None:
+    from dispatcher.kafka_clients import _common
+
+    kafka = {"bootstrap_servers": "k:9093", "security_protocol": "SSL", "ssl_cafile": "/ca.pem",
+             "ssl_certfile": "/service.cert", "ssl_keyfile": "/service.key"}  # fmt: skip
+    settings = load_settings(write_config(tmp_path, runtime={"kafka": kafka}), TOKEN_ENV)
+    options = _common(settings)
+    assert (options["security_protocol"], options["ssl_cafile"]) == ("SSL", "/ca.pem")
+    assert (options["ssl_certfile"], options["ssl_keyfile"]) == ("/service.cert", "/service.key")
+
+
 def test_a_token_in_yaml_is_refused(tmp_path: Path) -> None:
     config = write_config(tmp_path, partner_dict(access_token="abc"))
     assert any("access_token: unknown key" in issue for issue in issues_of(config))

@@ -119,6 +119,11 @@ def test_one_stream_yields_tiktok_postbacks_and_ocean_engine_conversions(
         assert worker.metric("dispatcher_postbacks_total", partner="tiktok",
                              outcome="delivered") == len(tiktok)  # fmt: skip
         assert worker.stop() == 0
+    # The log says where each partner's postbacks go (the host, never a token)
+    host = sandbox.oceanengine_url.split("/")[2]
+    assert f"partner oceanengine: postbacks to {host} (1 of 1 apps active)" in worker.log()
+    assert f"partner tiktok: postbacks to {host} (2 of 2 apps active)" in worker.log()
+    assert TOKEN not in worker.log()
 
     # Then TikTok got exactly its bodies, and Ocean Engine exactly its own but the rejected one
     assert accepted(sandbox, "tiktok") == tiktok
