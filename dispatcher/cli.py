@@ -140,6 +140,15 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _topics_create(args: argparse.Namespace) -> int:
+    from dispatcher.kafka_clients import create_topics  # noqa: PLC0415
+
+    settings = load_settings(_config_path(args), os.environ, require_secrets=False)
+    for topic, outcome in create_topics(settings, args.partitions, args.replication_factor):
+        print(f"{topic}: {outcome}")
+    return EXIT_OK
+
+
 def _link(args: argparse.Namespace) -> int:
     from dispatcher.links import LinkError  # noqa: PLC0415
 
@@ -405,6 +414,29 @@ def _parser() -> argparse.ArgumentParser:
         help="ignore earlier replays of these reasons and start at the oldest record",
     )
     replay.set_defaults(command=_replay)
+
+    topics = commands.add_parser(
+        "topics",
+        parents=[common],
+        help="manage the topics the worker reads and writes",
+        description="`topics create`: create the topics of dispatcher.yaml on your Kafka.",
+    )
+    topic_commands = topics.add_subparsers(title="topic commands", metavar="ACTION")
+    create = topic_commands.add_parser(
+        "create",
+        parents=[common, with_config],
+        help="create the source topics and the dead-letter topic when they do not exist",
+        description="Create kafka.topics.installs and kafka.topics.in_app_events with "
+        "--partitions each, and kafka.dead_letter_topic with one partition, unless they exist "
+        "(then they are left as they are). Prints what it did for each; safe to run again.",
+    )
+    create.add_argument("--partitions", type=_positive, default=6,
+                        help="partitions of each source topic: the most workers that can share "
+                        "the load (default: 6)")  # fmt: skip
+    create.add_argument("--replication-factor", type=_positive, default=1,
+                        help="copies of each partition (default: 1; use 3 on a production "
+                        "cluster)")  # fmt: skip
+    create.set_defaults(command=_topics_create)
 
     link = commands.add_parser(
         "link",

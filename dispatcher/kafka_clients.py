@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from dispatcher.config_loader import Settings
@@ -65,6 +66,41 @@ def make_replay_consumer(settings: Settings, group_id: str) -> KafkaConsumer:
     the group only keeps where the last replay stopped)."""
     client_id = f"{settings.runtime.kafka.client_id}-replay"
     return _consumer(settings, group_id=group_id, enable_auto_commit=False, client_id=client_id)
+
+
+def create_topics(
+    settings: Settings, partitions: int, replication_factor: int
+) -> list[tuple[str, str]]:
+    """Create the source topics (`partitions` each) and the dead-letter topic (one partition)
+    when they do not exist; (topic, what happened) for each, in order. Idempotent."""
+    kafka = settings.runtime.kafka
+    wanted = [(kafka.topics.installs, partitions), (kafka.topics.in_app_events, partitions),
+              (kafka.dead_letter_topic, 1)]  # fmt: skip
+    try:
+        admin = KafkaAdminClient(**_common(settings))
+    except KafkaError as exc:
+        servers = ",".join(kafka.bootstrap_servers)
+        raise BrokerUnavailableError(f"cannot reach Kafka at {servers}: {exc}") from exc
+    report: list[tuple[str, str]] = []
+    try:
+        existing = set(admin.list_topics())
+        for topic, count in wanted:
+            if topic in existing:
+                report.append((topic, "exists"))
+                continue
+            try:
+                admin.create_topics([NewTopic(topic, count, replication_factor)])
+            except TopicAlreadyExistsError:
+                report.append((topic, "exists"))
+                continue
+            except KafkaError as exc:
+                raise BrokerUnavailableError(f"cannot create topic {topic!r}: {exc}") from exc
+            report.append(
+                (topic, f"created ({count} partitions, replication {replication_factor})")
+            )
+    finally:
+        admin.close()
+    return report
 
 
 def make_producer(settings: Settings) -> KafkaProducer:

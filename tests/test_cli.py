@@ -8,11 +8,14 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from kafka import KafkaConsumer
 
+from dispatcher.devtools.broker import LocalBroker
 from dispatcher.devtools.processes import free_port
 from dispatcher.logs import ClientNoiseFilter
 from tests.factories import app_dict, event_dict, partner_dict
@@ -231,3 +234,33 @@ def test_the_demo_refuses_a_sample_size_below_one(events: str) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "--events" in result.stderr
+
+
+@pytest.mark.broker
+def test_topics_create_makes_the_configured_topics_once_and_reports_what_exists(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    kafka = {"bootstrap_servers": broker.bootstrap,
+             "topics": {"installs": f"i-{suffix}", "in_app_events": f"e-{suffix}"},
+             "dead_letter_topic": f"d-{suffix}"}  # fmt: skip
+    (tmp_path / "partners").mkdir()
+    (tmp_path / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner_dict()))
+    config = tmp_path / "dispatcher.yaml"
+    config.write_text(yaml.safe_dump({"kafka": kafka}))
+    first = dispatcher("topics", "create", "--config", str(config), "--partitions", "4")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == [
+        f"i-{suffix}: created (4 partitions, replication 1)",
+        f"e-{suffix}: created (4 partitions, replication 1)",
+        f"d-{suffix}: created (1 partitions, replication 1)",
+    ]
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    try:
+        assert len(consumer.partitions_for_topic(f"i-{suffix}") or ()) == 4
+    finally:
+        consumer.close()
+    again = dispatcher("topics", "create", "--config", str(config))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [f"i-{suffix}: exists", f"e-{suffix}: exists",
+                                         f"d-{suffix}: exists"]  # fmt: skip

@@ -294,12 +294,21 @@ def test_dispatcher_configuration_points_at_the_compose_services(compose: dict[s
     assert f"{settings.runtime.metrics.port}:{settings.runtime.metrics.port}" in service["ports"]
 
 
-def test_kafka_init_creates_every_configured_topic(compose: dict[str, Any]) -> None:
-    kafka = yaml.safe_load((REPO / "config" / "dispatcher.yaml").read_text())["kafka"]
-    script = " ".join(compose["services"]["kafka-init"]["command"])
-    created = set(re.findall(r"--topic\s+(\S+)", script))
-    assert created == {*kafka["topics"].values(), kafka["dead_letter_topic"]}
-    assert script.count("--if-not-exists") >= 1
+def test_kafka_init_creates_the_configured_topics_with_the_dispatcher(
+    compose: dict[str, Any],
+) -> None:
+    """`dispatcher topics create` on the same mounted config and broker as the worker."""
+    init, worker = compose["services"]["kafka-init"], compose["services"]["dispatcher"]
+    command = init["command"]
+    assert command[:2] == ["topics", "create"]
+    assert command[command.index("--config") + 1] == "/etc/dispatcher/dispatcher.yaml"
+    assert int(command[command.index("--partitions") + 1]) >= 1
+    assert dict(bind_mounts(init)) == dict(bind_mounts(worker))
+    assert (
+        environment(init)["DISPATCHER_KAFKA__BOOTSTRAP_SERVERS"]
+        == environment(worker)["DISPATCHER_KAFKA__BOOTSTRAP_SERVERS"]
+    )
+    assert init.get("build") == worker.get("build")  # the dispatcher's own image
 
 
 def test_prometheus_scrapes_the_dispatcher_and_loads_the_alerts(compose: dict[str, Any]) -> None:
