@@ -173,7 +173,7 @@ def _print_links(args: argparse.Namespace) -> int:
     chosen = [p for p in partners if args.partner in (None, p.partner)]
     if args.media_source and args.partner is None:
         chosen = [p for p in chosen if p.is_partner_media_source(args.media_source)] or chosen
-    with_app = [(p, p.app(args.app)) for p in chosen if p.app(args.app) is not None]
+    with_app = [(p, app) for p in chosen if (app := p.app(args.app)) is not None]
     if not with_app:
         where = f"the {args.partner} file" if args.partner else "any partner file"
         configured = sorted({a.app_id for p in chosen for a in p.apps})
@@ -192,7 +192,6 @@ def _print_links(args: argparse.Namespace) -> int:
             params=params,
         )
         for partner, app in with_app
-        if app is not None
     ]
     for entry in links:
         for warning in entry.warnings:

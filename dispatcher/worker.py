@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -234,7 +234,7 @@ class Worker:
 
     @staticmethod
     def _targets(
-        headers: list[tuple[str, bytes]], pairs: list[tuple[PartnerConfig, PartnerAdapter]]
+        headers: Iterable[tuple[str, bytes]], pairs: list[tuple[PartnerConfig, PartnerAdapter]]
     ) -> list[tuple[PartnerConfig, PartnerAdapter]]:
         """The partners a record is decided for: for a dead letter replayed for one partner
         (`REPLAY_PARTNER_HEADER`), that partner alone (none if it is no longer configured);

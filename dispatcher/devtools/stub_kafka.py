@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from kafka import TopicPartition
@@ -22,7 +22,7 @@ class StubRecord(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]] = []  # noqa: RUF012 - a NamedTuple default, never mutated
+    headers: Sequence[tuple[str, bytes]] = ()
 
 
 class StubConsumer:
@@ -51,7 +51,7 @@ class StubConsumer:
         topic: str,
         value: bytes | None,
         key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> int:
         """Append a record (partitioned by key, as Kafka's default partitioner would spread
         them); return its offset."""
@@ -59,7 +59,7 @@ class StubConsumer:
         partition = zlib.crc32(key) % count if key else 0
         tp = TopicPartition(topic, partition)
         log = self.logs[tp]
-        log.append(StubRecord(topic, partition, len(log), key, value, headers or []))
+        log.append(StubRecord(topic, partition, len(log), key, value, headers))
         return len(log) - 1
 
     def reassign(self, partitions: Iterable[TopicPartition]) -> None:

@@ -8,7 +8,9 @@ the partner's JSON); each partner reads its own body codes after that.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 
 from dispatcher.outcomes import AttemptKind, AttemptResult
 
@@ -72,3 +74,23 @@ def classify_status(
             + message, retry_after, fate_unknown=True,
         )  # fmt: skip
     return None
+
+
+class Answer(NamedTuple):
+    """An HTTP answer read the way both ByteDance APIs need: its body `code` and `message`, the
+    `Retry-After` it asked for, and the result when the HTTP status alone decides it."""
+
+    code: int | None
+    message: str
+    retry_after: float | None
+    decided: AttemptResult | None  # None: a 2xx with a body code, for the partner to read
+
+
+def read_answer(
+    status: int, headers: Mapping[str, str], body: bytes, now: float, partner: str
+) -> Answer:
+    """`read_code`, `parse_retry_after` and `classify_status` of one answer."""
+    code, message = read_code(body)
+    retry_after = parse_retry_after(headers.get("retry-after"), now)
+    return Answer(code, message, retry_after,
+                  classify_status(status, code, message, retry_after, partner))  # fmt: skip

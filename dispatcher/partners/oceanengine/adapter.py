@@ -10,7 +10,7 @@ from typing import Any
 import pydantic_core
 
 from dispatcher.outcomes import AttemptKind, AttemptResult
-from dispatcher.partners.answers import classify_status, parse_retry_after, read_code
+from dispatcher.partners.answers import read_answer
 from dispatcher.partners.base import PostbackContent, usable_device_id
 from dispatcher.partners.oceanengine.wire import (
     CODE_OK,
@@ -106,11 +106,9 @@ class OceanEngineAdapter:
         self, status: int, headers: Mapping[str, str], body: bytes, now: float
     ) -> AttemptResult:
         """`code` 0 is success; a non-zero code on HTTP 200 is a rejection (SPEC §4b)."""
-        code, message = read_code(body)
-        retry_after = parse_retry_after(headers.get("retry-after"), now)
-        by_status = classify_status(status, code, message, retry_after, "Ocean Engine")
-        if by_status is not None:
-            return by_status
+        code, message, _, decided = read_answer(status, headers, body, now, "Ocean Engine")
+        if decided is not None:
+            return decided
         if code == CODE_OK:
             return AttemptResult(AttemptKind.OK, status, code, message)
         return AttemptResult(AttemptKind.FATAL, status, code, message)

@@ -8,7 +8,7 @@ from typing import Any
 import pydantic_core
 
 from dispatcher.outcomes import AttemptKind, AttemptResult
-from dispatcher.partners.answers import classify_status, parse_retry_after, read_code
+from dispatcher.partners.answers import read_answer
 from dispatcher.partners.base import PostbackContent, usable_device_id
 from dispatcher.partners.tiktok.wire import (
     CODE_BAD_PARAMETER,
@@ -135,11 +135,9 @@ class TikTokAdapter:
         self, status: int, headers: Mapping[str, str], body: bytes, now: float
     ) -> AttemptResult:
         """Read the body, not only the status: TikTok reports most errors as HTTP 200."""
-        code, message = read_code(body)
-        retry_after = parse_retry_after(headers.get("retry-after"), now)
-        by_status = classify_status(status, code, message, retry_after, "TikTok")
-        if by_status is not None:
-            return by_status
+        code, message, retry_after, decided = read_answer(status, headers, body, now, "TikTok")
+        if decided is not None:
+            return decided
         if code == CODE_OK:
             return AttemptResult(AttemptKind.OK, status, code, message)
         if code == CODE_PARTIAL_SUCCESS:
