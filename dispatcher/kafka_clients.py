@@ -4,6 +4,7 @@ worker imports nothing of `kafka.errors`."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -173,3 +174,33 @@ def commit(consumer: Any, offsets: dict[tuple[str, int], int]) -> None:
     except KafkaError as exc:
         where = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(offsets))
         raise CommitFailedError(f"offset commit of {where} failed: {exc}") from exc
+
+
+async def commit_in_loop(consumer: Any, offsets: dict[tuple[str, int], int]) -> Exception | None:
+    """Commit `offsets` from inside kafka-python's network loop (a rebalance listener runs
+    there, and a blocking `commit` from it raises): the asynchronous commit, awaited. The
+    error, a CommitFailedError naming the partitions, or None when the broker accepted."""
+    where = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(offsets))
+    if not coordinator_known(consumer):
+        return CommitFailedError(f"offset commit of {where} not sent: no group coordinator")
+    request = {
+        TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+        for (topic, partition), offset in offsets.items()
+    }
+    try:
+        future = consumer.commit_async(request, callback=lambda _offsets, _response: None)
+        if future is not None:
+            await future  # kafka.future.Future: awaitable on kafka-python's own loop
+    except KafkaError as exc:
+        return CommitFailedError(f"offset commit of {where} failed: {exc}")
+    return None
+
+
+async def pause_in_loop(consumer: Any, delay_s: float) -> None:
+    """Let kafka-python's network loop run for `delay_s` from a rebalance listener (a plain
+    sleep there would stall the loop: heartbeats and the commit being awaited)."""
+    sleep = getattr(getattr(consumer, "_net", None), "sleep", None)  # the loop (private)
+    if sleep is None:  # the stub consumer: no loop to keep turning
+        time.sleep(delay_s)
+        return
+    await sleep(delay_s)

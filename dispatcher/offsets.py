@@ -257,6 +257,19 @@ class Checkpoint:
         self._on_result(True)
         return True
 
+    def offsets_to_commit(self, tps: Iterable[Partition]) -> dict[Partition, int]:
+        """What `commit(tps)` would commit now, for a caller that must commit it itself (inside
+        the Kafka client's own loop, where `commit` cannot wait) and then calls `answered`."""
+        self.settle()
+        return self._tracker.to_commit(tps)
+
+    def answered(self, offsets: dict[Partition, int], error: Exception | None) -> bool:
+        """The answer to a commit of `offsets_to_commit`'s offsets, taken in at once; True when
+        the broker accepted them."""
+        self._answers.put((offsets, error))
+        self.settle()
+        return error is None
+
     def close(self) -> bool:
         """The final commit on stop: everything final is committed, or it says it was not."""
         return self.commit()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka import AsyncConsumerRebalanceListener, TopicPartition
 
 from dispatcher import kafka_clients
 from dispatcher.config_loader import PartnerSet, Settings
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 100
 LAG_INTERVAL_S = 5.0
+REBALANCE_WAIT_S = 0.02  # how often a revocation looks for finished deliveries
 
 
 class Worker:
@@ -313,8 +314,9 @@ class Worker:
 
     # --- rebalances ---------------------------------------------------------------------------
 
-    def on_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Partitions are leaving: finish their deliveries (bounded), commit, keep their state."""
+    async def on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        """Partitions are leaving: finish their deliveries (bounded), commit, keep their state.
+        Runs on kafka-python's network loop (see `_Rebalance`): its waits let that loop turn."""
         tps = {(tp.topic, tp.partition) for tp in revoked}
         if not tps or self._closing:
             return  # closing: _shutdown already finished and committed what it could
@@ -322,10 +324,14 @@ class Worker:
         self._delivery.flush(tps)
         deadline = Deadline(self._settings.runtime.worker.rebalance_drain_s, self._clock)
         while self._offsets.pending_in(tps) and not deadline.expired():
-            self._drain_completions(timeout_s=0.05)
+            self._drain_completions()
             self._dead_letters.pump()
+            await kafka_clients.pause_in_loop(self._consumer, REBALANCE_WAIT_S)
         self._drain_completions()
-        self._checkpoint.commit(tps)
+        offsets = self._checkpoint.offsets_to_commit(tps)
+        if offsets:
+            error = await kafka_clients.commit_in_loop(self._consumer, offsets)
+            self._checkpoint.answered(offsets, error)
         unfinished = self._offsets.pending_in(tps)
         if unfinished:
             log.warning(
@@ -334,8 +340,26 @@ class Worker:
             )
         self._offsets.detach(tps)
 
-    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+    def on_lost(self, lost: Iterable[TopicPartition]) -> None:
+        """The group evicted this worker (a missed session, a fenced member): the partitions
+        are someone else's already, so nothing is committed; their unfinished events are
+        re-read by the next owner. Their state is kept until the new assignment is known."""
+        tps = {(tp.topic, tp.partition) for tp in lost}
+        if not tps or self._closing:
+            return
+        self._health.set_ready(False, "rejoining the group after losing its partitions")
+        unfinished = self._offsets.pending_in(tps)
+        log.warning(
+            "partitions lost (the group evicted this worker): %s; %d events unfinished there "
+            "go to the next owner",
+            ", ".join(f"{t}[{p}]" for t, p in sorted(tps)),
+            unfinished,
+        )
+        self._offsets.detach(tps)
+
+    def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         """The new assignment: keep state of partitions that stay, drop the others."""
+        assigned = list(assigned)
         tps = [(tp.topic, tp.partition) for tp in assigned]
         dropped = self._offsets.reassign(tps)
         if dropped:
@@ -425,14 +449,19 @@ class Worker:
         log.info("stopped")
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """kafka-python calls these from inside `poll()`, on the worker's thread."""
+class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """kafka-python 3 calls these on its network thread, from inside `poll()` (or `close()`),
+    while the worker's thread waits there: they may use the worker's state, but a blocking
+    consumer call (a synchronous commit) raises there, so a revocation awaits its commit."""
 
     def __init__(self, worker: Worker) -> None:
         self._worker = worker
 
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self._worker.on_revoked(revoked)
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._worker.on_revoked(revoked)
 
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self._worker.on_assigned(assigned)
+
+    async def on_partitions_lost(self, lost: Iterable[TopicPartition]) -> None:
+        self._worker.on_lost(lost)

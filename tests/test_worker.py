@@ -513,3 +513,48 @@ def test_start_up_refuses_a_broken_config_and_a_missing_dead_letter_topic(
         assert "instals-typo" not in admin.topics()
     finally:
         admin.close()
+
+
+def test_a_second_worker_joining_rebalances_without_a_crash_or_a_loss(
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
+) -> None:
+    """kafka-python 3 runs rebalance listeners on its own network thread, where a blocking
+    commit raises: the revocation must commit without blocking, or every rebalance (a replica
+    added, another restarted) crashes the workers that hold partitions."""
+    # Given one worker delivering a stream to a partner that answers in 0.2 s (at most about
+    # 400 events/s: 8 requests of 10 at a time), so that deliveries are in flight at the
+    # rebalance
+    topics = Topics.create(broker, "rebalance", partitions=4)
+    sandbox.add_faults([Fault(delay_s=0.2, for_s=3600)])
+    events = [event_dict("install") for _ in range(6000)]
+    produce(broker, topics.installs, events[:4000])
+    delivery = {"batch_max_events": 10}
+    config = write_config(tmp_path, broker, topics, sandbox.url, delivery=delivery)
+    with WorkerProcess(config, tmp_path / "first.log") as first:
+        wait_for(lambda: len(sandbox_ids(sandbox)) >= 300, 60, "deliveries under way")
+        # When a second worker joins the group mid-stream, and the stream goes on
+        (tmp_path / "second").mkdir()
+        other = write_config(
+            tmp_path / "second", broker, topics, sandbox.url, delivery=delivery
+        )  # the same group, its own metrics port
+        with WorkerProcess(other, tmp_path / "second.log") as second:
+            wait_for(
+                lambda: "partitions assigned" in second.log(), 60, "the second worker assigned"
+            )
+            assert len(set(sandbox_ids(sandbox))) < 4000  # the rebalance came mid-stream
+            produce(broker, topics.installs, events[4000:])
+            # Then neither crashed, both took part, and every event arrived
+            wait_for(
+                lambda: set(sandbox_ids(sandbox)) >= {event_id_of(e) for e in events}, 120,
+                "every event",
+            )  # fmt: skip
+            assert not first.exited(), first.log()[-3000:]
+            assert "User rebalance callback throws an error" not in first.log()
+            assert first.metric("dispatcher_events_consumed_total") > 0
+            assert second.metric("dispatcher_events_consumed_total") > 0
+            wait_for(lambda: first.is_ready() and second.is_ready(), 30, "both ready")
+            assert second.stop() == 0
+        assert first.stop() == 0
+    # And what was final is committed, to the end of every partition
+    ends = end_offsets(broker, [topics.installs])
+    assert committed_offsets(broker, topics) == {tp: end for tp, end in ends.items() if end > 0}

@@ -45,9 +45,11 @@ class Partner:
         self.event_ids: list[str] = []
         self.callbacks: list[str] = []
         self.lock = threading.Lock()
+        self.delay_s = 0.0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
+        time.sleep(self.delay_s)
         with self.lock:
             if request.url.host == "oceanengine.test":
                 self.callbacks.append(body["context"]["ad"]["callback"])
@@ -214,6 +216,32 @@ def test_after_a_rebalance_records_read_again_are_not_sent_again(running: Runnin
     running.consumer.fail_commits = 0
     until(lambda: running.committed() == running.ends(), "committed")
     assert sorted(running.partner.event_ids) == sorted(event_id_of(r) for r in records)
+
+
+def test_a_revocation_finishes_in_flight_work_and_commits_it_before_letting_go(
+    running: Running,
+) -> None:
+    # Given installs on the wire to a partner answering in 0.3 s
+    running.partner.delay_s = 0.3
+    records = [event_dict("install") for _ in range(6)]
+    for record in records:
+        running.produce(INSTALLS, record)
+    until(lambda: running.metric("dispatcher_inflight_events") == 6, "all six in flight")
+    # When a rebalance takes the installs partitions away (in-app stays)
+    running.consumer.reassign(tp for tp in running.consumer.logs if tp.topic == IN_APP)
+    # Then the revocation waited for the answers and committed them before letting go: nothing
+    # else commits a partition no longer ours
+    until(lambda: len(running.partner.event_ids) == 6, "the deliveries answered")
+    installs_ends = {tp: end for tp, end in running.ends().items() if tp.topic == INSTALLS}
+    until(
+        lambda: (
+            {tp: o for tp, o in running.committed().items() if tp.topic == INSTALLS}
+            == installs_ends
+        ),
+        "the revoked partitions committed",
+    )
+    assert running.metric("dispatcher_rereads_skipped_total") == 0
+    running.stop()
 
 
 def test_stop_finishes_in_flight_work_and_commits(running: Running) -> None:

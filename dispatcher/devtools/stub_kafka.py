@@ -4,6 +4,7 @@ stubs know nothing of the wire, group coordination or timing."""
 
 from __future__ import annotations
 
+import inspect
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -11,6 +12,7 @@ from typing import Any, NamedTuple
 
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaTimeoutError
+from kafka.future import Future
 from kafka.structs import OffsetAndMetadata
 
 
@@ -106,16 +108,19 @@ class StubConsumer:
         self,
         offsets: dict[TopicPartition, OffsetAndMetadata],
         callback: Callable[[object, object], None] | None = None,
-    ) -> None:
-        """As kafka-python: the outcome goes to `callback` (here at once), never raised."""
+    ) -> Future:
+        """As kafka-python: the outcome goes to `callback` (here at once) and to the returned
+        future (done already), never raised."""
+        future = Future()
         try:
             self.commit(offsets)
         except CommitFailedError as exc:
             if callback is not None:
                 callback(offsets, exc)
-            return
+            return future.failure(exc)
         if callback is not None:
             callback(offsets, None)
+        return future.success(None)
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
@@ -140,13 +145,27 @@ class StubConsumer:
         if assignment is None:
             return
         if self._assigned and self._listener is not None:
-            self._listener.on_partitions_revoked(sorted(self._assigned))
+            _call(self._listener.on_partitions_revoked, sorted(self._assigned))
         self._assigned = set(assignment)
         self._paused &= self._assigned
         for tp in assignment:  # resume where the group committed, like a new member would
             self._positions[tp] = self.committed.get(tp, 0)
         if self._listener is not None:
-            self._listener.on_partitions_assigned(sorted(assignment))
+            _call(self._listener.on_partitions_assigned, sorted(assignment))
+
+
+def _call(method: Callable[[list[TopicPartition]], Any], partitions: list[TopicPartition]) -> None:
+    """Call a rebalance listener's method, driving it to its end when it is a coroutine (as
+    kafka-python's loop would; everything it may await on the stub is answered already)."""
+    result = method(partitions)
+    if not inspect.iscoroutine(result):
+        return
+    try:
+        result.send(None)
+    except StopIteration:
+        return
+    result.close()
+    raise RuntimeError("stub: a rebalance listener waited for something the stub cannot answer")
 
 
 class _Sent:
