@@ -14,14 +14,16 @@ from dispatcher.metrics import Metrics
 
 
 class Health:
-    """Liveness (the loop keeps turning) and readiness (consuming, not stopping)."""
+    """Liveness (the loop keeps turning) and readiness (consuming, not stopping, and no lasting
+    fault such as a deleted source topic)."""
 
     def __init__(self, stale_after_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._stale_after_s = stale_after_s
         self._last_beat: float | None = None
-        self.ready = False
-        self.reason = "starting"
+        self._ready = False
+        self._reason = "starting"
+        self._faults: dict[str, str] = {}
 
     def beat(self) -> None:
         """The main loop went round once."""
@@ -33,7 +35,22 @@ class Health:
 
     def set_ready(self, ready: bool, reason: str) -> None:
         """Ready or not, and why (shown by /readyz)."""
-        self.ready, self.reason = ready, reason
+        self._ready, self._reason = ready, reason
+
+    def add_fault(self, name: str, reason: str) -> None:
+        """A lasting fault: not ready, whatever `set_ready` says, until the process restarts."""
+        # A new dict, never a mutated one: /readyz reads it from the HTTP server's thread.
+        self._faults = {**self._faults, name: reason}
+
+    @property
+    def ready(self) -> bool:
+        """Ready to be counted as a working member: consuming, and no fault."""
+        return self._ready and not self._faults
+
+    @property
+    def reason(self) -> str:
+        """Why ready or not: the faults first, when there are any."""
+        return "; ".join(self._faults.values()) if self._faults else self._reason
 
 
 class MetricsServer:

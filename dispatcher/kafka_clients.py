@@ -5,7 +5,8 @@ worker imports nothing of `kafka.errors`."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -59,6 +60,8 @@ def make_consumer(settings: Settings) -> KafkaConsumer:
         heartbeat_interval_ms=kafka.heartbeat_interval_ms,
         max_poll_interval_ms=kafka.max_poll_interval_ms,
         max_poll_records=kafka.max_poll_records,
+        # Also how soon a deleted source topic is noticed (`topic_identities`).
+        metadata_max_age_ms=kafka.metadata_max_age_ms,
     )
 
 
@@ -131,6 +134,27 @@ def coordinator_known(consumer: Any) -> bool:
         return not coordinator.coordinator_unknown()
     except Exception:  # a client version without it: no signal, not an outage
         return True
+
+
+_NO_TOPIC_ID = uuid.UUID(int=0)  # what a metadata answer carries for a topic it does not know
+
+
+def topic_identities(consumer: Any, topics: Iterable[str]) -> dict[str, str | None]:
+    """Each topic's identity in the consumer's cached metadata (no network call): None when the
+    metadata lacks it, else its topic id as text ("" when the broker reports none). Empty when
+    the consumer keeps no metadata (the stub consumer)."""
+    cluster = getattr(consumer, "_cluster", None)  # kafka-python's metadata cache (private)
+    if cluster is None:
+        return {}
+    topic_id = getattr(cluster, "topic_id", lambda topic: None)
+    identities: dict[str, str | None] = {}
+    for topic in topics:
+        if cluster.partitions_for_topic(topic) is None:
+            identities[topic] = None
+            continue
+        found = topic_id(topic)
+        identities[topic] = "" if found is None or found == _NO_TOPIC_ID else str(found)
+    return identities
 
 
 def list_topics(consumer: Any) -> set[str]:

@@ -207,6 +207,13 @@ class Metrics:
             "Failed attempts to write a dead letter (retried until acknowledged).",
             registry=r,
         )
+        self.source_topic_deleted = Gauge(
+            "dispatcher_source_topic_deleted",
+            "1 once a source topic was deleted while the worker runs (gone, or back under a new "
+            "topic id); it stays 1 until the worker restarts.",
+            ["topic"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "dispatcher_build_info", "Version of the running dispatcher.", ["version"], registry=r
         )
@@ -320,6 +327,17 @@ class Metrics:
     def committed(self, ok: bool) -> None:
         """An offset commit succeeded or failed."""
         self.offset_commits.labels("success" if ok else "error").inc()
+
+    @_never_fatal
+    def watch_topics(self, topics: Iterable[str]) -> None:
+        """The source topics, none deleted yet (so the alert's series exist from the start)."""
+        for topic in topics:
+            self.source_topic_deleted.labels(topic).set(0)
+
+    @_never_fatal
+    def topic_deleted(self, topic: str) -> None:
+        """A source topic was deleted while the worker runs."""
+        self.source_topic_deleted.labels(topic).set(1)
 
     @_never_fatal
     def reread_skipped(self, count: int) -> None:

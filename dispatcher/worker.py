@@ -23,7 +23,7 @@ from dispatcher.config_loader import PartnerSet, Settings
 from dispatcher.dead_letters import DeadLetterPublisher, Producer
 from dispatcher.deadline import Deadline
 from dispatcher.delivery import DeliveryService, WorkItem
-from dispatcher.errors import ConfigError, PermanentError
+from dispatcher.errors import BrokerUnavailableError, ConfigError, PermanentError
 from dispatcher.health import Health
 from dispatcher.inputs import DECODERS, BadInput, Decoder
 from dispatcher.metrics import Metrics
@@ -31,6 +31,7 @@ from dispatcher.offsets import Checkpoint, OffsetTracker
 from dispatcher.partners import PartnerAdapter, adapter_for
 from dispatcher.rules import Send, decide
 from dispatcher.settle import BadInputRead, Completion, Coordinates, Settlement
+from dispatcher.topic_watch import SourceTopicWatch
 from schemas.config import PartnerConfig
 from schemas.dead_letter import REPLAY_PARTNER_HEADER
 from schemas.events import IN_APP_EVENT, INSTALL, EventType
@@ -102,6 +103,7 @@ class Worker:
         self._next_commit_at = 0.0
         self._next_lag_at = 0.0
         self._broker_lost_at: float | None = None
+        self._topic_watch = SourceTopicWatch(self._topic_types)
 
     # --- signals (any thread, signal-handler safe) -----------------------------------------
 
@@ -120,6 +122,10 @@ class Worker:
     def run(self) -> None:
         """Consume until asked to stop; then finish what is in flight and commit."""
         self._check_topics()
+        # The ids of the metadata that just showed the topics exist are the reference: a topic
+        # deleted and created again before the first look would otherwise pass for the original.
+        self._topic_watch.observe(kafka_clients.topic_identities(self._consumer, self._topic_types))
+        self._metrics.watch_topics(self._topic_types)
         self._delivery.start()
         self._consumer.subscribe(list(self._topic_types), listener=_Rebalance(self))
         self._health.set_ready(False, "joining the consumer group")
@@ -159,6 +165,7 @@ class Worker:
             self._watch_broker(now)
         if now >= self._next_lag_at:
             self._report_lag()
+            self._watch_topics()
             self._next_lag_at = now + LAG_INTERVAL_S
 
     def _watch_broker(self, now: float) -> None:
@@ -175,6 +182,29 @@ class Worker:
             assigned = self._consumer.assignment()
             if assigned:
                 self._health.set_ready(True, f"consuming {len(assigned)} partitions")
+
+    def _watch_topics(self) -> None:
+        """Report a source topic deleted while running (the worker never recreates one): an
+        error, `dispatcher_source_topic_deleted`, and not ready until a restart. Reads the
+        consumer's cached metadata; a topic missing from it is confirmed by listing topics."""
+        snapshot = kafka_clients.topic_identities(self._consumer, self._topic_types)
+        listed = None
+        if self._topic_watch.suspects(snapshot):
+            try:
+                listed = kafka_clients.list_topics(self._consumer)
+            except BrokerUnavailableError:
+                return  # no answer: judged at the next turn
+            snapshot = kafka_clients.topic_identities(self._consumer, self._topic_types)
+        for deletion in self._topic_watch.observe(snapshot, listed):
+            reason = deletion.describe()
+            log.error(
+                "%s: the events it held and not yet read are lost to the dispatcher, and the "
+                "group's offsets for it no longer apply; recreate it if needed (dispatcher topics "
+                "create), then restart the worker",
+                reason,
+            )
+            self._metrics.topic_deleted(deletion.topic)
+            self._health.add_fault(f"topic:{deletion.topic}", reason)
 
     def _handle(self, records: dict[Any, list[Any]]) -> None:
         now = self._clock()

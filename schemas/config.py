@@ -265,6 +265,9 @@ class KafkaConfig(_Config):
     heartbeat_interval_ms: Annotated[int, Field(ge=100, le=60_000)] = 3_000
     max_poll_interval_ms: Annotated[int, Field(ge=1000, le=3_600_000)] = 60_000
     max_poll_records: Annotated[int, Field(ge=1, le=100_000)] = 2_000
+    # How often the consumer re-reads the cluster's metadata (Kafka's default: 5 minutes); it
+    # bounds how soon a deleted source topic is reported.
+    metadata_max_age_ms: Annotated[int, Field(ge=1000, le=3_600_000)] = 30_000
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from kafka import KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer
 
 from dispatcher.config_loader import load_settings
 from dispatcher.devtools.broker import LocalBroker
@@ -513,6 +513,47 @@ def test_start_up_refuses_a_broken_config_and_a_missing_dead_letter_topic(
         assert "instals-typo" not in admin.topics()
     finally:
         admin.close()
+
+
+def test_a_source_topic_deleted_while_running_is_reported(
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
+) -> None:
+    # Given a worker consuming both source topics, re-reading metadata every second
+    topics = Topics.create(broker, "deleted")
+    installs, _, _ = labelled_events()
+    produce(broker, topics.installs, installs)
+    config = write_config(tmp_path, broker, topics, sandbox.url)
+    data = yaml.safe_load(config.read_text())
+    data["kafka"]["metadata_max_age_ms"] = 1000
+    config.write_text(yaml.safe_dump(data))
+    with WorkerProcess(config, tmp_path / "worker.log") as worker:
+        wait_for(worker.is_ready, 60, "the worker ready")
+        wait_for(
+            lambda: worker.metric("dispatcher_events_consumed_total") == len(installs),
+            60, "the installs consumed",
+        )  # fmt: skip
+        assert worker.metric("dispatcher_source_topic_deleted", topic=topics.installs) == 0
+        # When the installs topic is deleted under it
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        try:
+            admin.delete_topics([topics.installs])
+        finally:
+            admin.close()
+        # Then it is reported: the metric, not ready naming the topic, an error in the log
+        wait_for(
+            lambda: worker.metric("dispatcher_source_topic_deleted", topic=topics.installs) == 1,
+            30, "the deletion reported",
+        )  # fmt: skip
+        ready = worker.get("/readyz")
+        assert ready.status_code == 503
+        assert f"source topic {topics.installs!r} was deleted" in ready.text
+        assert worker.metric("dispatcher_source_topic_deleted", topic=topics.in_app) == 0
+        assert f"source topic {topics.installs!r} was deleted" in worker.log()
+        # And the worker keeps running (other topics, other partners), then stops cleanly
+        time.sleep(2)
+        assert not worker.exited()
+        assert worker.get("/readyz").status_code == 503
+        assert worker.stop() == 0
 
 
 def test_a_second_worker_joining_rebalances_without_a_crash_or_a_loss(

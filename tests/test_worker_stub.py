@@ -279,3 +279,42 @@ def test_a_record_replayed_for_one_partner_is_decided_for_that_partner_alone(
         assert worker.metric("dispatcher_decisions_total", partner="oceanengine") == 2
     finally:
         worker.stop()
+
+
+def test_a_source_topic_gone_from_the_cluster_is_reported_and_a_metadata_gap_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a worker that looks at its topics every 50 ms, and records in flight on both topics
+    monkeypatch.setattr("dispatcher.worker.LAG_INTERVAL_S", 0.05)
+    running = Running(tmp_path, StubProducer())
+    health = running.worker._health
+    running.thread.start()
+    running.produce(INSTALLS, event_dict("install"))
+    running.produce(IN_APP, event_dict("in-app-event"))
+    until(lambda: running.committed() == running.ends(), "every offset committed")
+    until(lambda: health.ready, "ready")
+    # When one metadata answer leaves the installs topic out, though the cluster still lists it
+    running.consumer.metadata_gaps.add(INSTALLS)
+    time.sleep(0.3)
+    # Then nothing is reported
+    assert health.ready
+    assert running.metric("dispatcher_source_topic_deleted", topic=INSTALLS) == 0
+    # When the topic is really deleted (gone from the metadata and from the topic list)
+    running.consumer.metadata_gaps.clear()
+    running.consumer.delete_topic(INSTALLS)
+    # Then it is reported, and the worker stays not ready although the rebalance that follows
+    # says ready
+    until(
+        lambda: running.metric("dispatcher_source_topic_deleted", topic=INSTALLS) == 1,
+        "the deletion reported",
+    )
+    time.sleep(0.3)
+    assert (health.ready, health.reason) == (
+        False, f"source topic {INSTALLS!r} was deleted while the worker runs",
+    )  # fmt: skip
+    assert running.metric("dispatcher_source_topic_deleted", topic=IN_APP) == 0
+    # And events on the other topic still go out
+    record = event_dict("in-app-event")
+    running.produce(IN_APP, record)
+    until(lambda: event_id_of(record) in running.partner.event_ids, "the in-app event sent")
+    running.stop()

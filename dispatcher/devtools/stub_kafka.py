@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
@@ -45,6 +46,10 @@ class StubConsumer:
         self._paused: set[TopicPartition] = set()
         self._listener: Any = None
         self._pending_assignment: list[TopicPartition] | None = None
+        self.topic_ids = {tp.topic: str(uuid.uuid4()) for tp in self.logs}
+        self.deleted_topics: set[str] = set()
+        self.metadata_gaps: set[str] = set()  # topics a metadata answer leaves out, yet exist
+        self._cluster = _StubCluster(self)
 
     # --- the test's side --------------------------------------------------------------------
 
@@ -68,10 +73,16 @@ class StubConsumer:
         """A rebalance at the next poll: every partition revoked, then `partitions` assigned."""
         self._pending_assignment = list(partitions)
 
+    def delete_topic(self, topic: str) -> None:
+        """The topic is deleted (as Apache Kafka does it: gone, not recreated); the group loses
+        its partitions at the next poll."""
+        self.deleted_topics.add(topic)
+        self.reassign(tp for tp in self._assigned if tp.topic != topic)
+
     # --- what the worker calls ----------------------------------------------------------------
 
     def topics(self) -> set[str]:
-        return {tp.topic for tp in self.logs}
+        return {tp.topic for tp in self.logs} - self.deleted_topics
 
     def subscribe(self, topics: list[str], listener: Any = None) -> None:
         self._listener = listener
@@ -166,6 +177,23 @@ def _call(method: Callable[[list[TopicPartition]], Any], partitions: list[TopicP
         return
     result.close()
     raise RuntimeError("stub: a rebalance listener waited for something the stub cannot answer")
+
+
+class _StubCluster:
+    """The part of kafka-python's metadata cache (`consumer._cluster`) the worker reads."""
+
+    def __init__(self, consumer: StubConsumer) -> None:
+        self._consumer = consumer
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        consumer = self._consumer
+        if topic in consumer.deleted_topics or topic in consumer.metadata_gaps:
+            return None
+        return {tp.partition for tp in consumer.logs if tp.topic == topic} or None
+
+    def topic_id(self, topic: str) -> uuid.UUID | None:
+        found = self._consumer.topic_ids.get(topic)
+        return uuid.UUID(found) if found else None
 
 
 class _Sent:
