@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from dispatcher import __version__
 from dispatcher.config_loader import CONFIG_PATH_ENV, load_partners, load_settings
 from dispatcher.errors import ConfigError, DispatcherError
-from dispatcher.explain import explain, read_events, render_text
+from dispatcher.explain import NotJsonError, explain, read_events, render_text
 from dispatcher.logs import configure_logging
 from dispatcher.partners import names as partner_names
 
@@ -296,12 +296,16 @@ def _explain(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cannot read {args.event}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
-    events = list(read_events(text))
+    try:
+        events = read_events(text)
+    except NotJsonError as exc:
+        print(f"{args.event}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if not events:
         print(f"{args.event}: no event in it", file=sys.stderr)
         return EXIT_USAGE
     formats = settings.runtime.kafka.formats
-    explanations = [explain(raw, settings.partners, formats) for raw in events]
+    explanations = [explain(raw, settings.partners, formats, line) for line, raw in events]
     if args.json:
         print(json.dumps(explanations if len(explanations) > 1 else explanations[0], indent=2))
     else:

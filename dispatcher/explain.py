@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from dispatcher.config_loader import PartnerSet
@@ -15,31 +14,58 @@ from schemas.config import TopicFormats
 from schemas.events import IN_APP_EVENT
 
 
-def read_events(text: str) -> Iterator[bytes]:
-    """One JSON object, or JSON lines (one event per line)."""
+class NotJsonError(ValueError):
+    """The input is neither one JSON document nor JSON lines; names the first line that is not."""
+
+
+def read_events(text: str) -> list[tuple[int | None, bytes]]:
+    """One JSON document (line None), or JSON lines: (line number, bytes) of each event.
+
+    Whether a document is an event is the decoder's to say (bad input, as the worker would
+    dead-letter it); text that is not JSON at all is not something to explain.
+    """
     stripped = text.strip()
     if not stripped:
-        return
+        return []
     try:
         json.loads(stripped)
-    except ValueError:
-        for line in stripped.splitlines():
-            if line.strip():
-                yield line.strip().encode()
-        return
-    yield stripped.encode()
+    except ValueError as exc:
+        whole = _reason(exc)
+    else:
+        return [(None, stripped.encode())]
+    events: list[tuple[int | None, bytes]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            json.loads(line)
+        except ValueError as exc:
+            raise NotJsonError(
+                f"neither one JSON document ({whole}) nor JSON lines: line {number} is not "
+                f"JSON ({_reason(exc)}); explain reads one JSON object, or one per line"
+            ) from None
+        events.append((number, line.strip().encode()))
+    return events
 
 
-def explain(raw: bytes, partners: PartnerSet, formats: TopicFormats) -> dict[str, Any]:
+def _reason(exc: ValueError) -> str:
+    return exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+
+
+def explain(
+    raw: bytes, partners: PartnerSet, formats: TopicFormats, line: int | None = None
+) -> dict[str, Any]:
     """The decision of every partner for one event, with the request that would be sent.
 
-    The event is read as if from the topic it belongs on (its decoder tells which).
+    The event is read as if from the topic it belongs on (its decoder tells which). `line`, the
+    event's line in JSON lines, is kept in the answer so every entry says which line it is.
     """
     topic_type = DECODERS[formats.installs].topic_type_of(raw)
     decoder = DECODERS[formats.in_app_events if topic_type == IN_APP_EVENT else formats.installs]
     event = decoder.decode(raw, topic_type)
+    where: dict[str, Any] = {} if line is None else {"line": line}
     if isinstance(event, BadInput):
-        return {
+        return where | {
             "topic": topic_type,
             "bad_input": event.detail,
             "dead_letter_reason": "bad_input",
@@ -73,7 +99,7 @@ def explain(raw: bytes, partners: PartnerSet, formats: TopicFormats) -> dict[str
                 },
             }
         decisions.append(entry)
-    return {
+    return where | {
         "topic": topic_type,
         "event_id": event.event_id,
         "event_id_derived": event.event_id_derived,
@@ -87,10 +113,11 @@ def explain(raw: bytes, partners: PartnerSet, formats: TopicFormats) -> dict[str
 
 def render_text(explanation: dict[str, Any]) -> str:
     """A reading for a person at a terminal."""
+    at = f"line {explanation['line']}: " if "line" in explanation else ""
     if "bad_input" in explanation:
         return (
-            f"bad input on the {explanation['topic']} topic -> dead letter (reason bad_input): "
-            f"{explanation['bad_input']}\n"
+            f"{at}bad input on the {explanation['topic']} topic -> dead letter (reason "
+            f"bad_input): {explanation['bad_input']}\n"
         )
     derived = " (derived)" if explanation["event_id_derived"] else ""
     if explanation["event_type"] == IN_APP_EVENT:
@@ -100,7 +127,7 @@ def render_text(explanation: dict[str, Any]) -> str:
         what = "install record, a " + ("first install" if conversion == "install" else conversion)
     if not explanation["primary"]:
         what += ", secondary attribution copy"
-    lines = [f"event {explanation['event_id']}{derived}: {what}"]
+    lines = [f"{at}event {explanation['event_id']}{derived}: {what}"]
     for entry in explanation["decisions"]:
         lines.append(f"  partner {entry['partner']}, app {entry['app_id']}")
         lines.append(f"    decision: {entry['decision']} ({entry['reason']})")

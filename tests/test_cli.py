@@ -173,6 +173,43 @@ def test_explain_json_lines(tmp_path: Path) -> None:
     assert len(json.loads(result.stdout)) == 3
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [("this is not an event\n", 1), ('{"app_id": "id1"}\nnot json at all\n{"app_id": "id2"}\n', 2)],
+)
+def test_explain_refuses_text_that_is_not_json_naming_the_line(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    path = tmp_path / "events.txt"
+    path.write_text(text)
+    result = dispatcher("explain", "--config", str(EXAMPLE), str(path))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"{path}: neither one JSON document" in result.stderr
+    assert f"line {line} is not JSON (Expecting value)" in result.stderr
+
+
+def test_explain_json_lines_name_the_line_of_each_event(tmp_path: Path) -> None:
+    # Given JSON lines whose third line (after a blank one) is bad input
+    good = json.dumps(event_dict("install", media_source="organic"))
+    bad = json.dumps(event_dict("install", event_time="yesterday"))
+    path = tmp_path / "events.jsonl"
+    path.write_text(f"{good}\n\n{bad}\n")
+    # When explained, as text and as JSON
+    text = dispatcher("explain", "--config", str(EXAMPLE), str(path))
+    as_json = dispatcher("explain", "--config", str(EXAMPLE), "--json", str(path))
+    # Then every entry says which line it is
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("line 1: event ")
+    assert (
+        "\nline 3: bad input on the install topic -> dead letter (reason bad_input): event_time"
+        in text.stdout
+    )
+    first, second = json.loads(as_json.stdout)
+    assert (first["line"], second["line"]) == (1, 3)
+    assert second["dead_letter_reason"] == "bad_input"
+
+
 def test_every_command_has_help() -> None:
     for command in ["check-config", "explain"]:
         result = dispatcher(command, "--help")
