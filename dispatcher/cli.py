@@ -216,8 +216,10 @@ def _replay(args: argparse.Namespace) -> int:
     settings = load_settings(_config_path(args), os.environ, require_secrets=False)
     reasons = tuple(args.reason) if args.reason else DEFAULT_REASONS
 
+    done = "would replay" if args.dry_run else "replayed"  # a dry run replays nothing
+
     def progress(report: ReplayReport) -> None:
-        print(f"  scanned {report.scanned}, replayed {report.replayed}", file=sys.stderr)
+        print(f"  scanned {report.scanned}, {done} {report.replayed}", file=sys.stderr)
 
     verb = "would replay" if args.dry_run else "replaying"
     whose = f" of partner {args.partner}" if args.partner else ""
@@ -225,9 +227,9 @@ def _replay(args: argparse.Namespace) -> int:
     report = replay_dead_letters(
         settings, reasons, args.limit, args.dry_run, args.from_beginning, progress, args.partner
     )
-    done = "would be replayed" if args.dry_run else "replayed"
+    summary = "would be replayed" if args.dry_run else "replayed"
     other_partners = f"; other partners {report.skipped_other_partner}" if args.partner else ""
-    print(f"{report.replayed} {done} (scanned {report.scanned}; other reasons "
+    print(f"{report.replayed} {summary} (scanned {report.scanned}; other reasons "
           f"{report.skipped_other_reason}{other_partners}; not replayable "
           f"{report.unreplayable})")  # fmt: skip
     for topic, count in sorted(report.by_topic.items()):

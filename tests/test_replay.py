@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,9 @@ def test_replay_publishes_chosen_records_once(
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("4 would be replayed")
     assert read_all(broker, topics.installs, timeout_s=2) == []
+    # ... and does not claim to have replayed anything while it scans
+    assert re.search(r"scanned \d+, would replay \d+", result.stderr), result.stderr
+    assert " replayed" not in result.stderr
 
     # --limit, then the rest; a third run finds nothing new
     assert replay(config, "--limit", "2").stdout.startswith("2 replayed")
