@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 from dispatcher.devtools.broker import free_port
+from dispatcher.devtools.demo import Snapshot, _summary
 from dispatcher.devtools.samples import SampleGenerator
 
 pytestmark = pytest.mark.broker
@@ -35,7 +36,8 @@ def test_demo_runs_end_to_end_and_summarises(
     for reason in ["out_of_scope", "unmapped_event", "outside_window", "bad_input",
                    "not_a_new_install", "secondary_attribution", "no_click_id"]:  # fmt: skip
         assert reason in out
-    assert re.search(r"^\s+active\s+\d+$", out, re.MULTILINE)  # Ocean Engine's installs
+    assert re.search(r"^\s+install \(active\)\s+\d+$", out, re.MULTILINE)  # Ocean Engine's installs
+    assert re.search(r"^\s+Add_to_cart \(AddToCart\)\s+\d+$", out, re.MULTILINE)  # as configured
     assert "metrics:  http://127.0.0.1:" in out
 
 
@@ -61,3 +63,23 @@ def test_the_sample_is_appsflyers_records_as_sent() -> None:
     assert any("af_sub1" not in s.value for s in samples)  # newer: blanks left out
     copies = [s.value for s in samples if s.case == "in_app_re_engagement_copies"]
     assert {c["is_primary_attribution"] for c in copies} == {True, False}
+
+
+def test_the_summary_names_events_as_the_config_does() -> None:
+    """An operator copies `partner_event` values from the summary: identifiers, not wire names."""
+    # Given what the worker's metrics report (TikTok's wire names, Ocean Engine's event types)
+    snap = Snapshot(consumed=11)
+    snap.delivered.update({("tiktok", "AddToCart"): 3, ("tiktok", "Purchase"): 2,
+                           ("tiktok", "InstallApp"): 4, ("oceanengine", "active_pay"): 1,
+                           ("oceanengine", "active"): 1})  # fmt: skip
+    lines: list[str] = []
+    # When the demo prints its summary
+    _summary(snap, 11, 1.0, Counter(tiktok=9, oceanengine=2), lines.append)
+    rows = [line.split()[0:2] for line in lines if line.startswith("      ")]
+    # Then each event reads as its identifier, with the name sent where that differs
+    assert ["Add_to_cart", "(AddToCart)"] in rows
+    assert ["Pay(Purchase)", "(Purchase)"] in rows
+    assert ["install", "(InstallApp)"] in rows
+    assert ["install", "(active)"] in rows
+    assert ["active_pay", "1"] in rows
+    assert not any(row[0] in {"AddToCart", "Purchase", "InstallApp"} for row in rows)

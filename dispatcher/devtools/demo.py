@@ -24,6 +24,8 @@ from dispatcher.devtools.broker import LocalBroker, free_port
 from dispatcher.devtools.harness import WorkerConfig, WorkerProcess
 from dispatcher.devtools.samples import DEMO_APP, DEMO_APP_ALL, DEMO_TIKTOK_IDS, SampleGenerator
 from dispatcher.devtools.sandbox import PartnerSandbox, SandboxThread
+from dispatcher.partners import adapter_for
+from dispatcher.partners.tiktok.wire import TIKTOK_EVENTS
 
 DEMO_TOKEN = "demo-access-token"  # noqa: S105 - the sandbox's; the demo never calls TikTok
 TOPICS = {"installs": "installs", "in_app_events": "in-app-events"}
@@ -240,7 +242,8 @@ def _summary(
         failed = sum(n for (p, _), n in snap.failed.items() if p == partner)
         rows.append((f"{_TITLES.get(partner, partner)}: postbacks sent (delivered)",
                      sum(delivered.values())))  # fmt: skip
-        rows += [(f"    {event}", n) for event, n in sorted(delivered.items()) if n]
+        rows += sorted((f"    {_event_name(partner, event)}", n)
+                       for event, n in delivered.items() if n)  # fmt: skip
         if snap.revenue_unsent[partner]:
             rows.append(("    sent without revenue (currency)", snap.revenue_unsent[partner]))
         rows.append((f"{_TITLES.get(partner, partner)}: skipped (not owed)",
@@ -259,3 +262,15 @@ def _summary(
 
 
 _TITLES = {"tiktok": "TikTok", "oceanengine": "Ocean Engine"}
+# The metrics label a postback with the name the partner receives; the config's `partner_event`
+# takes the identifier, which differs for TikTok (`Add_to_cart` is sent as `AddToCart`).
+_IDENTIFIERS = {"tiktok": {wire: identifier for identifier, wire in TIKTOK_EVENTS.items()}}
+
+
+def _event_name(partner: str, label: str) -> str:
+    """A delivered event as a partner file names it, with the name sent when that differs:
+    `Add_to_cart (AddToCart)`; installs are sent on their own (`install (InstallApp)`)."""
+    if label == adapter_for(partner).install_event:
+        return f"install ({label})"
+    identifier = _IDENTIFIERS.get(partner, {}).get(label, label)
+    return identifier if identifier == label else f"{identifier} ({label})"
