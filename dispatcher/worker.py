@@ -457,9 +457,12 @@ class Worker:
             self._consumer.pause(*self._consumer.assignment())
         except Exception:
             log.warning("could not pause before stopping", exc_info=True)
-        self._delivery.flush()
         deadline = Deadline(worker.shutdown_timeout_s, self._clock)
+        self._delivery.wind_down(deadline.remaining_s())  # flushes; gives up what cannot finish
         while self._offsets.pending() and not deadline.expired() and not self._force_stop.is_set():
+            delivery_done = self._delivery.finished() and self._completions.empty()
+            if delivery_done and not self._dead_letters.outstanding:
+                break  # what is left was given up: read and sent again after the restart
             self._drain_completions(timeout_s=0.05)
             self._dead_letters.pump()
         self._delivery.stop(deadline.remaining_s())

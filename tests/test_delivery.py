@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from dispatcher.delivery import PartnerChannel, PartnerHttp, WorkItem
+from dispatcher.delivery import PartnerChannel, PartnerHttp, Settled, WorkItem
 from dispatcher.metrics import Metrics
+from dispatcher.outcomes import Outcome
 from dispatcher.partners.tiktok import TikTokAdapter
 from dispatcher.settle import Coordinates, Settlement
 from schemas.dead_letter import DeadLetter
@@ -296,3 +297,111 @@ def test_a_defect_while_sending_loses_nothing(monkeypatch: pytest.MonkeyPatch) -
     h = run(Harness(respond()), [item(1), item(2)], expect_final=2)
     assert [ids(r) for r in h.requests] == [["e-1", "e-2"]]
     assert h.letters.letters == []
+
+
+# --- stopping ------------------------------------------------------------------------------------
+
+
+class Stopping:
+    """A channel whose clock and sleep are the test's: a retry's wait passes at once (the clock
+    jumps), or, with `hold=True`, lasts until the channel is told to stop."""
+
+    def __init__(self, answers: Callable[[httpx.Request], Any], hold: bool = False) -> None:
+        self.now = time.monotonic()
+        self.waits: list[float] = []
+        self.requests = 0
+        self.settled: list[Settled] = []
+        self.hold = hold
+        self.answers = answers
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self.hold:
+            await asyncio.Event().wait()  # until cancelled
+        self.now += seconds
+        await asyncio.sleep(0)
+
+    def channel(self) -> PartnerChannel:
+        def answer(request: httpx.Request) -> Any:
+            self.requests += 1
+            return self.answers(request)
+
+        client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+        adapter = TikTokAdapter()
+        # The first retry waits 10 to 20 s (backoff with equal jitter)
+        delivery = {"batch_linger_ms": 0, "backoff_initial_s": 20, "backoff_max_s": 60,
+                    "max_requests_per_s": 1000}  # fmt: skip
+        return PartnerChannel(
+            make_partner(delivery=delivery), adapter, TOKEN, PartnerHttp(client, adapter, time.time),
+            Metrics(), self.settled.append, clock=self.clock, sleep=self.sleep,
+        )  # fmt: skip
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(2000):  # the loop's turns, not the clock: nothing here waits for real
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never: {what}")
+
+
+def test_stopping_gives_up_a_batch_whose_retry_would_come_after_the_deadline() -> None:
+    async def scenario() -> Stopping:
+        s = Stopping(lambda request: httpx.Response(503))
+        channel = s.channel()
+        # Given a stop deadline 5 s away, and a partner that answers 503
+        channel.submit([item(1), item(2), item(3, partition=0)])
+        channel.stop_by(s.now + 5)
+        # When the first attempt fails (its retry would come 10 to 20 s later)
+        await until(lambda: s.requests == 1 and channel.is_idle(), "idle after one attempt")
+        await channel.close()
+        return s
+
+    s = asyncio.run(scenario())
+    # Then the batch is given up at once: not waited for, not settled (offsets stay uncommitted)
+    assert s.waits == []
+    assert s.settled == []
+    assert s.requests == 1
+
+
+def test_stopping_ends_a_retry_wait_that_would_pass_the_deadline() -> None:
+    async def scenario() -> tuple[Stopping, PartnerChannel]:
+        s = Stopping(lambda request: httpx.Response(503), hold=True)
+        channel = s.channel()
+        # Given a batch waiting 10 to 20 s to retry, and one queued behind it
+        channel.submit([item(1)])
+        await until(lambda: len(s.waits) == 1, "the retry's wait")
+        channel.submit([item(2)])
+        assert not channel.is_idle()
+        # When the stop comes with 5 s left
+        channel.stop_by(s.now + 5)
+        await until(channel.is_idle, "idle")
+        await channel.close()
+        return s, channel
+
+    s, channel = asyncio.run(scenario())
+    # Then the wait ends at once, the batch unsettled, and the one behind it not sent either
+    # (it would be read and sent again after the restart all the same)
+    assert s.settled == []
+    assert s.requests == 1
+    assert all(not lane.items for lane in channel.lanes.values())
+
+
+def test_stopping_still_retries_what_fits_before_the_deadline() -> None:
+    async def scenario() -> Stopping:
+        s = Stopping(respond(httpx.Response(503)))
+        channel = s.channel()
+        channel.submit([item(1)])
+        channel.stop_by(s.now + 100)
+        await until(lambda: len(s.settled) == 1, "settled")
+        await channel.close()
+        return s
+
+    s = asyncio.run(scenario())
+    [settled] = s.settled
+    assert settled.result.outcome is Outcome.DELIVERED
+    assert s.requests == 2
+    assert 10 <= sum(s.waits) <= 20

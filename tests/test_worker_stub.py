@@ -63,10 +63,11 @@ class Running:
 
     def __init__(
         self, tmp_path: Path, producer: StubProducer, tiktok_app: dict[str, Any] | None = None,
-        ocean: bool = False,
+        ocean: bool = False, answers: Partner | None = None, delivery: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         (tmp_path / "partners").mkdir()
         fast = {"batch_linger_ms": 5, "backoff_initial_s": 0.01, "backoff_max_s": 0.02}
+        fast |= delivery or {}
         partner = partner_dict(tiktok_app or app_dict(),
                                endpoint="http://tiktok.test/open_api/v1.3/event/track/",
                                delivery=fast)  # fmt: skip
@@ -84,7 +85,7 @@ class Running:
         settings = load_settings(config, {"TIKTOK_ACCESS_TOKEN": TOKEN})
         self.consumer = StubConsumer({INSTALLS: 2, IN_APP: 2, DEAD_LETTERS: 1})
         self.producer = producer
-        self.partner = Partner()
+        self.partner = answers or Partner()
         self.metrics = Metrics()
         self.worker = Worker(
             settings, self.consumer, producer, self.metrics, Health(),
@@ -251,6 +252,34 @@ def test_stop_finishes_in_flight_work_and_commits(running: Running) -> None:
     running.stop()
     assert len(running.partner.event_ids) == 50
     assert running.committed() == running.ends()
+
+
+class Down(Partner):
+    """TikTok answering 503 to everything."""
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+
+def test_stop_does_not_wait_for_a_retry_that_would_come_after_the_deadline(
+    tmp_path: Path,
+) -> None:
+    # Given TikTok down, a batch whose next attempt is a minute away, and shutdown_timeout_s 5
+    worker = Running(tmp_path, StubProducer(), answers=Down(),
+                     delivery={"backoff_initial_s": 120, "backoff_max_s": 240})  # fmt: skip
+    worker.thread.start()
+    worker.produce(INSTALLS, event_dict("install"))
+    until(lambda: worker.metric("dispatcher_delivery_attempts_total", result="retryable") == 1,
+          "the first attempt failed")  # fmt: skip
+    # When the worker is stopped
+    started = time.monotonic()
+    worker.stop()
+    # Then it stops at once (not after 5 s), leaving the event uncommitted to be read again
+    assert time.monotonic() - started < 2.5
+    assert all(offset == 0 for offset in worker.committed().values())
+    assert worker.metric("dispatcher_postbacks_total") == 0  # neither delivered nor dead-lettered
+    assert worker.producer.sent == []
+    assert worker.consumer.closed
 
 
 def test_a_record_replayed_for_one_partner_is_decided_for_that_partner_alone(

@@ -33,6 +33,14 @@ class _EmptyBatchError(Exception):
     """The lane had nothing left when its turn came (discarded while it waited)."""
 
 
+class _PastStopDeadlineError(Exception):
+    """Stopping: the batch's next attempt would start after the stop deadline."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(wait_s)
+        self.wait_s = wait_s
+
+
 class PartnerChannel:
     """Lanes, pacing, concurrency and retries for one partner."""
 
@@ -57,6 +65,8 @@ class PartnerChannel:
         self.wall_clock = wall_clock
         self.sleep = sleep
         self.lanes: dict[tuple[str, str, int], Lane] = {}
+        self._stop_at: float | None = None  # on `clock`; set once stopping
+        self._stopping = asyncio.Event()
         self.pacer = RequestPacer(partner.delivery.max_requests_per_s, clock, sleep)
         self.configure(partner, token)
         metrics.start_partner(self.name, adapter.install_event)
@@ -101,6 +111,13 @@ class PartnerChannel:
             if tps is None or lane.partition in tps:
                 lane.flush()
 
+    def stop_by(self, at: float) -> None:
+        """Stopping: send what is queued now, and give up any batch whose next attempt would
+        start after `at` (on `clock`) instead of waiting for it."""
+        self._stop_at = at
+        self._stopping.set()
+        self.flush()
+
     def discard(self, tps: set[Partition]) -> int:
         """Drop queued (not in-flight) items of partitions this worker no longer owns."""
         return sum(lane.discard() for lane in self.lanes.values() if lane.partition in tps)
@@ -128,10 +145,21 @@ class PartnerChannel:
     async def deliver(self, take: Take, destination: str) -> bool:
         """Form a batch with `take` when its first request can leave, then attempt it under the
         retry policy until it is delivered, rejected or out of attempts, and report each part
-        (a rejected batch may be split) as `Settled`. False when `take` had nothing."""
+        (a rejected batch may be split) as `Settled`. False when nothing was settled: `take`
+        had nothing, or, stopping, the batch's next attempt would have started after the stop
+        deadline (then it is left unsettled, so its offsets stay uncommitted and it is read and
+        sent again after the restart)."""
         try:
             parts = await self._send(take, destination)
         except _EmptyBatchError:
+            return False
+        except _PastStopDeadlineError as exc:
+            log.info(
+                "stopping: the next attempt (in %.1fs) would come after the stop deadline; "
+                "left unsent, to be read and sent again after the restart",
+                exc.wait_s,
+                extra={"partner": self.name, "destination": destination},
+            )
             return False
         now = self.wall_clock()
         for items, result in parts:
@@ -162,8 +190,26 @@ class PartnerChannel:
         def before_sleep(state: RetryCallState) -> None:
             self._retrying(len(items), state)
 
-        result, attempts = await self.policy.run(attempt, self.sleep, before_sleep)
+        result, attempts = await self.policy.run(attempt, self._wait_to_retry, before_sleep)
         return await self._outcome(items, attempts, result, destination)
+
+    async def _wait_to_retry(self, wait_s: float) -> None:
+        """The wait before a retry. Stopping (now or while it waits), a retry that would start
+        after the stop deadline is not waited for: the batch is given up at once."""
+        wake_at = self.clock() + wait_s
+        if self._stop_at is None:
+            sleeping = asyncio.ensure_future(self.sleep(wait_s))
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait((sleeping, stopping), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeping.cancel()
+                stopping.cancel()
+            if self._stop_at is None:
+                return
+        if wake_at > self._stop_at:
+            raise _PastStopDeadlineError(wait_s)
+        await self.sleep(max(0.0, wake_at - self.clock()))
 
     async def _outcome(
         self, items: list[WorkItem], attempts: int, result: AttemptResult, destination: str

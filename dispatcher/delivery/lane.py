@@ -63,7 +63,10 @@ class Lane:
             await self._linger()
             self.busy = True
             try:
-                await channel.deliver(self._take, self.destination)
+                if not await channel.deliver(self._take, self.destination):
+                    # Nothing settled: nothing was queued, or, stopping, the batch was given up;
+                    # what queued behind it would only be sent again after the restart as well.
+                    self.discard()
                 self._taken = []
                 continue
             except Exception:

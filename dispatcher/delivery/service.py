@@ -50,6 +50,8 @@ class DeliveryService:
         self._done: asyncio.Event | None = None  # created on the loop
         self._thread = threading.Thread(target=self._run, name="delivery", daemon=True)
         self._error: BaseException | None = None
+        self._finished = threading.Event()  # after wind_down: nothing queued or in flight
+        self._watcher: asyncio.Task[None] | None = None
 
     # --- called from the worker's thread ---------------------------------------------------
 
@@ -76,6 +78,16 @@ class DeliveryService:
     def discard(self, tps: set[Partition]) -> None:
         """Drop queued items of partitions no longer ours (thread-safe)."""
         self._call(self._discard, tps)
+
+    def wind_down(self, timeout_s: float) -> None:
+        """Stopping: send what is queued now, and give up (unsettled) every batch whose next
+        attempt would start more than `timeout_s` from now instead of waiting for it
+        (thread-safe). `finished()` tells when nothing is queued or in flight any more."""
+        self._call(self._wind_down, self._clock() + timeout_s)
+
+    def finished(self) -> bool:
+        """After `wind_down`: every batch is settled or given up (thread-safe)."""
+        return self._finished.is_set()
 
     def stop(self, timeout_s: float) -> None:
         """Send what is queued, wait up to `timeout_s` for it to finish, then stop."""
@@ -151,6 +163,16 @@ class DeliveryService:
     def _flush(self, tps: set[Partition] | None) -> None:
         for channel in self._channels.values():
             channel.flush(tps)
+
+    def _wind_down(self, stop_at: float) -> None:
+        for channel in self._channels.values():
+            channel.stop_by(stop_at)
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_until_finished())
+
+    async def _watch_until_finished(self) -> None:
+        while not all(channel.is_idle() for channel in self._channels.values()):
+            await asyncio.sleep(0.02)
+        self._finished.set()
 
     def _discard(self, tps: set[Partition]) -> None:
         dropped = sum(channel.discard(tps) for channel in self._channels.values())
