@@ -2,11 +2,13 @@
 #
 #   docker build -t postback-dispatcher .
 #   docker run -v "$PWD/config:/etc/dispatcher:ro" -e TIKTOK_ACCESS_TOKEN=... -p 9108:9108 postback-dispatcher
+# (the configuration is read from $DISPATCHER_CONFIG, /etc/dispatcher/dispatcher.yaml by default)
 FROM python:3.11.13-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DISPATCHER_CONFIG=/etc/dispatcher/dispatcher.yaml
 
 # Only what the package needs: pyproject.toml names README.md as its readme.
 WORKDIR /src
@@ -22,9 +24,11 @@ USER 10001
 WORKDIR /home/dispatcher
 
 EXPOSE 9108
-# /healthz answers 503 once the main loop has stalled; urllib because slim images have no curl.
+# /healthz answers 503 once the main loop has stalled. `dispatcher health` asks it on the port the
+# configuration gives (metrics.port, or DISPATCHER_METRICS__PORT), not on a fixed 9108; both it
+# and `run` find the configuration through DISPATCHER_CONFIG: set that to mount it elsewhere.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=4)"]
+    CMD ["dispatcher", "health"]
 
 ENTRYPOINT ["dispatcher"]
-CMD ["run", "--config", "/etc/dispatcher/dispatcher.yaml"]
+CMD ["run"]

@@ -20,7 +20,7 @@ from types import FrameType
 from urllib.parse import urlsplit
 
 from dispatcher import __version__
-from dispatcher.config_loader import CONFIG_PATH_ENV, load_partners, load_settings
+from dispatcher.config_loader import CONFIG_PATH_ENV, load_partners, load_runtime, load_settings
 from dispatcher.errors import ConfigError, DispatcherError
 from dispatcher.explain import NotJsonError, explain, read_events, render_text
 from dispatcher.logs import configure_logging
@@ -147,6 +147,35 @@ def _topics_create(args: argparse.Namespace) -> int:
     for topic, outcome in create_topics(settings, args.partitions, args.replication_factor):
         print(f"{topic}: {outcome}")
     return EXIT_OK
+
+
+# A wildcard address listens on every interface: the probe asks over loopback.
+_LOOPBACK_FOR = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
+
+
+def _health(args: argparse.Namespace) -> int:
+    """Ask the running worker's /healthz (or /readyz) on the configured metrics address."""
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    metrics = load_runtime(_config_path(args), os.environ).metrics
+    if metrics.port == 0:
+        print("metrics.port is 0 (a free port picked at start): nothing to probe",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    host = _LOOPBACK_FOR.get(metrics.host, metrics.host)
+    netloc = f"[{host}]:{metrics.port}" if ":" in host else f"{host}:{metrics.port}"
+    url = f"http://{netloc}/{'readyz' if args.ready else 'healthz'}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    try:
+        with opener.open(url, timeout=args.timeout) as answer:
+            print(f"{url}: {answer.read().decode(errors='replace').strip()}")
+            return EXIT_OK
+    except urllib.error.HTTPError as exc:
+        print(f"{url}: {exc.code} {exc.read().decode(errors='replace').strip()}", file=sys.stderr)
+    except OSError as exc:
+        print(f"{url}: {getattr(exc, 'reason', None) or exc}", file=sys.stderr)
+    return EXIT_FAILURE
 
 
 def _link(args: argparse.Namespace) -> int:
@@ -387,6 +416,20 @@ def _parser() -> argparse.ArgumentParser:
         "is final, exit 0); SIGHUP reloads the partner files.",
     )
     run.set_defaults(command=_run)
+
+    health = commands.add_parser(
+        "health",
+        parents=[common, with_config],
+        help="probe a running worker's /healthz (or /readyz): exit 0 or 1",
+        description="Ask the worker running with this configuration whether it is alive (its "
+        "main loop turns: /healthz) or, with --ready, ready (consuming: /readyz), on the "
+        "metrics host and port of dispatcher.yaml and its DISPATCHER_ overrides; for container "
+        "health checks. Reads no partner file. Exit 0 yes, 1 no or no answer, 2 config error.",
+    )
+    health.add_argument("--ready", action="store_true", help="ask /readyz instead of /healthz")
+    health.add_argument("--timeout", type=float, default=4.0, metavar="S",
+                        help="seconds to wait for the answer (default: 4)")  # fmt: skip
+    health.set_defaults(command=_health)
 
     replay = commands.add_parser(
         "replay-dead-letters",

@@ -105,6 +105,20 @@ def load_settings(
     return Settings(path, runtime, partners_dir, partners, kafka_password)
 
 
+def load_runtime(path: Path, environ: Mapping[str, str]) -> RuntimeConfig:
+    """`dispatcher.yaml` alone, with its environment overrides (no partner file, no secret):
+    what a health probe needs, unaffected by a partner file being edited."""
+    issues: list[ConfigIssue] = []
+    data = _read_yaml(path, issues)
+    if data is None:
+        raise ConfigError(issues)
+    overridden = _apply_overrides(data, _runtime_overrides(environ), str(path), issues)
+    runtime = _validate(RuntimeConfig, data, str(path), overridden, issues)
+    if issues or runtime is None:
+        raise ConfigError(issues)
+    return runtime
+
+
 def load_partners(
     partners_dir: Path, environ: Mapping[str, str], *, require_secrets: bool = True
 ) -> PartnerSet:

@@ -209,6 +209,17 @@ def missing_mount_sources(compose: dict[str, Any]) -> list[str]:
     return problems
 
 
+def fixed_port_health_checks(compose: dict[str, Any]) -> list[str]:
+    """The worker's health check must follow its configured metrics port: `dispatcher health`."""
+    problems = []
+    for name, service in compose["services"].items():
+        runs_worker = "build" in service and service.get("command", ["run"])[0] == "run"
+        test = (service.get("healthcheck") or {}).get("test") or []
+        if runs_worker and test[1:3] != ["dispatcher", "health"]:
+            problems.append(f"{name}: health check {test!r} does not use `dispatcher health`")
+    return problems
+
+
 SECRET_KEY = re.compile(r"TOKEN|PASSWORD|SECRET|PASSWD|API_?KEY|CREDENTIAL", re.IGNORECASE)
 
 
@@ -228,7 +239,7 @@ def compose() -> dict[str, Any]:
 
 
 CHECKS = [unpinned_images, missing_healthchecks, broken_dependencies, missing_mount_sources,
-          inline_secrets]  # fmt: skip
+          inline_secrets, fixed_port_health_checks]  # fmt: skip
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
@@ -250,6 +261,21 @@ def test_compose_file_passes(check: Any, compose: dict[str, Any]) -> None:
         (missing_mount_sources, {"build": ".", "volumes": ["undeclared:/data"]}),
         (inline_secrets, {"build": ".", "environment": {"TIKTOK_ACCESS_TOKEN": "abc123"}}),
         (inline_secrets, {"build": ".", "environment": ["GF_SECURITY_ADMIN_PASSWORD=hunter2"]}),
+        (
+            fixed_port_health_checks,
+            {
+                "build": ".",
+                "healthcheck": {
+                    "test": [
+                        "CMD",
+                        "python",
+                        "-c",
+                        "import urllib.request; urllib.request.urlopen("
+                        "'http://127.0.0.1:9108/healthz', timeout=4)",
+                    ]
+                },
+            },
+        ),
     ],
 )
 def test_compose_checks_catch_mistakes(check: Any, service: dict[str, Any]) -> None:
@@ -375,7 +401,22 @@ def test_dockerfile_is_pinned_and_runs_unprivileged() -> None:
     assert dockerfile_problems(text) == []
     assert 'ENTRYPOINT ["dispatcher"]' in text
     assert "EXPOSE 9108" in text
-    assert "127.0.0.1:9108/healthz" in text
+
+
+def test_the_image_health_check_follows_the_configured_port(compose: dict[str, Any]) -> None:
+    """`dispatcher health` reads the same configuration as `run` (both through DISPATCHER_CONFIG,
+    where Compose mounts it) and asks /healthz on its metrics port; no port is written here."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    [healthcheck] = [line for line in text.splitlines() if line.startswith("HEALTHCHECK")]
+    assert healthcheck.endswith('CMD ["dispatcher", "health"]')
+    assert "9108" not in healthcheck
+    assert 'CMD ["run"]' in text  # --config would part `run` from the probe's configuration
+    [config] = re.findall(r"DISPATCHER_CONFIG=(\S+)", text)
+    mounts = dict(
+        (target, source) for source, target in bind_mounts(compose["services"]["dispatcher"])
+    )
+    assert Path(config).parent == Path("/etc/dispatcher")
+    assert "/etc/dispatcher" in mounts
 
 
 @pytest.mark.parametrize(
