@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +22,7 @@ from dispatcher.metrics import BatchHistogram, Metrics
 from tests.pipeline import REPO
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
+PRODUCTION_FILE = REPO / "docker-compose.production.yml"
 DOCKERFILE = REPO / "Dockerfile"
 PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA = REPO / "deploy" / "grafana"
@@ -93,25 +94,73 @@ def test_exported_names_cover_what_a_scrape_shows() -> None:
 # ---------------------------------------------------------------------------------------------
 # Compose helpers
 
-_REFERENCE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+class MissingVariableError(Exception):
+    """A `${X:?message}` (or `${X?message}`) whose variable is missing: Compose stops there."""
 
 
-def interpolate(value: str) -> str:
-    """A value as Compose resolves it with none of the variables set: `${X:-d}` → `d`."""
-    return _REFERENCE.sub(lambda m: m.group(2) or "", value).replace("$$", "$")
+_REFERENCE = re.compile(r"\$\{(\w+)(?:(:?)([-?])([^}]*))?\}")
 
 
-def load_compose() -> dict[str, Any]:
-    compose: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+def interpolate(value: str, env: Mapping[str, str] | None = None) -> str:
+    """A value as Compose resolves it with the shell environment `env` (none set by default),
+    after the compose-spec's interpolation rules: `${X}`; `${X-d}` and `${X:-d}` give d when X is
+    unset (with the colon: or empty); `${X?err}` and `${X:?err}` stop with err likewise."""
+    shell = env or {}
+
+    def resolve(match: re.Match[str]) -> str:
+        name, colon, operator, argument = match.groups()
+        found = shell.get(name)
+        missing = found is None or (colon == ":" and found == "")
+        if operator == "?" and missing:
+            raise MissingVariableError(f"{name}: {argument}")
+        if operator == "-" and missing:
+            return argument
+        return found or ""
+
+    return _REFERENCE.sub(resolve, value).replace("$$", "$")
+
+
+def resolve_file(node: Any, env: Mapping[str, str]) -> list[str]:
+    """Every `${...}` of a Compose file resolved with `env`: the errors Compose would stop with."""
+    if isinstance(node, str):
+        try:
+            interpolate(node, env)
+        except MissingVariableError as exc:
+            return [str(exc)]
+        return []
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    return [error for child in children for error in resolve_file(child, env)]
+
+
+def load_compose(path: Path = COMPOSE_FILE) -> dict[str, Any]:
+    compose: dict[str, Any] = yaml.safe_load(path.read_text())
     return compose
+
+
+def raw_environment(service: dict[str, Any]) -> dict[str, str | None]:
+    """A service's environment, uninterpolated; None for a variable given without a value (Compose
+    passes on the shell's value, or leaves the variable unset)."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return {str(key): None if value is None else str(value) for key, value in env.items()}
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
     """A service's environment as a mapping, uninterpolated (list or mapping syntax)."""
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {str(key): "" if value is None else str(value) for key, value in env.items()}
+    return {key: value or "" for key, value in raw_environment(service).items()}
+
+
+def container_environment(service: dict[str, Any], shell: Mapping[str, str]) -> dict[str, str]:
+    """What the container gets when Compose runs in a shell with `shell` set."""
+    resolved = {}
+    for key, value in raw_environment(service).items():
+        if value is not None:
+            resolved[key] = interpolate(value, shell)
+        elif key in shell:
+            resolved[key] = shell[key]
+    return resolved
 
 
 def depends_on(service: dict[str, Any]) -> dict[str, str]:
@@ -132,14 +181,20 @@ def one_shot_services(compose: dict[str, Any]) -> set[str]:
     }
 
 
-def bind_mounts(service: dict[str, Any]) -> Iterator[tuple[str, str]]:
+# What an operator must set for the production file (an example configuration directory).
+OPERATOR_ENV = {"DISPATCHER_CONFIG_DIR": "./config", "TIKTOK_ACCESS_TOKEN": "operator-token"}
+
+
+def bind_mounts(
+    service: dict[str, Any], env: Mapping[str, str] = OPERATOR_ENV
+) -> Iterator[tuple[str, str]]:
     """(host source, container target) of a service's bind mounts, interpolated."""
     for volume in service.get("volumes") or []:
         if isinstance(volume, dict):
             if volume.get("type") == "bind":
-                yield interpolate(volume["source"]), volume["target"]
+                yield interpolate(volume["source"], env), volume["target"]
             continue
-        source, target = interpolate(volume).split(":")[:2]
+        source, target = interpolate(volume, env).split(":")[:2]
         if source.startswith((".", "/", "~")):
             yield source, target
 
@@ -227,8 +282,9 @@ def inline_secrets(compose: dict[str, Any]) -> list[str]:
     """Secret-looking variables must come from the environment: the whole value a `${...}`."""
     problems = []
     for name, service in compose["services"].items():
-        for key, value in environment(service).items():
-            if SECRET_KEY.search(key) and not re.fullmatch(r"\$\{\w+(?::?-[^}]*)?\}", value):
+        for key, value in raw_environment(service).items():
+            passed_on = value is None or re.fullmatch(r"\$\{\w+(?::?[-?][^}]*)?\}", value)
+            if SECRET_KEY.search(key) and not passed_on:
                 problems.append(f"{name}: {key} is set in the file; use ${{{key}}}")
     return problems
 
@@ -243,8 +299,9 @@ CHECKS = [unpinned_images, missing_healthchecks, broken_dependencies, missing_mo
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
-def test_compose_file_passes(check: Any, compose: dict[str, Any]) -> None:
-    assert check(compose) == []
+@pytest.mark.parametrize("path", [COMPOSE_FILE, PRODUCTION_FILE], ids=lambda path: path.name)
+def test_compose_file_passes(check: Any, path: Path) -> None:
+    assert check(load_compose(path)) == []
 
 
 @pytest.mark.parametrize(
@@ -335,6 +392,73 @@ def test_kafka_init_creates_the_configured_topics_with_the_dispatcher(
         == environment(worker)["DISPATCHER_KAFKA__BOOTSTRAP_SERVERS"]
     )
     assert init.get("build") == worker.get("build")  # the dispatcher's own image
+
+
+# ---------------------------------------------------------------------------------------------
+# Two paths: the local stack (sandbox only) and production (your Kafka, the real partners)
+
+REAL_TIKTOK = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
+
+
+def partner_endpoints(compose: dict[str, Any], shell: Mapping[str, str]) -> dict[str, str]:
+    """Each partner's endpoint as the dispatcher of `compose` loads it under `shell`."""
+    service = compose["services"]["dispatcher"]
+    env = container_environment(service, shell)
+    [config_dir] = [s for s, target in bind_mounts(service, shell) if target == "/etc/dispatcher"]
+    settings = load_settings(COMPOSE_FILE.parent / config_dir / "dispatcher.yaml", env)
+    return {partner.partner: partner.endpoint for partner in settings.partners.partners}
+
+
+@pytest.mark.parametrize(
+    ("shell", "missing"),
+    [
+        ({}, {"DISPATCHER_CONFIG_DIR", "TIKTOK_ACCESS_TOKEN"}),
+        ({"DISPATCHER_CONFIG_DIR": "./config"}, {"TIKTOK_ACCESS_TOKEN"}),
+        ({"DISPATCHER_CONFIG_DIR": "./config", "TIKTOK_ACCESS_TOKEN": ""}, {"TIKTOK_ACCESS_TOKEN"}),
+        ({"TIKTOK_ACCESS_TOKEN": "t"}, {"DISPATCHER_CONFIG_DIR"}),
+        (OPERATOR_ENV, set()),
+    ],
+)
+def test_production_will_not_start_without_the_token_and_your_configuration(
+    shell: dict[str, str], missing: set[str]
+) -> None:
+    errors = resolve_file(load_compose(PRODUCTION_FILE), shell)
+    assert {error.split(":")[0] for error in errors} == missing
+    assert all(error.split(": ", 1)[1].startswith("set ") for error in errors)  # says what to do
+
+
+def test_production_sends_to_the_endpoints_of_your_partner_files() -> None:
+    # Given the production file run with the token and a configuration directory
+    compose = load_compose(PRODUCTION_FILE)
+    env = container_environment(compose["services"]["dispatcher"], OPERATOR_ENV)
+    # Then nothing overrides the partner files' endpoints, and the token is the operator's
+    assert not any(key.endswith("__ENDPOINT") for key in env)
+    assert env["TIKTOK_ACCESS_TOKEN"] == "operator-token"
+    files = {p.stem: yaml.safe_load(p.read_text())["endpoint"]
+             for p in (REPO / "config" / "partners").glob("*.yaml")}  # fmt: skip
+    assert partner_endpoints(compose, OPERATOR_ENV) == files
+    assert files["tiktok"] == REAL_TIKTOK
+
+
+def test_production_overrides_an_endpoint_only_when_the_operator_sets_it() -> None:
+    proxy = "https://egress-proxy.internal/tiktok/open_api/v1.3/event/track/"
+    shell = OPERATOR_ENV | {"DISPATCHER_PARTNERS__TIKTOK__ENDPOINT": proxy}
+    endpoints = partner_endpoints(load_compose(PRODUCTION_FILE), shell)
+    assert endpoints["tiktok"] == proxy
+    assert urlsplit(endpoints["oceanengine"]).hostname == "analytics.oceanengine.com"
+
+
+def test_the_local_stack_sends_only_to_the_sandbox_whatever_the_shell_says() -> None:
+    # Given a shell set up for the real partners (the old way: endpoint variables and the token)
+    shell = {"TIKTOK_ENDPOINT": REAL_TIKTOK, "TIKTOK_ACCESS_TOKEN": "real-token",
+             "OCEANENGINE_ENDPOINT": "https://analytics.oceanengine.com/api/v2/conversion",
+             "DISPATCHER_CONFIG_DIR": "./config"}  # fmt: skip
+    compose = load_compose()
+    # Then the local stack still talks to its sandbox only, and never carries the real token
+    endpoints = partner_endpoints(compose, shell)
+    assert {urlsplit(url).hostname for url in endpoints.values()} == {"partner-sandbox"}
+    env = container_environment(compose["services"]["dispatcher"], shell)
+    assert "real-token" not in env.values()
 
 
 def test_prometheus_scrapes_the_dispatcher_and_loads_the_alerts(compose: dict[str, Any]) -> None:
