@@ -8,10 +8,12 @@ fields"), cross-checked with public consumers of the same messages (rudderlabs/r
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import unquote_plus
 
 import pytest
 from hypothesis import given, settings
@@ -24,7 +26,7 @@ from dispatcher.inputs.appsflyer import (
     AppsFlyerDecoder,
     derive_event_id,
 )
-from schemas.events import Conversion, Event, Money, parse_timestamp
+from schemas.events import Conversion, Event, Money, link_parameter_of, parse_timestamp
 from tests.factories import decode, decode_record, event_dict, event_id_of, make_in_app, raw
 
 DECODER = AppsFlyerDecoder()
@@ -357,6 +359,18 @@ def test_the_recipe_is_pinned() -> None:
     )
 
 
+@settings(max_examples=300, deadline=None)
+@given(parts=st.tuples(*[st.text(max_size=12)] * 5))
+def test_the_derived_id_follows_the_recipe_for_any_text(parts: tuple[str, ...]) -> None:
+    """ASCII text takes a shortcut (its lengths need no encoding); any text, ASCII or not,
+    must give the recipe's netstrings of UTF-8 bytes."""
+    netstrings = b"".join(
+        b"%d:%b," % (len(data), data)
+        for data in (part.encode("utf-8", "surrogatepass") for part in parts)
+    )
+    assert derive_event_id(*parts) == hashlib.sha256(netstrings).hexdigest()[:32]
+
+
 def test_the_derived_id_reads_each_field_exactly_as_sent() -> None:
     base = event_dict(
         "in-app-event", event_value='{"b": 2, "a": 1}', event_time="2025-11-20 10:00:00.000"
@@ -461,3 +475,57 @@ def test_any_optional_fields_absent_null_or_blank_decode(kind: str, blanks: dict
     result = decode(raw(record), kind)
     assert isinstance(result, Event), result
     assert result.event_id == event_id_of(record)
+
+
+def _link_parameter_by_splitting(link: str, name: str) -> str | None:
+    """The reading `link_parameter_of` must agree with: split the query on `&`, first pair whose
+    key is `name` with a non-blank URL-decoded value."""
+    query = link.partition("#")[0].partition("?")[2]
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key == name and value and unquote_plus(value).strip():
+            return unquote_plus(value)
+    return None
+
+
+_link_parts = st.sampled_from(
+    [
+        "clickid",
+        "xclickid",
+        "clickidx",
+        "c",
+        "=",
+        "&",
+        "?",
+        "#",
+        "%20",
+        "+",
+        " ",
+        "a",
+        "E.C.P",
+        "%2B",
+        "==",
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(parts=st.lists(_link_parts, max_size=14))
+def test_a_link_parameter_is_read_as_splitting_the_query_would(parts: list[str]) -> None:
+    link = "https://app.appsflyer.com/id1?" + "".join(parts)
+    assert link_parameter_of(link, "clickid") == _link_parameter_by_splitting(link, "clickid")
+
+
+@pytest.mark.parametrize(
+    ("link", "expected"),
+    [
+        ("https://x/?clickid=abc&c=1", "abc"),
+        ("https://x/?c=1&clickid=E.C.P.a%2Bb+c", "E.C.P.a+b c"),
+        ("https://x/?xclickid=no&clickid=&clickid=%20&clickid=yes#clickid=frag", "yes"),
+        ("https://x/?c=1&clickidx=no", None),
+        ("https://x/#?clickid=frag", None),
+        ("https://x/clickid=abc", None),
+    ],
+)
+def test_a_link_parameter_examples(link: str, expected: str | None) -> None:
+    assert link_parameter_of(link, "clickid") == expected

@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Required
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     Json,
     PlainValidator,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
+    with_config,
 )
 from pydantic_core import ErrorDetails
+from typing_extensions import TypedDict
 
 from dispatcher.inputs.base import BadInput
 from schemas.events import (
@@ -52,6 +54,7 @@ STANDARD_PARAMS: Mapping[str, str] = MappingProxyType(
         "af_search_string": "search_string",
     }
 )
+_STANDARD_PAIRS = tuple(STANDARD_PARAMS.items())
 # Push API's `event_type` values on the installs topic; in-app events are `in-app-event` (V1) or
 # end in `-in-app-event` (V2: install-, organic-install-, re-engagement-, re-attribution-).
 INSTALL_EVENT_TYPES = (
@@ -99,62 +102,64 @@ Identifier = Annotated[str, StringConstraints(pattern=r"\S")]
 Flag = bool | Literal[""] | None
 
 
-class AppsFlyerRecord(BaseModel):
+@with_config(ConfigDict(extra="ignore", coerce_numbers_to_str=True))
+class AppsFlyerRecord(TypedDict, total=False):
     """The fields of a Push API V2 message that the worker reads; every other one is ignored.
 
-    Validated in pydantic-core: fields that are not read are never turned into Python objects.
+    Validated in pydantic-core into a plain dict (cheaper per event than a model instance):
+    fields that are not read are never turned into Python objects. Absent fields are absent.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
-
-    app_id: Identifier
-    appsflyer_id: Identifier
-    event_time: Timestamp
-    event_time_text: Annotated[str, Field(validation_alias="event_time")]  # for the derived id
-    install_time: Timestamp
-    event_name: str | None = None
-    event_type: Lowered = None
-    event_id: str | None = None  # not AppsFlyer's: a producer may add one
-    conversion_type: Lowered = None  # documented: Install, Re-engagement, Reinstall
-    retargeting_conversion_type: Lowered = None  # re-engagement or re-attribution
-    is_retargeting: Flag = None
-    is_primary_attribution: Flag = None
-    media_source: str | None = None
-    attributed_touch_type: Lowered = None
-    attributed_touch_time: OptionalTimestamp = None
-    click_id: str | None = None  # not AppsFlyer's: a producer may add the click id itself
-    original_url: str | None = None
-    af_c_id: str | None = None
-    af_adset_id: str | None = None
-    af_ad_id: str | None = None
+    app_id: Required[Identifier]
+    appsflyer_id: Required[Identifier]
+    event_time: Required[Timestamp]
+    event_time_text: Required[Annotated[str, Field(validation_alias="event_time")]]  # for the id
+    install_time: Required[Timestamp]
+    event_name: str | None
+    event_type: Lowered
+    event_id: str | None  # not AppsFlyer's: a producer may add one
+    conversion_type: Lowered  # documented: Install, Re-engagement, Reinstall
+    retargeting_conversion_type: Lowered  # re-engagement or re-attribution
+    is_retargeting: Flag
+    is_primary_attribution: Flag
+    media_source: str | None
+    attributed_touch_type: Lowered
+    attributed_touch_time: OptionalTimestamp
+    click_id: str | None  # not AppsFlyer's: a producer may add the click id itself
+    original_url: str | None
+    af_c_id: str | None
+    af_adset_id: str | None
+    af_ad_id: str | None
     # The names of SPEC's first version, accepted as aliases of the three above.
-    campaign_id: str | None = None
-    adset_id: str | None = None
-    ad_id: str | None = None
-    platform: Lowered = None
-    idfa: str | None = None
-    idfv: str | None = None
-    advertising_id: str | None = None
-    android_id: str | None = None
-    oaid: str | None = None
-    imei: str | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    app_version: str | None = None
-    country_code: str | None = None
+    campaign_id: str | None
+    adset_id: str | None
+    ad_id: str | None
+    platform: Lowered
+    idfa: str | None
+    idfv: str | None
+    advertising_id: str | None
+    android_id: str | None
+    oaid: str | None
+    imei: str | None
+    ip: str | None
+    user_agent: str | None
+    app_version: str | None
+    country_code: str | None
     # Parsed in pydantic-core; the text as sent is kept for the derived id.
     event_value: Annotated[
         dict[str, Any] | Json[dict[str, Any]] | Literal[""] | None,
         Field(validation_alias="event_value"),
-    ] = None
-    event_value_text: Annotated[
-        str | dict[str, Any] | None, Field(validation_alias="event_value")
-    ] = None
+    ]
+    event_value_text: Annotated[str | dict[str, Any] | None, Field(validation_alias="event_value")]
     event_revenue: Annotated[
         Annotated[Decimal, Field(allow_inf_nan=False)] | Literal[""] | None,
         Field(validation_alias="event_revenue"),
-    ] = None
-    event_revenue_currency: str | None = None
+    ]
+    event_revenue_currency: str | None
+
+
+_RECORD = TypeAdapter(AppsFlyerRecord)
+_validate_record = _RECORD.validate_json
 
 
 def derive_event_id(
@@ -166,11 +171,30 @@ def derive_event_id(
     bytes>:<bytes>,`), in this order; the first 32 hex digits. Never change it: a new recipe
     re-sends history under new ids.
     """
-    digest = hashlib.sha256()
-    for part in (app_id, appsflyer_id, event_name, event_time, event_value):
-        data = part.encode("utf-8", "surrogatepass")
-        digest.update(b"%d:%b," % (len(data), data))
-    return digest.hexdigest()[:32]
+    if (
+        app_id.isascii()
+        and appsflyer_id.isascii()
+        and event_name.isascii()
+        and event_time.isascii()
+        and event_value.isascii()
+    ):  # the usual case: a character is a byte, so lengths need no encoding first
+        netstrings = (
+            f"{len(app_id)}:{app_id},{len(appsflyer_id)}:{appsflyer_id},"
+            f"{len(event_name)}:{event_name},{len(event_time)}:{event_time},"
+            f"{len(event_value)}:{event_value},"
+        ).encode("ascii")
+    else:
+        a, b, c, d, e = (
+            part.encode("utf-8", "surrogatepass")
+            for part in (app_id, appsflyer_id, event_name, event_time, event_value)
+        )
+        netstrings = b"%d:%b,%d:%b,%d:%b,%d:%b,%d:%b," % (
+            len(a), a, len(b), b, len(c), c, len(d), d, len(e), e,
+        )  # fmt: skip
+    return _sha256(netstrings).hexdigest()[:32]
+
+
+_sha256 = hashlib.sha256
 
 
 def event_value_text(value: str | dict[str, Any] | None) -> str:
@@ -193,7 +217,7 @@ class AppsFlyerDecoder:
         if raw is None:
             return BadInput("empty message (null value)", None, None)
         try:
-            record = AppsFlyerRecord.model_validate_json(raw)
+            record = _validate_record(raw)
         except ValidationError as exc:
             return _bad_input(raw, exc)
         problem = _check_type(record, topic_type)
@@ -226,9 +250,9 @@ class AppsFlyerDecoder:
 
 def _check_type(record: AppsFlyerRecord, topic_type: EventType) -> str | None:
     """Why the record does not belong on its topic, or None when it does."""
-    event_type = record.event_type
+    event_type = record.get("event_type")
     if topic_type == IN_APP_EVENT:
-        if not (record.event_name or "").strip():
+        if not (record.get("event_name") or "").strip():
             return "missing required field event_name (the SDK event name of an in-app event)"
         if event_type and not event_type.endswith(IN_APP_EVENT_TYPE_SUFFIX):
             return (
@@ -243,60 +267,77 @@ def _check_type(record: AppsFlyerRecord, topic_type: EventType) -> str | None:
     return None
 
 
+_new_event: Callable[[type[Event], tuple[Any, ...]], Event] = tuple.__new__
+# (Event's fields in order, without the keyword-binding constructor)
+
+
+def _getter(record: AppsFlyerRecord) -> Callable[[str], Any]:
+    """`record.get`, typed for any key (each key's type is the record's, read as declared)."""
+    return record.get
+
+
 def to_event(record: AppsFlyerRecord, topic_type: EventType) -> Event:
-    """The canonical event of a valid record read from the topic of `topic_type` events."""
-    is_in_app = topic_type == IN_APP_EVENT
-    event_value = record.event_value
-    params: Mapping[str, Any] = event_value if isinstance(event_value, dict) else {}
-    event_id = record.event_id
+    """The canonical event of a valid record read from the topic of `topic_type` events.
+
+    Built positionally, in `Event`'s field order (per event, binding 33 keywords costs more than
+    the rest of this function); the corpus tests compare whole events and payloads."""
+    get = _getter(record)
+    event_value = get("event_value")
+    params: Mapping[str, Any] = event_value if isinstance(event_value, dict) else _EMPTY
+    event_name = get("event_name")
+    event_time: datetime = record["event_time"]
+    event_id = get("event_id")
     derived = not (event_id and event_id.strip())
     if derived:
         event_id = derive_event_id(
-            record.app_id,
-            record.appsflyer_id,
-            record.event_name or "",
-            record.event_time_text,
-            event_value_text(record.event_value_text),
+            record["app_id"],
+            record["appsflyer_id"],
+            event_name or "",
+            record["event_time_text"],
+            event_value_text(get("event_value_text")),
         )
-    assert event_id is not None
-    return Event(
-        type=topic_type,
-        event_id=event_id,
-        event_id_derived=derived,
-        event_name=record.event_name or INSTALL,
-        event_time=record.event_time,
-        install_time=record.install_time,
-        app_id=record.app_id,
-        install_id=record.appsflyer_id,
-        conversion=_conversion(record),
-        is_primary=record.is_primary_attribution is not False,
-        media_source=record.media_source or None,
-        touch_type=record.attributed_touch_type or None,
-        touch_time=record.attributed_touch_time,
-        click_id=record.click_id or None,
-        link=record.original_url or None,
-        campaign_id=record.af_c_id or record.campaign_id or None,
-        adset_id=record.af_adset_id or record.adset_id or None,
-        ad_id=record.af_ad_id or record.ad_id or None,
-        platform=record.platform or None,
-        idfa=record.idfa or None,
-        idfv=record.idfv or None,
-        advertising_id=record.advertising_id or None,
-        android_id=record.android_id or None,
-        oaid=record.oaid or None,
-        imei=record.imei or None,
-        ip=record.ip or None,
-        user_agent=record.user_agent or None,
-        app_version=record.app_version or None,
-        country_code=record.country_code or None,
-        params=params,
-        standard_params=(
-            {name: params[key] for key, name in STANDARD_PARAMS.items() if key in params}
-            if params
-            else _EMPTY
+    return _new_event(
+        Event,
+        (
+            topic_type,  # type
+            event_id,  # event_id
+            derived,  # event_id_derived
+            event_name or INSTALL,  # event_name
+            event_time,  # event_time
+            event_time.timestamp(),  # event_time_s
+            record["install_time"],  # install_time
+            record["app_id"],  # app_id
+            record["appsflyer_id"],  # install_id
+            _conversion(record),  # conversion
+            get("is_primary_attribution") is not False,  # is_primary
+            get("media_source") or None,  # media_source
+            get("attributed_touch_type") or None,  # touch_type
+            get("attributed_touch_time"),  # touch_time
+            get("click_id") or None,  # click_id
+            get("original_url") or None,  # link
+            get("af_c_id") or get("campaign_id") or None,  # campaign_id
+            get("af_adset_id") or get("adset_id") or None,  # adset_id
+            get("af_ad_id") or get("ad_id") or None,  # ad_id
+            get("platform") or None,  # platform
+            get("idfa") or None,  # idfa
+            get("idfv") or None,  # idfv
+            get("advertising_id") or None,  # advertising_id
+            get("android_id") or None,  # android_id
+            get("oaid") or None,  # oaid
+            get("imei") or None,  # imei
+            get("ip") or None,  # ip
+            get("user_agent") or None,  # user_agent
+            get("app_version") or None,  # app_version
+            get("country_code") or None,  # country_code
+            params,  # params
+            (  # standard_params
+                {name: params[key] for key, name in _STANDARD_PAIRS if key in params}
+                if params
+                else _EMPTY
+            ),
+            _revenue(record, params) if topic_type == IN_APP_EVENT else None,  # revenue
+            REVENUE_KEYS,  # revenue_keys
         ),
-        revenue=_revenue(record, params) if is_in_app else None,
-        revenue_keys=REVENUE_KEYS,
     )
 
 
@@ -306,31 +347,57 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 def _conversion(record: AppsFlyerRecord) -> Conversion:
     """A first install unless `event_type`, `retargeting_conversion_type`, `conversion_type`,
     `event_name` or `is_retargeting` says it is a reinstall, re-engagement or re-attribution."""
-    event_type = record.event_type
-    if event_type and event_type.endswith(IN_APP_EVENT_TYPE_SUFFIX):
-        event_type = event_type.removesuffix(IN_APP_EVENT_TYPE_SUFFIX).rstrip("-") or None
+    get = _getter(record)
+    event_type = get("event_type")
+    conversion_type = get("conversion_type")
+    is_retargeting = get("is_retargeting") is True
+    if event_type:
+        kind = (
+            _EVENT_TYPE_KINDS[event_type]
+            if event_type in _EVENT_TYPE_KINDS
+            else _kind_of(event_type)
+        )
+        if kind is not None and kind is not Conversion.INSTALL:
+            return kind
     for value in (
-        event_type,
-        record.retargeting_conversion_type if record.is_retargeting is True else None,
-        record.conversion_type,
-        (record.event_name or "").lower(),
+        get("retargeting_conversion_type") if is_retargeting else None,
+        conversion_type,
+        (get("event_name") or "").lower(),
     ):
         conversion = _CONVERSIONS.get(value) if value else None
         if conversion is not None and conversion is not Conversion.INSTALL:
             return conversion
-    if record.conversion_type and record.conversion_type not in _CONVERSIONS:
+    if conversion_type and conversion_type not in _CONVERSIONS:
         # An unknown kind is not taken for a first install: nothing is sent that is not owed.
         return Conversion.OTHER
-    if record.is_retargeting is True:
+    if is_retargeting:
         return Conversion.RE_ENGAGEMENT
     return Conversion.INSTALL
 
 
+def _kind_of(event_type: str) -> Conversion | None:
+    """The conversion kind an `event_type` names: an in-app event's is its install's."""
+    if event_type.endswith(IN_APP_EVENT_TYPE_SUFFIX):
+        event_type = event_type.removesuffix(IN_APP_EVENT_TYPE_SUFFIX).rstrip("-")
+    return _CONVERSIONS.get(event_type)
+
+
+# Every documented `event_type` and its kind, looked up once per event; others are worked out.
+_EVENT_TYPE_KINDS: Mapping[str, Conversion | None] = MappingProxyType(
+    {
+        value: _kind_of(value)
+        for kind in (*INSTALL_EVENT_TYPES, "")
+        for value in (kind, f"{kind}-{IN_APP_EVENT_TYPE_SUFFIX}".lstrip("-"))
+        if value
+    }
+)
+
+
 def _revenue(record: AppsFlyerRecord, params: Mapping[str, Any]) -> Money | None:
     """`event_revenue`/`event_revenue_currency`, else `af_revenue`/`af_currency` of the value."""
-    amount = record.event_revenue
+    amount = record.get("event_revenue")
     if isinstance(amount, Decimal):
-        currency = record.event_revenue_currency or _text(params.get("af_currency"))
+        currency = record.get("event_revenue_currency") or _text(params.get("af_currency"))
         return Money(amount, _currency(currency))
     try:
         value_amount = parse_decimal(params.get("af_revenue"))
@@ -359,7 +426,7 @@ def _bad_input(raw: bytes, exc: ValidationError) -> BadInput:
     first = errors[0]
     if first["type"] == "json_invalid" or first["type"] == "json_type":
         return BadInput(f"not valid JSON: {first['msg']}", raw, None)
-    if first["type"] == "model_type" and not first["loc"]:
+    if first["type"] == "dict_type" and not first["loc"]:
         return BadInput(f"not a JSON object: {_describe_json(raw)}", raw, None)
     first_per_field: dict[object, ErrorDetails] = {}
     for error in errors:

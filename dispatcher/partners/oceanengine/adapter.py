@@ -85,7 +85,7 @@ class OceanEngineAdapter:
         revenue = content.revenue
         if revenue is not None and revenue.currency == REVENUE_CURRENCY and revenue.amount >= 0:
             payload["properties"] = {"pay_amount": fen(revenue.amount)}
-        payload["timestamp"] = int(event.event_time.timestamp() * 1000)
+        payload["timestamp"] = int(event.event_time_s * 1000)
         return payload
 
     def event_label(self, payload: Mapping[str, Any]) -> str:
