@@ -12,6 +12,14 @@ from typing import Any
 from dispatcher.devtools.samples import appsflyer_record, tiktok_click_url
 
 APP_ID = "id1234567890"
+# Stands in for `bench_sent_at` in records encoded ahead of time; replaced by the send time
+# (`stamp`) when the record is produced.
+SENT_AT_PLACEHOLDER = 1111111111.25  # exact in binary: json.dumps writes it as it is
+
+
+def stamp(encoded: bytes, sent_at: float) -> bytes:
+    """A record encoded with `SENT_AT_PLACEHOLDER`, sent at `sent_at` (Unix seconds)."""
+    return encoded.replace(b"1111111111.25", b"%.6f" % sent_at, 1)
 
 
 def _now() -> str:

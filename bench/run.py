@@ -1,16 +1,20 @@
 """The throughput benchmark, in one run on the real broker (Tansu) and the local TikTok sandbox.
 
-    .venv/bin/python -m bench                 # the full run (a few minutes)
+    .venv/bin/python -m bench                 # the full run (several minutes)
+    .venv/bin/python -m bench --repeat 3      # three runs of the ceiling and the worker
     .venv/bin/python -m bench --quick         # a smoke run with small numbers
 
-Phases, each on its own topics and consumer group:
+For each kind of record (AppsFlyer Push API records first, then the first benchmark's small
+ones), each on its own topic:
   1. consume-only ceiling: read + json.loads of N events in a process of its own;
-  2. the worker with default settings on the same N events: delivered events/s, ratio to (1);
-  3. latency: events produced at half the rate of (2), event-to-postback p50/p99;
+  2. the worker with default settings on the same N events: delivered events/s, ratio to (1),
+     CPU per event, peak RSS (1 and 2 `--repeat` times; the table shows median and range);
+  3. latency: events produced at half the worker's rate, event-to-postback p50/p99.
+Then, on AppsFlyer records:
   4. per-event mode (batch_max_events: 1) against what httpx alone does per process;
-  5. peak RSS with a large backlog while TikTok refuses connections, then the drain;
-  6. horizontal scale: two workers in one group against one.
-Prints a table and writes bench/results/latest.json.
+  5. horizontal scale: two workers in one group against one;
+  6. peak RSS with a large backlog while TikTok refuses connections, then the drain.
+Prints one table per kind of record and one for the rest; writes bench/results/latest.json.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from bench.records import APP_ID, SHAPES
+from bench.records import APP_ID, SENT_AT_PLACEHOLDER, SHAPES, stamp
 from dispatcher.devtools.broker import LocalBroker
 from dispatcher.devtools.harness import WorkerConfig, WorkerProcess
 from dispatcher.devtools.sandbox import ReceivedEvent, SandboxProcess
@@ -153,7 +157,11 @@ def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sa
         for i in range(workers)
     ]
     try:
+        # CPU from the first delivery on: start-up (imports, the group join) is not per event
+        wait(lambda: sandbox.stats()["unique_event_ids"] > 0, 120, "a first delivery", 0.05)
+        cpu_at_first = [w.cpu_s() for w in started]
         first, last, _ = delivered_window(sandbox, count, timeout_s=max(120, count / 200))
+        cpu_used = [w.cpu_s() - at_first for w, at_first in zip(started, cpu_at_first, strict=True)]
         stats = sandbox.stats()
         time.sleep(0.5)  # the last commits of the run
         commits = sum(
@@ -169,6 +177,7 @@ def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sa
             "requests": stats["requests"],
             "peak_rss_mb": [round(w.peak_rss_mb(), 1) for w in started],
             "cpu_s": [round(w.cpu_s(), 2) for w in started],
+            "cpu_us_per_event": sum(cpu_used) / count * 1e6,
         }
     finally:
         for worker in started:
@@ -179,25 +188,33 @@ def latency(
     workdir: Path, broker: LocalBroker, sandbox: SandboxProcess, rate: float, seconds: float,
     event: Shape,
 ) -> dict[str, Any]:  # fmt: skip
+    """Events produced at `rate`, each stamped with its send time; event-to-postback p50/p99.
+
+    The records are generated and encoded before the clock starts (an AppsFlyer record costs
+    the generator far more than its send), and stamped at send time by a same-width
+    replacement, so the producer keeps the rate asked of it."""
     topics = Topics.create(broker, "latency")
     sandbox.reset()
+    total = int(rate * seconds)
+    encoded = [
+        (value["appsflyer_id"].encode(), json.dumps(value).encode())
+        for value in (event(n, "latency", sent_at=SENT_AT_PLACEHOLDER) for n in range(total))
+    ]
     worker = start_worker(
         workdir, "latency", broker, topics, sandbox, f"latency-{uuid.uuid4().hex[:6]}"
     )
     try:
         wait(worker.is_ready, 60, "latency worker ready")
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1)
-        total = int(rate * seconds)
+        behind = 0
         started = time.perf_counter()
-        for n in range(total):
-            due = started + n / rate
-            ahead = due - time.perf_counter()
+        for n, (key, value) in enumerate(encoded):
+            ahead = started + n / rate - time.perf_counter()
             if ahead > 0.002:
                 time.sleep(ahead)
-            value = event(n, "latency", sent_at=time.time())
-            producer.send(
-                topics.in_app, key=value["appsflyer_id"].encode(), value=json.dumps(value).encode()
-            )
+            elif ahead < -0.1:
+                behind += 1  # more than 100 ms late: the producer could not keep the rate
+            producer.send(topics.in_app, key=key, value=stamp(value, time.time()))
         producer.flush()
         achieved = total / (time.perf_counter() - started)
         producer.close()
@@ -206,6 +223,7 @@ def latency(
         return {
             "target_rate": rate,
             "produced_rate": achieved,
+            "produced_late": behind,
             "events": len(latencies),
             "p50_s": statistics.median(latencies),
             "p99_s": percentile(latencies, 0.99),
@@ -292,6 +310,44 @@ def decoding(event: Shape, count: int = 20_000) -> dict[str, Any]:
 # --- the run -----------------------------------------------------------------------------------
 
 
+def records_run(
+    workdir: Path, broker: LocalBroker, sandbox: SandboxProcess, shape: str, args: argparse.Namespace
+) -> dict[str, Any]:  # fmt: skip
+    """One kind of record: decoding cost, the ceiling and the worker (`--repeat` times each, on
+    the same topic), their ratio, and latency at half the worker's median rate."""
+    event = SHAPES[shape]
+    result: dict[str, Any] = {"records": shape, "decoding": decoding(event)}
+    topics = Topics.create(broker, f"throughput-{shape}")
+    log(f"{shape}: producing {args.events} owed in-app events")
+    result["produce_seconds"] = produce(broker.bootstrap, topics.in_app, args.events, "tp", event)
+    result["ceilings"], result["workers"] = [], []
+    for run in range(1, args.repeat + 1):
+        log(f"{shape}: consume-only ceiling, run {run}")
+        result["ceilings"].append(ceiling(broker, topics, args.events))
+        log(f"{shape}: the worker, default settings, run {run}")
+        result["workers"].append(
+            throughput(workdir, f"worker-{shape}-{run}", broker, topics, sandbox, args.events)
+        )
+    result["ceiling"] = median_run(result["ceilings"])
+    result["worker"] = median_run(result["workers"])
+    result["ratios"] = [
+        w["rate"] / c["rate"] for w, c in zip(result["workers"], result["ceilings"], strict=True)
+    ]
+    result["ratio_to_ceiling"] = statistics.median(result["ratios"])
+    if "latency" not in args.skip:
+        half = result["worker"]["rate"] / 2
+        if args.quick:
+            half = min(half, 2000)  # a few thousand events give no real maximum rate
+        log(f"{shape}: latency at {half:.0f} events/s")
+        result["latency"] = latency(workdir, broker, sandbox, half, args.latency_seconds, event)
+    return result
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median rate."""
+    return sorted(runs, key=lambda run: run["rate"])[len(runs) // 2]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -301,6 +357,9 @@ def main() -> int:
     parser.add_argument(
         "--events", type=int, default=100_000, help="events for the throughput phases"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of the ceiling and the worker per record kind"
+    )
     parser.add_argument("--per-event-events", type=int, default=20_000)
     parser.add_argument("--latency-seconds", type=float, default=20)
     parser.add_argument("--backlog-events", type=int, default=1_000_000)
@@ -309,12 +368,14 @@ def main() -> int:
         "--skip", action="append", default=[], choices=["latency", "per-event", "backlog", "scale"]
     )
     parser.add_argument(
-        "--records", choices=list(SHAPES), default="appsflyer",
-        help="appsflyer: Push API V2 records (~2.5 KB, no event id); small: the first benchmark's",
+        "--records", choices=list(SHAPES), action="append",
+        help="record kinds, the first the main one (default: appsflyer, then small): appsflyer "
+        "are Push API V2 records (~3.8 KB, no event id); small the first benchmark's (~0.8 KB)",
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="small numbers: a smoke run")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
+    args.records = args.records or ["appsflyer", "small"]
     if args.quick:
         args.events, args.per_event_events, args.latency_seconds = 5000, 1000, 4
         args.backlog_events, args.backlog_hold_s = 20000, 3
@@ -326,33 +387,18 @@ def main() -> int:
             "platform": platform.platform(),
         },
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
-        "records": args.records,
+        "records": args.records[0],
     }
-    event = SHAPES[args.records]
-    results["decoding"] = decoding(event)
+    event = SHAPES[args.records[0]]
     with LocalBroker(log_path=workdir / "broker.log") as broker:
         sandbox = start_sandbox(workdir)
         try:
-            topics = Topics.create(broker, "throughput")
-            log(f"producing {args.events} owed in-app events")
-            results["produce_seconds"] = produce(
-                broker.bootstrap, topics.in_app, args.events, "tp", event
-            )
-            log("phase 1: consume-only ceiling")
-            results["ceiling"] = ceiling(broker, topics, args.events)
-            log("phase 2: the worker, default settings")
-            results["worker"] = throughput(workdir, "worker", broker, topics, sandbox, args.events)
-            results["ratio_to_ceiling"] = results["worker"]["rate"] / results["ceiling"]["rate"]
-            if "latency" not in args.skip:
-                half = results["worker"]["rate"] / 2
-                if args.quick:
-                    half = min(half, 2000)  # a few thousand events give no real maximum rate
-                log(f"phase 3: latency at {half:.0f} events/s")
-                results["latency"] = latency(
-                    workdir, broker, sandbox, half, args.latency_seconds, event
-                )
+            results["kinds"] = [
+                records_run(workdir, broker, sandbox, shape, args) for shape in args.records
+            ]
+            main_kind = results["kinds"][0]
             if "per-event" not in args.skip:
-                log("phase 4: per-event mode against httpx alone")
+                log("per-event mode against httpx alone")
                 per_event_topics = Topics.create(broker, "per-event")
                 produce(
                     broker.bootstrap, per_event_topics.in_app, args.per_event_events, "pe", event
@@ -373,13 +419,17 @@ def main() -> int:
                     results["per_event"]["rate"] / results["httpx_alone"]["rate"]
                 )
             if "scale" not in args.skip:
-                log("phase 6: two workers in one group")
+                log("two workers in one group")
+                scale_topics = Topics.create(broker, "scale")
+                produce(broker.bootstrap, scale_topics.in_app, args.events, "sc", event)
                 results["two_workers"] = throughput(
-                    workdir, "scale", broker, topics, sandbox, args.events, workers=2
+                    workdir, "scale", broker, scale_topics, sandbox, args.events, workers=2
                 )
-                results["scale_factor"] = results["two_workers"]["rate"] / results["worker"]["rate"]
+                results["scale_factor"] = (
+                    results["two_workers"]["rate"] / main_kind["worker"]["rate"]
+                )
             if "backlog" not in args.skip:
-                log(f"phase 5: backlog of {args.backlog_events} while TikTok is down")
+                log(f"backlog of {args.backlog_events} while TikTok is down")
                 results["backlog"] = backlog(
                     workdir, broker, sandbox, args.backlog_events, args.backlog_hold_s, event
                 )
@@ -392,31 +442,50 @@ def main() -> int:
     return 0
 
 
-def render(r: dict[str, Any]) -> str:
-    decoding = r["decoding"]
+def spread(values: list[float], fmt: str) -> str:
+    """`median (min-max)` of several runs, or the value of one."""
+    if len(values) == 1:
+        return format(values[0], fmt)
+    ordered = sorted(values)
+    return f"{format(statistics.median(ordered), fmt)} ({format(ordered[0], fmt)}-{format(ordered[-1], fmt)})"
+
+
+def render_kind(kind: dict[str, Any]) -> list[tuple[str, str]]:
+    """The table rows of one kind of record."""
+    decoding = kind["decoding"]
+    workers, ceilings = kind["workers"], kind["ceilings"]
+    runs = f", {len(workers)} runs: median (min-max)" if len(workers) > 1 else ""
     rows = [
-        (f"records: {r['records']}, mean size", f"{decoding['record_bytes']:,.0f} bytes"),
+        (f"records: {kind['records']}{runs}", f"{decoding['record_bytes']:,.0f} bytes"),
         ("  decoding, per event (one process)", f"{decoding['decode_us']:.1f} µs"),
         ("  of which deriving the event id", f"{decoding['derive_id_us']:.1f} µs"),
-        ("consume-only ceiling (read + json.loads)", f"{r['ceiling']['rate']:,.0f} events/s"),
-        ("worker, default settings: delivered", f"{r['worker']['rate']:,.0f} events/s"),
-        ("  ratio to the ceiling (target >= 0.33, stretch 0.5)", f"{r['ratio_to_ceiling']:.2f}"),
-        ("  peak RSS", f"{r['worker']['peak_rss_mb'][0]:.0f} MB"),
-        ("  duplicates", f"{r['worker']['duplicates']}"),
-        (
-            "  offset commits",
-            f"{r['worker']['commits']:.0f} ({r['worker']['commits_per_s']:.1f}/s)",
-        ),
-    ]
-    if "latency" in r:
-        lat = r["latency"]
+        ("consume-only ceiling (read + json.loads)",
+         spread([c["rate"] for c in ceilings], ",.0f") + " events/s"),
+        ("worker, default settings: delivered",
+         spread([w["rate"] for w in workers], ",.0f") + " events/s"),
+        ("  ratio to the ceiling (target >= 0.8, stretch 1.0)", spread(kind["ratios"], ".2f")),
+        ("  worker CPU per event (after the first delivery)",
+         spread([w["cpu_us_per_event"] for w in workers], ".0f") + " µs"),
+        ("  peak RSS", spread([w["peak_rss_mb"][0] for w in workers], ".0f") + " MB"),
+        ("  duplicates", f"{sum(w['duplicates'] for w in workers)}"),
+        ("  offset commits per second", spread([w["commits_per_s"] for w in workers], ".1f")),
+    ]  # fmt: skip
+    if "latency" in kind:
+        lat = kind["latency"]
         rows += [
             (
                 f"event-to-postback at {lat['produced_rate']:,.0f} events/s: p50",
                 f"{lat['p50_s'] * 1000:.0f} ms",
             ),
             ("  p99 (target < 1 s)", f"{lat['p99_s'] * 1000:.0f} ms"),
+            ("  produced more than 100 ms late", f"{lat['produced_late']}"),
         ]
+    return rows
+
+
+def render(r: dict[str, Any]) -> str:
+    tables = [render_kind(kind) for kind in r["kinds"]]
+    rows: list[tuple[str, str]] = []
     if "per_event" in r:
         rows += [
             ("per-event mode (batch_max_events: 1)", f"{r['per_event']['rate']:,.0f} events/s"),
@@ -446,7 +515,12 @@ def render(r: dict[str, Any]) -> str:
             ),
             ("  peak RSS over the drain", f"{b['peak_rss_mb_overall']:.0f} MB"),
         ]
-    width = max(len(label) for label, _ in rows) + 2
-    lines = [f"{'figure':<{width}}value", "-" * (width + 24)]
-    lines += [f"{label:<{width}}{value}" for label, value in rows]
-    return "\n".join(lines)
+    if rows:
+        tables.append(rows)
+    width = max(len(label) for table in tables for label, _ in table) + 2
+    out: list[str] = []
+    for table in tables:
+        out += [f"{'figure':<{width}}value", "-" * (width + 30)]
+        out += [f"{label:<{width}}{value}" for label, value in table]
+        out.append("")
+    return "\n".join(out).rstrip()

@@ -1,0 +1,50 @@
+"""The benchmark's own pieces that a wrong figure would hide behind: the send-time stamp of the
+latency phase, and the tables (median and range of several runs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.records import SENT_AT_PLACEHOLDER, SHAPES, stamp
+from bench.run import render, spread
+from dispatcher.inputs import DECODERS
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_a_record_encoded_ahead_carries_the_send_time_it_is_stamped_with(shape: str) -> None:
+    encoded = json.dumps(SHAPES[shape](7, "lat", sent_at=SENT_AT_PLACEHOLDER)).encode()
+    stamped = stamp(encoded, 1764250000.123456)
+    event = DECODERS["appsflyer"].decode(stamped, "in-app-event")
+    assert not hasattr(event, "detail"), event  # not bad input
+    assert event.params["bench_sent_at"] == 1764250000.123456  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("values", "shown"),
+    [([0.61], "0.61"), ([0.7, 0.5, 0.6], "0.60 (0.50-0.70)"), ([2.0, 1.0], "1.50 (1.00-2.00)")],
+)
+def test_several_runs_show_their_median_and_range(values: list[float], shown: str) -> None:
+    assert spread(values, ".2f") == shown
+
+
+def test_the_tables_name_each_kind_of_record_and_its_ratio() -> None:
+    def run(rate: float) -> dict[str, object]:
+        return {"rate": rate, "cpu_us_per_event": 90.0, "peak_rss_mb": [120.0], "duplicates": 0,
+                "commits_per_s": 4.0, "events": 1000}  # fmt: skip
+
+    kind = {
+        "records": "appsflyer",
+        "decoding": {"record_bytes": 3751, "decode_us": 30.0, "derive_id_us": 3.0},
+        "ceilings": [run(10_000), run(12_000), run(11_000)],
+        "workers": [run(8_000), run(9_000), run(8_500)],
+        "ratios": [0.8, 0.75, 0.77],
+        "latency": {"produced_rate": 4_200, "p50_s": 0.2, "p99_s": 0.6, "produced_late": 0},
+    }
+    text = render({"kinds": [kind, kind | {"records": "small"}]})
+    assert "records: appsflyer, 3 runs: median (min-max)" in text
+    assert "records: small, 3 runs" in text
+    assert "0.77 (0.75-0.80)" in text
+    assert "8,500 (8,000-9,000) events/s" in text
+    assert "event-to-postback at 4,200 events/s: p50" in text
