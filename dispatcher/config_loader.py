@@ -72,11 +72,7 @@ def load_settings(
 ) -> Settings:
     """Load `dispatcher.yaml` and its partner files; raise ConfigError listing every problem."""
     issues: list[ConfigIssue] = []
-    data = _read_yaml(path, issues)
-    if data is None:
-        raise ConfigError(issues)
-    overridden = _apply_overrides(data, _runtime_overrides(environ), str(path), issues)
-    runtime = _validate(RuntimeConfig, data, str(path), overridden, issues)
+    data, runtime = _read_runtime(path, environ, issues)
     # Partner files are checked even when dispatcher.yaml is wrong, so every error shows at once.
     partners_dir_value = data.get("partners_dir", "partners")
     if not isinstance(partners_dir_value, str):
@@ -109,14 +105,22 @@ def load_runtime(path: Path, environ: Mapping[str, str]) -> RuntimeConfig:
     """`dispatcher.yaml` alone, with its environment overrides (no partner file, no secret):
     what a health probe needs, unaffected by a partner file being edited."""
     issues: list[ConfigIssue] = []
+    _, runtime = _read_runtime(path, environ, issues)
+    if issues or runtime is None:
+        raise ConfigError(issues)
+    return runtime
+
+
+def _read_runtime(
+    path: Path, environ: Mapping[str, str], issues: list[ConfigIssue]
+) -> tuple[dict[str, Any], RuntimeConfig | None]:
+    """`dispatcher.yaml` as read and as validated with its environment overrides (None when
+    invalid; `issues` says why). ConfigError when the file cannot be read as YAML at all."""
     data = _read_yaml(path, issues)
     if data is None:
         raise ConfigError(issues)
     overridden = _apply_overrides(data, _runtime_overrides(environ), str(path), issues)
-    runtime = _validate(RuntimeConfig, data, str(path), overridden, issues)
-    if issues or runtime is None:
-        raise ConfigError(issues)
-    return runtime
+    return data, _validate(RuntimeConfig, data, str(path), overridden, issues)
 
 
 def load_partners(
