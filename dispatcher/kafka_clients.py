@@ -62,6 +62,7 @@ def make_consumer(settings: Settings) -> KafkaConsumer:
         max_poll_records=kafka.max_poll_records,
         # Also how soon a deleted source topic is noticed (`topic_identities`).
         metadata_max_age_ms=kafka.metadata_max_age_ms,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
     )
 
 

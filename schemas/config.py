@@ -268,6 +268,9 @@ class KafkaConfig(_Config):
     # How often the consumer re-reads the cluster's metadata (Kafka's default: 5 minutes); it
     # bounds how soon a deleted source topic is reported.
     metadata_max_age_ms: Annotated[int, Field(ge=1000, le=3_600_000)] = 30_000
+    # How long the broker may hold a fetch while it has no new record (Kafka's default). Apache
+    # Kafka answers as soon as one arrives; a broker that waits the whole time adds it to latency.
+    fetch_max_wait_ms: Annotated[int, Field(ge=0, le=60_000)] = 500
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from dispatcher import kafka_clients
+from dispatcher.config_loader import load_runtime
 from dispatcher.errors import BrokerUnavailableError, CommitFailedError, TransientError
 
 
@@ -59,3 +62,25 @@ def test_topics_are_listed_or_the_broker_is_unavailable() -> None:
 def test_other_exceptions_are_not_hidden() -> None:
     with pytest.raises(ZeroDivisionError):
         kafka_clients.commit(FakeConsumer(ZeroDivisionError()), {("a", 0): 1})
+
+
+def test_the_worker_consumer_takes_the_fetch_and_metadata_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a dispatcher.yaml that sets both, and a consumer class that records its options
+    (tmp_path / "dispatcher.yaml").write_text(
+        "kafka: {bootstrap_servers: 'k:9092', fetch_max_wait_ms: 120, metadata_max_age_ms: 4000}\n"
+    )
+    runtime = load_runtime(tmp_path / "dispatcher.yaml", {})
+    seen: dict[str, Any] = {}
+
+    class Recording:
+        def __init__(self, **options: Any) -> None:
+            seen.update(options)
+
+    monkeypatch.setattr(kafka_clients, "KafkaConsumer", Recording)
+    # When the worker's consumer is made
+    kafka_clients.make_consumer(SimpleNamespace(runtime=runtime, kafka_password=None))  # type: ignore[arg-type]
+    # Then it has them, and neither auto-commits nor auto-creates topics
+    assert (seen["fetch_max_wait_ms"], seen["metadata_max_age_ms"]) == (120, 4000)
+    assert (seen["allow_auto_create_topics"], seen["enable_auto_commit"]) == (False, False)
