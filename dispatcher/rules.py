@@ -112,7 +112,7 @@ class Send(NamedTuple):
             unsent = content.unsent_revenue
             revenue = (
                 f"revenue not sent: {self.partner} reads no {unsent.currency or 'unnamed'} "
-                f"amounts ({unsent.amount} {unsent.currency or ''})".rstrip()
+                f"amounts ({' '.join(filter(None, (str(unsent.amount), unsent.currency)))})"
             )
         elif content.revenue is not None:
             revenue = "revenue kept"

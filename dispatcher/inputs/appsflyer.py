@@ -229,7 +229,7 @@ class AppsFlyerDecoder:
         """In-app when `event_type` says so or `event_name` is not an install's; else install."""
         try:
             value = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the reader's depth: not an event
             return INSTALL
         if not isinstance(value, dict):
             return INSTALL
@@ -458,13 +458,13 @@ def _short(value: object) -> str:
 def _describe_json(raw: bytes) -> str:
     try:
         return type(json.loads(raw)).__name__
-    except ValueError:
+    except (ValueError, RecursionError):
         return "unreadable"
 
 
 def _parse_object(raw: bytes) -> dict[str, Any] | None:
     try:
         decoded = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the reader's depth: kept as raw bytes
         return None
     return decoded if isinstance(decoded, dict) else None
