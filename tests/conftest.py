@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from dispatcher.devtools.broker import LocalBroker
 from dispatcher.devtools.sandbox import PartnerSandbox, SandboxThread
@@ -19,6 +20,10 @@ from dispatcher.errors import BrokerUnavailableError
 from tests.pipeline import TOKEN
 
 IN_CI = bool(os.environ.get("CI"))
+
+# scripts/mutation runs with `--hypothesis-profile=mutation`: the same examples on every run (and
+# no example database), so a mutant's fate does not depend on the luck of the draw.
+settings.register_profile("mutation", derandomize=True, database=None)
 
 
 def missing(what: str) -> None:
