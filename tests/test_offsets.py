@@ -272,3 +272,175 @@ def test_a_synchronous_commit_takes_in_pending_answers_first() -> None:
     state.track(1, 0)
     assert checkpoint.close()
     assert synchronous == [{("t", 0): 2}]  # only what the answered commit did not cover
+
+
+# --- rebalances: what the worker asks of the tracker while partitions move -----------------------
+
+OTHER = ("installs", 1)
+GONE = ("installs", 9)  # never assigned to this worker
+
+
+def test_a_partition_starts_with_what_was_committed_before() -> None:
+    assert PartitionOffsets().committed is None
+    assert PartitionOffsets(committed=5).committed == 5
+
+
+def test_completing_an_offset_that_owes_nothing_finishes_nothing() -> None:
+    state = PartitionOffsets()
+    state.track(0, 0)
+    assert state.complete(0) is False  # final already: nothing was outstanding
+    assert state.complete(3) is False  # never read
+    assert state.pending() == 0
+
+
+def tracker_mid_rebalance() -> OffsetTracker:
+    """TP assigned (offsets 0 and 1 pending, 2 final); OTHER revoked while offset 4 is pending."""
+    tracker = OffsetTracker()
+    state = tracker.partition(TP)
+    state.track(0, 1)
+    state.track(1, 2)
+    state.track(2, 0)
+    tracker.partition(OTHER).track(4, 1)
+    tracker.detach([OTHER, GONE])  # GONE was never ours: nothing to keep
+    return tracker
+
+
+def test_events_of_a_revoked_partition_still_count_until_the_new_assignment() -> None:
+    tracker = tracker_mid_rebalance()
+    assert tracker.assigned() == [TP]
+    assert (tracker.pending(), tracker.pending_in([TP]), tracker.pending_in([OTHER]),
+            tracker.pending_in([GONE]), tracker.pending_in([TP, OTHER, GONE])) == (3, 2, 1, 0, 3)  # fmt: skip
+    assert (tracker.final_offset(TP), tracker.final_offset(OTHER),
+            tracker.final_offset(GONE)) == (0, 4, None)  # fmt: skip
+    assert (tracker.committed(TP), tracker.committed(OTHER), tracker.committed(GONE)) == (
+        None, None, None)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tps", "expected"),
+    [
+        pytest.param(None, {TP: 0}, id="every-assigned-partition"),
+        pytest.param([TP], {TP: 0}, id="an-assigned-one"),
+        pytest.param([OTHER], {OTHER: 4}, id="a-revoked-one-being-handed-over"),
+        pytest.param([TP, OTHER, GONE], {TP: 0, OTHER: 4}, id="unknown-ones-left-out"),
+        pytest.param([], {}, id="none"),
+    ],
+)
+def test_to_commit_offers_the_partitions_asked_for(
+    tps: list[tuple[str, int]] | None, expected: dict[tuple[str, int], int]
+) -> None:
+    assert tracker_mid_rebalance().to_commit(tps) == expected
+
+
+def test_the_first_assignment_forgets_nothing_and_takes_nothing_back() -> None:
+    tracker = OffsetTracker()
+    assert tracker.reassign([TP, OTHER]) == []
+    assert tracker.assigned() == []  # states are made when records are read
+    tracker.partition(TP).track(0, 0)
+    assert tracker.assigned() == [TP]
+
+
+def test_a_reassignment_keeps_what_returns_and_forgets_the_rest() -> None:
+    tracker = tracker_mid_rebalance()
+    tracker.complete(OTHER, 4)  # finished while handed over
+    assert tracker.final_offset(OTHER) == 5
+    assert tracker.reassign([]) == [OTHER]
+    assert (tracker.assigned(), tracker.pending(), tracker.final_offset(OTHER)) == ([TP], 2, None)
+    assert tracker.to_commit([OTHER]) == {}
+    assert tracker.reassign([OTHER]) == []  # nothing is held over twice
+
+
+def test_a_commit_at_the_offset_already_committed_changes_nothing() -> None:
+    tracker = OffsetTracker()
+    tracker.partition(TP).track(0, 0)
+    tracker.mark_committed({TP: 1, GONE: 7})  # GONE: no longer ours, ignored
+    tracker.mark_committed({TP: 1})
+    assert (tracker.committed(TP), tracker.committed(GONE), tracker.to_commit()) == (1, None, {})
+
+
+# --- the checkpoint's edges: timeouts on a clock, answers, and what the operator reads -----------
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_unanswered_commit_is_given_up_exactly_after_the_timeout_on_any_clock(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a commit sent at 1000 s on a monotonic clock that does not start at zero
+    tracker, broker, results, clock = OffsetTracker(), AsyncBroker(), [], Clock(1000.0)
+    checkpoint = Checkpoint(tracker, lambda offsets: None, results.append, broker, clock)
+    tracker.partition(TP).track(0, 0)
+    checkpoint.commit_soon()
+    # When it is still unanswered a moment before the timeout, nothing is sent again
+    clock.now = 1014.9
+    checkpoint.commit_soon()
+    assert (len(broker.sent), results, caplog.messages) == (1, [], [])
+    # When the timeout has passed to the dot, it is given up, reported, and sent again
+    clock.now = 1015.0
+    checkpoint.commit_soon()
+    assert broker.sent == [{TP: 1}, {TP: 1}]
+    assert results == [False]
+    assert caplog.messages == ["an offset commit was not answered in 15 s; trying again"]
+
+
+def test_a_commit_given_up_with_nothing_left_to_commit_is_reported_once() -> None:
+    # Given an unanswered commit for a partition that has since gone to another worker
+    tracker, broker, results, clock = OffsetTracker(), AsyncBroker(), [], Clock(50.0)
+    checkpoint = Checkpoint(tracker, lambda offsets: None, results.append, broker, clock)
+    tracker.partition(TP).track(0, 0)
+    checkpoint.commit_soon()
+    tracker.detach([TP])
+    tracker.reassign([])
+    # When the timeout passes, twice over
+    clock.now = 100.0
+    checkpoint.commit_soon()
+    clock.now = 200.0
+    checkpoint.commit_soon()
+    # Then it was given up once, and nothing else sent
+    assert (results, len(broker.sent)) == ([False], 1)
+
+
+def test_a_refused_asynchronous_commit_names_its_partitions_and_the_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tracker, broker, results = OffsetTracker(), AsyncBroker(), []
+    checkpoint = Checkpoint(tracker, lambda offsets: None, results.append, broker)
+    tracker.partition(OTHER).track(0, 0)
+    tracker.partition(TP).track(0, 0)
+    checkpoint.commit_soon()
+    broker.answer(RuntimeError("rebalancing"))
+    checkpoint.settle()
+    assert results == [False]
+    assert caplog.messages == [
+        "offset commit of installs[0], installs[1] failed: rebalancing; will try again"
+    ]
+
+
+def test_a_refused_synchronous_commit_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    tracker, committer = OffsetTracker(), Committer()
+    committer.failing = True
+    tracker.partition(("t", 0)).track(0, 0)
+    assert Checkpoint(tracker, committer).commit() is False
+    assert caplog.messages == ["offset commit of t[0] failed: rebalancing; will try again"]
+
+
+def test_a_commit_inside_the_clients_loop_takes_only_its_partitions_and_their_answer() -> None:
+    # Given two partitions with final events, one of them being revoked
+    tracker, results = OffsetTracker(), []
+    checkpoint = Checkpoint(tracker, lambda offsets: None, results.append)
+    tracker.partition(TP).track(0, 0)
+    tracker.partition(OTHER).track(3, 0)
+    # When the revocation commits its partition itself, and the broker refuses, then accepts
+    offsets = checkpoint.offsets_to_commit([OTHER])
+    assert offsets == {OTHER: 4}
+    assert checkpoint.answered(offsets, RuntimeError("not the coordinator")) is False
+    assert tracker.committed(OTHER) is None
+    assert checkpoint.answered(offsets, None) is True
+    # Then only that partition is committed, and both answers were reported
+    assert (tracker.committed(OTHER), tracker.committed(TP), results) == (4, None, [False, True])
