@@ -140,3 +140,113 @@ def test_write_delays_are_forgotten_after_two_windows() -> None:
     assert pacer.write_delay(fake.now, 1.0) == pytest.approx(0.1)
     fake.now += 2.0
     assert pacer.write_delay(fake.now, 1.0) == 0.0
+
+
+def state(pacer: RequestPacer) -> tuple[float, float, float]:
+    return pacer.max_rate, pacer.min_rate, pacer.rate
+
+
+@pytest.mark.parametrize(
+    ("max_rate", "min_rate", "expected"),
+    [
+        pytest.param(64, None, (64, 1.0, 64), id="default-floor-a-64th-of-the-ceiling"),
+        pytest.param(3, None, (3, 0.1, 3), id="default-floor-at-least-one-per-10-s"),
+        pytest.param(0.05, None, (0.05, 0.05, 0.05), id="default-floor-never-above-the-ceiling"),
+        pytest.param(10, 2, (10, 2, 10), id="given-floor"),
+        pytest.param(10, 20, (10, 10, 10), id="given-floor-above-the-ceiling"),
+    ],
+)
+def test_the_rate_starts_at_the_ceiling_above_its_floor(
+    max_rate: float, min_rate: float | None, expected: tuple[float, float, float]
+) -> None:
+    fake = FakeTime()
+    assert state(RequestPacer(max_rate, fake.clock, fake.sleep, min_rate)) == expected
+
+
+def test_success_climbs_back_by_a_tenth_of_the_ceiling_and_says_when_it_moved() -> None:
+    fake = FakeTime()
+    pacer = RequestPacer(10, fake.clock, fake.sleep, min_rate=1)
+    pacer.throttled(None)
+    pacer.throttled(None)
+    assert pacer.rate == 2.5
+    steps = []
+    for _ in range(10):
+        moved = pacer.succeeded()
+        steps.append((round(pacer.rate, 6), moved))
+    assert steps == [(3.5, True), (4.5, True), (5.5, True), (6.5, True), (7.5, True),
+                     (8.5, True), (9.5, True), (10, True), (10, False), (10, False)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("new_max", "expected_before_recovery", "expected_after_recovery"),
+    [
+        pytest.param(4, (4, 1, 4), (4, 1, 4), id="lowered-below-the-rate"),
+        pytest.param(0.5, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), id="lowered-below-the-floor"),
+        pytest.param(20, (20, 1, 5), (20, 1, 7), id="raised-the-rate-climbs-to-it"),
+    ],
+)
+def test_a_reloaded_ceiling_bounds_the_rate_and_its_floor(
+    new_max: float,
+    expected_before_recovery: tuple[float, float, float],
+    expected_after_recovery: tuple[float, float, float],
+) -> None:
+    # Given a pacer throttled from 10/s down to 5/s
+    fake = FakeTime()
+    pacer = RequestPacer(10, fake.clock, fake.sleep, min_rate=1)
+    pacer.throttled(None)
+    # When the partner file is reloaded with another ceiling
+    pacer.set_max_rate(new_max)
+    assert state(pacer) == expected_before_recovery
+    # Then the recovery climbs in steps of the new ceiling, up to it
+    pacer.succeeded()
+    assert state(pacer) == expected_after_recovery
+
+
+def test_a_lowered_ceiling_paces_the_next_requests() -> None:
+    fake = FakeTime()
+    pacer = RequestPacer(10, fake.clock, fake.sleep)
+    pacer.set_max_rate(2)
+    times = send_times(pacer, fake, 7)
+    assert most_in_any_window(times) == 2
+
+
+@pytest.mark.parametrize(
+    ("rate", "expected"),
+    [
+        pytest.param(10, (1.0, 10), id="ten-per-second"),
+        pytest.param(2.5, (1.0, 2), id="a-fraction-rounds-down"),
+        pytest.param(1, (1.0, 1), id="one-per-second"),
+        pytest.param(0.5, (2.0, 1), id="below-one-the-window-lengthens"),
+        pytest.param(0.3, (1 / 0.3, 1), id="one-in-each-longer-window"),
+    ],
+)
+def test_the_window_and_what_it_allows(rate: float, expected: tuple[float, int]) -> None:
+    fake = FakeTime()
+    assert RequestPacer(rate, fake.clock, fake.sleep).window() == expected
+
+
+@pytest.mark.parametrize(
+    ("retry_after_s", "first_at"),
+    [
+        pytest.param(0.5, 1000.5, id="a-sub-second-pause-is-kept"),
+        pytest.param(2, 1002.0, id="seconds"),
+        pytest.param(0, 1000.0, id="zero-is-no-pause"),
+        pytest.param(-3, 1000.0, id="a-negative-one-is-no-pause"),
+        pytest.param(None, 1000.0, id="none"),
+    ],
+)
+def test_a_pause_holds_the_next_request_for_exactly_its_length(
+    retry_after_s: float | None, first_at: float
+) -> None:
+    fake = FakeTime()
+    pacer = RequestPacer(10, fake.clock, fake.sleep)
+    pacer.pause(retry_after_s)
+    assert send_times(pacer, fake, 1) == [first_at]
+
+
+def test_a_shorter_pause_does_not_cut_a_longer_one() -> None:
+    fake = FakeTime()
+    pacer = RequestPacer(10, fake.clock, fake.sleep)
+    pacer.pause(3)
+    pacer.throttled(0.5)
+    assert send_times(pacer, fake, 1) == [1003.0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tenacity import Future, RetryCallState
+from tenacity import Future, RetryCallState, wait_fixed
 
 from dispatcher.outcomes import AttemptKind, AttemptResult
 from dispatcher.retry import RetryPolicy, backoff, wait_retry_after
@@ -118,3 +118,35 @@ def test_give_up_after_counts_from_before_the_first_attempt() -> None:
 
     assert asyncio.run(RetryPolicy(delivery).run(attempt, sleep)) == (slow, 1)
     assert waited == []
+
+
+def state_with(outcome: Future | None) -> RetryCallState:
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.outcome = outcome
+    return state
+
+
+def finished(value: object = None, error: BaseException | None = None) -> Future:
+    future = Future(1)
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+    return future
+
+
+@pytest.mark.parametrize(
+    ("outcome", "wait_s"),
+    [
+        pytest.param(finished(AttemptResult(AttemptKind.RETRYABLE, 429, None, "x", 7.0)), 7.0,
+                     id="retry-after-asked"),
+        pytest.param(finished(AttemptResult(AttemptKind.RETRYABLE, 429, None, "x", 0.0)), 0.0,
+                     id="retry-after-zero-is-asked-too"),
+        pytest.param(finished(RETRY), 1.5, id="nothing-asked"),
+        pytest.param(finished("not an attempt result"), 1.5, id="another-result"),
+        pytest.param(finished(error=TimeoutError("read")), 1.5, id="an-exception"),
+        pytest.param(None, 1.5, id="no-outcome-yet"),
+    ],
+)  # fmt: skip
+def test_retry_after_wins_else_the_fallback(outcome: Future | None, wait_s: float) -> None:
+    assert wait_retry_after(wait_fixed(1.5))(state_with(outcome)) == wait_s
