@@ -22,7 +22,7 @@ import yaml
 from dispatcher.config_loader import load_settings
 from dispatcher.errors import ConfigError
 from dispatcher.explain import explain
-from dispatcher.outcomes import AttemptKind
+from dispatcher.outcomes import AttemptKind, AttemptResult
 from dispatcher.partners import adapter_for
 from dispatcher.partners.oceanengine import OceanEngineAdapter
 from dispatcher.partners.oceanengine.adapter import fen
@@ -148,7 +148,13 @@ def test_device_ids(overrides: dict[str, Any], device: dict[str, str] | None) ->
 
 @pytest.mark.parametrize(
     ("revenue", "currency", "pay_amount"),
-    [("68.00", "CNY", 6800), ("9.99", "cny", 999), ("0.005", "CNY", 1), ("1234.5", "CNY", 123450)],
+    [
+        ("68.00", "CNY", 6800),
+        ("9.99", "cny", 999),
+        ("0.005", "CNY", 1),
+        ("1234.5", "CNY", 123450),
+        ("0", "CNY", 0),
+    ],
 )
 def test_cny_revenue_is_sent_in_fen(revenue: str, currency: str, pay_amount: int) -> None:
     event = make_oe_in_app(event_revenue=revenue, event_revenue_currency=currency)
@@ -263,6 +269,37 @@ def test_answers(
     for name, value in flags.items():
         assert getattr(result, name) == value, name
     assert not ADAPTER.should_split(result, 1)
+
+
+OK, RETRY, FATAL = AttemptKind.OK, AttemptKind.RETRYABLE, AttemptKind.FATAL
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "answer", "expected"),
+    [
+        pytest.param(200, {}, body(0, "success"), AttemptResult(OK, 200, 0, "success"), id="ok"),
+        pytest.param(200, {"retry-after": "5"}, body(1, "bad callback"),
+                     AttemptResult(FATAL, 200, 1, "bad callback"), id="any-other-code-rejects"),
+        pytest.param(200, {}, body(50000, "busy"), AttemptResult(FATAL, 200, 50000, "busy"),
+                     id="no-code-is-documented-as-transient"),
+        pytest.param(200, {}, b"<html>gateway</html>",
+                     AttemptResult(RETRY, 200, None, "HTTP 200 without a Ocean Engine body: "
+                                   "<html>gateway</html>", fate_unknown=True), id="not-its-json"),
+        pytest.param(429, {"retry-after": "3"}, b"",
+                     AttemptResult(RETRY, 429, None, "too many requests", 3.0, throttled=True),
+                     id="http-429"),
+        pytest.param(503, {"retry-after": "60"}, b"",
+                     AttemptResult(RETRY, 503, None, "HTTP 503", 60.0, fate_unknown=True),
+                     id="http-503-with-retry-after"),
+        pytest.param(400, {}, body(2, "bad"), AttemptResult(FATAL, 400, 2, "bad"), id="http-400"),
+        pytest.param(404, {}, b"not found", AttemptResult(FATAL, 404, None, "not found"),
+                     id="http-404"),
+    ],
+)  # fmt: skip
+def test_every_answer_classified_whole(
+    status: int, headers: dict[str, str], answer: bytes, expected: AttemptResult
+) -> None:
+    assert ADAPTER.classify(status, headers, answer, NOW) == expected
 
 
 def test_a_rejection_keeps_the_code_and_message_for_the_dead_letter() -> None:

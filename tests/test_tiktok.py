@@ -8,7 +8,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from dispatcher.outcomes import AttemptKind
+from dispatcher.outcomes import AttemptKind, AttemptResult
 from dispatcher.partners.answers import parse_retry_after
 from dispatcher.partners.tiktok.adapter import TikTokAdapter
 from dispatcher.partners.tiktok.wire import TIKTOK_EVENTS, TikTokRequest
@@ -211,3 +211,95 @@ def test_only_bad_parameter_rejections_split() -> None:
     assert ADAPTER.should_split(bad_parameter, 10)
     assert not ADAPTER.should_split(bad_parameter, 1)
     assert not ADAPTER.should_split(no_permission, 10)
+
+
+# --- the whole classification: every field of the result, per answer -----------------------------
+
+NOW = datetime(2025, 11, 20, 10, 0, tzinfo=UTC).timestamp()
+IN_30_S = format_datetime(datetime(2025, 11, 20, 10, 0, 30, tzinfo=UTC), usegmt=True)
+A_MINUTE_AGO = format_datetime(datetime(2025, 11, 20, 9, 59, tzinfo=UTC), usegmt=True)
+OK, RETRY, FATAL = AttemptKind.OK, AttemptKind.RETRYABLE, AttemptKind.FATAL
+NO_BODY = "HTTP 200 without a TikTok body: "
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "expected"),
+    [
+        pytest.param(200, {}, _body(0, "OK"), AttemptResult(OK, 200, 0, "OK"), id="ok"),
+        pytest.param(204, {}, _body(0, "OK"), AttemptResult(OK, 204, 0, "OK"), id="ok-any-2xx"),
+        pytest.param(200, {}, _body(20001, "2 failed"),
+                     AttemptResult(OK, 200, 20001, "2 failed", partial=True), id="partial-success"),
+        pytest.param(200, {"retry-after": "4"}, _body(40100, "too many"),
+                     AttemptResult(RETRY, 200, 40100, "too many", 4.0, throttled=True),
+                     id="too-many-requests-with-retry-after"),
+        pytest.param(200, {"retry-after": IN_30_S}, _body(40100, "too many"),
+                     AttemptResult(RETRY, 200, 40100, "too many", 30.0, throttled=True),
+                     id="retry-after-as-an-http-date"),
+        pytest.param(200, {"retry-after": "2"}, _body(50000, "internal"),
+                     AttemptResult(RETRY, 200, 50000, "internal", 2.0, fate_unknown=True),
+                     id="server-error-code-fate-unknown"),
+        pytest.param(200, {}, _body(49999, "odd"), AttemptResult(FATAL, 200, 49999, "odd"),
+                     id="just-below-the-server-codes"),
+        pytest.param(200, {"retry-after": "9"}, _body(40001, "no permission"),
+                     AttemptResult(FATAL, 200, 40001, "no permission"), id="rejected"),
+        pytest.param(200, {}, b'{"code": 0, "message": 7}', AttemptResult(OK, 200, 0, ""),
+                     id="a-message-that-is-not-text"),
+        pytest.param(200, {}, b"<html>proxy</html>",
+                     AttemptResult(RETRY, 200, None, NO_BODY + "<html>proxy</html>", fate_unknown=True),
+                     id="not-tiktoks-json"),
+        pytest.param(200, {}, b"\xff\xfe<html>",
+                     AttemptResult(RETRY, 200, None, NO_BODY + "\ufffd\ufffd<html>", fate_unknown=True),
+                     id="a-body-that-is-not-utf-8"),
+        pytest.param(200, {}, b"", AttemptResult(RETRY, 200, None, NO_BODY, fate_unknown=True),
+                     id="empty"),
+        pytest.param(200, {}, b"<p>" + b"x" * 300,
+                     AttemptResult(RETRY, 200, None, NO_BODY + "<p>" + "x" * 197, fate_unknown=True),
+                     id="a-long-body-is-cut-at-200-bytes"),
+        pytest.param(200, {}, b'{"code": "0"}',
+                     AttemptResult(RETRY, 200, None, NO_BODY + '{"code": "0"}', fate_unknown=True),
+                     id="a-code-that-is-not-a-number"),
+        pytest.param(200, {}, b'{"code": false}',
+                     AttemptResult(RETRY, 200, None, NO_BODY + '{"code": false}', fate_unknown=True),
+                     id="a-code-that-is-a-boolean"),
+        pytest.param(200, {}, b"[0]", AttemptResult(RETRY, 200, None, NO_BODY + "[0]", fate_unknown=True),
+                     id="not-an-object"),
+        pytest.param(429, {"retry-after": " 3 "}, b"",
+                     AttemptResult(RETRY, 429, None, "too many requests", 3.0, throttled=True),
+                     id="http-429"),
+        pytest.param(429, {}, _body(40100, "slow down"),
+                     AttemptResult(RETRY, 429, 40100, "slow down", throttled=True), id="http-429-with-a-body"),
+        pytest.param(503, {"retry-after": "120"}, b"",
+                     AttemptResult(RETRY, 503, None, "HTTP 503", 120.0, fate_unknown=True),
+                     id="http-503-with-retry-after"),
+        pytest.param(500, {"retry-after": A_MINUTE_AGO}, b"oops",
+                     AttemptResult(RETRY, 500, None, "oops", 0.0, fate_unknown=True),
+                     id="http-500-retry-after-in-the-past"),
+        pytest.param(502, {"retry-after": "soon"}, _body(0),
+                     AttemptResult(RETRY, 502, 0, "m", fate_unknown=True), id="http-502-unreadable-retry-after"),
+        pytest.param(400, {}, _body(40002, "bad"), AttemptResult(FATAL, 400, 40002, "bad"), id="http-400"),
+        pytest.param(401, {"retry-after": "5"}, b"", AttemptResult(FATAL, 401, None, "HTTP 401"), id="http-401"),
+        pytest.param(302, {}, b"", AttemptResult(FATAL, 302, None, "HTTP 302"), id="a-redirect"),
+        pytest.param(199, {}, _body(0), AttemptResult(FATAL, 199, 0, "m"), id="below-2xx"),
+        pytest.param(300, {}, _body(0), AttemptResult(FATAL, 300, 0, "m"), id="above-2xx"),
+    ],
+)  # fmt: skip
+def test_every_answer_classified_whole(
+    status: int, headers: dict[str, str], body: bytes, expected: AttemptResult
+) -> None:
+    assert ADAPTER.classify(status, headers, body, now=NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("code", "size", "split"),
+    [(40002, 2, True), (40002, 1000, True), (40002, 1, False), (40001, 2, False),
+     (None, 2, False)],
+)  # fmt: skip
+def test_a_bad_parameter_splits_any_batch_of_two_or_more(
+    code: int | None, size: int, split: bool
+) -> None:
+    assert ADAPTER.should_split(AttemptResult(FATAL, 200, code, "m"), size) is split
+
+
+def test_the_event_label_is_tiktoks_event_name() -> None:
+    assert ADAPTER.event_label(payload_of(make_in_app())) == "Purchase"
+    assert ADAPTER.event_label(payload_of(make_install())) == "InstallApp"
