@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import yaml
 
 from dispatcher.config_loader import load_partners, load_settings
 from dispatcher.errors import ConfigError
-from schemas.durations import format_duration, parse_duration
+from schemas.durations import check_range, format_duration, parse_duration
 from tests.factories import app_dict, partner_dict
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,6 +51,56 @@ def test_durations(text: str, expected: timedelta) -> None:
 def test_malformed_durations(text: object) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(" 45m ", timedelta(minutes=45), id="spaces-around"),
+        pytest.param("3 h", timedelta(hours=3), id="a-space-inside"),
+        pytest.param("0d", timedelta(0), id="zero"),
+        pytest.param("400d", timedelta(days=400), id="large"),
+        pytest.param(timedelta(hours=5), timedelta(hours=5), id="already-a-duration"),
+    ],
+)
+def test_durations_as_operators_write_them(value: object, expected: timedelta) -> None:
+    assert parse_duration(value) == expected
+
+
+def test_a_malformed_duration_says_how_to_write_one() -> None:
+    whole = "7 is not a duration; write minutes, hours or days: 30m, 12h, 7d"
+    with pytest.raises(ValueError, match=f"^{re.escape(whole)}$"):
+        parse_duration(7)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (timedelta(0), "0d"), (timedelta(minutes=1), "1m"), (timedelta(minutes=90), "90m"),
+        (timedelta(hours=2), "2h"), (timedelta(hours=36), "36h"), (timedelta(days=1), "1d"),
+        (timedelta(days=180), "180d"), (timedelta(days=1, minutes=1), "1441m"),
+        (timedelta(minutes=5, seconds=30), "5m"),  # seconds are below what a YAML file writes
+    ],
+)  # fmt: skip
+def test_a_duration_is_shown_in_its_largest_exact_unit(value: timedelta, text: str) -> None:
+    assert format_duration(value) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (timedelta(hours=1), None),
+        (timedelta(days=1), None),
+        (timedelta(minutes=59), "59m is out of range; allowed: 1h to 1d"),
+        (timedelta(hours=25), "25h is out of range; allowed: 1h to 1d"),
+    ],
+)
+def test_a_range_includes_both_ends_and_names_itself(value: timedelta, error: str | None) -> None:
+    if error is None:
+        assert check_range(value, timedelta(hours=1), timedelta(days=1)) == value
+    else:
+        with pytest.raises(ValueError, match=f"^{re.escape(error)}$"):
+            check_range(value, timedelta(hours=1), timedelta(days=1))
 
 
 # --- the shipped example config ----------------------------------------------------------------

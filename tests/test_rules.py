@@ -11,10 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatcher.partners.tiktok import TikTokAdapter
+from dispatcher.revenue import strip_revenue
 from dispatcher.rules import Rule, Send, Skip, SkipReason, decide
 from schemas.events import INSTALL, Event
 from tests.factories import (
+    APP_ID,
     INSTALL_TIME,
+    TIKTOK_APP_ID,
     app_dict,
     decode_record,
     event_dict,
@@ -519,3 +522,164 @@ def test_only_attributed_events_carry_ad_fields(event: Event) -> None:
     decision = decide(event, partner, ADAPTER)
     if isinstance(decision, Send):
         assert ("ad" in decision.payload) == (decision.reason == "attributed")
+
+
+# --- whole decisions: where a postback goes, which rule decided, and the words for the operator ---
+
+TIKTOK = make_partner(app_dict())
+ALL_SCOPES = make_partner(app_dict(install_scope="all", in_app={"scope": "all"}))
+VIEW_THROUGH = make_partner(app_dict(view_through=True, view_through_lookback="6h"))
+OTHER_APPS = make_partner(app_dict(), app_dict(app_id="com.example.other", active=False,
+                                               tiktok_app_id="7300000000000000002"))  # fmt: skip
+CLICK = "click within the 7d lookback"
+
+
+def skip(rule: Rule, reason: SkipReason, why: str, app_id: str = APP_ID) -> Skip:
+    return Skip("tiktok", app_id, rule, reason, why)
+
+
+@pytest.mark.parametrize(
+    ("event", "partner", "expected", "detail"),
+    [
+        pytest.param(make_install(app_id="com.unknown.app"), TIKTOK,
+                     skip(Rule.APP_ACTIVE, SkipReason.UNKNOWN_APP, "app com.unknown.app has no tiktok config",
+                          "com.unknown.app"), "app com.unknown.app has no tiktok config", id="unknown-app"),
+        pytest.param(make_install(app_id="com.example.other"), OTHER_APPS,
+                     skip(Rule.APP_ACTIVE, SkipReason.PARTNER_INACTIVE, "active: false", "com.example.other"),
+                     "active: false", id="inactive-app-among-others"),
+        pytest.param(make_install(conversion_type="reinstall", event_type="reinstall"), TIKTOK,
+                     skip(Rule.KIND, SkipReason.NOT_A_NEW_INSTALL, "a reinstall record, not a first install"),
+                     "a reinstall record, not a first install", id="reinstall"),
+        pytest.param(make_install(media_source="organic"), TIKTOK,
+                     skip(Rule.SCOPE, SkipReason.OUT_OF_SCOPE, "organic install"),
+                     "scope is attributed, but not attributed to tiktok: organic install", id="organic"),
+        pytest.param(make_install(media_source="googleadwords_int"), TIKTOK,
+                     skip(Rule.SCOPE, SkipReason.OUT_OF_SCOPE,
+                          "attributed to another media source (googleadwords_int)"),
+                     "scope is attributed, but not attributed to tiktok: attributed to another media "
+                     "source (googleadwords_int)", id="another-network"),
+        pytest.param(make_install(media_source=" Restricted "), TIKTOK,
+                     skip(Rule.SCOPE, SkipReason.OUT_OF_SCOPE, "media source 'restricted' (a privacy-"
+                          "restricted network), which this partner does not list"),
+                     "scope is attributed, but not attributed to tiktok: media source 'restricted' (a "
+                     "privacy-restricted network), which this partner does not list", id="restricted"),
+        pytest.param(make_install(attributed_touch_type=" IMPRESSION "), TIKTOK,
+                     skip(Rule.SCOPE, SkipReason.OUT_OF_SCOPE,
+                          "view-through install and view_through is off for this app"),
+                     "scope is attributed, but not attributed to tiktok: view-through install and "
+                     "view_through is off for this app", id="impression-view-through-off"),
+        pytest.param(make_install(attributed_touch_type="engagement"), TIKTOK,
+                     skip(Rule.SCOPE, SkipReason.OUT_OF_SCOPE,
+                          "touch type 'engagement' is neither click nor impression"),
+                     "scope is attributed, but not attributed to tiktok: touch type 'engagement' is "
+                     "neither click nor impression", id="another-touch-type"),
+        pytest.param(make_install(attributed_touch_time=None), TIKTOK,
+                     skip(Rule.SCOPE, SkipReason.OUT_OF_SCOPE,
+                          "no attributed_touch_time, so the lookback cannot be checked"),
+                     "scope is attributed, but not attributed to tiktok: no attributed_touch_time, so "
+                     "the lookback cannot be checked", id="no-touch-time"),
+        pytest.param(make_install(attributed_touch_time=INSTALL_TIME - timedelta(days=8)), TIKTOK,
+                     skip(Rule.SCOPE, SkipReason.OUT_OF_SCOPE,
+                          "click 8 days, 0:00:00 before the install, outside the 7d lookback"),
+                     "scope is attributed, but not attributed to tiktok: click 8 days, 0:00:00 before "
+                     "the install, outside the 7d lookback", id="click-too-old"),
+        pytest.param(make_install(attributed_touch_time=INSTALL_TIME + timedelta(minutes=5)), TIKTOK,
+                     skip(Rule.SCOPE, SkipReason.OUT_OF_SCOPE,
+                          "click 0:05:00 after the install, outside the 7d lookback"),
+                     "scope is attributed, but not attributed to tiktok: click 0:05:00 after the "
+                     "install, outside the 7d lookback", id="click-after-the-install"),
+        pytest.param(make_in_app(media_source="organic", is_primary_attribution=False), ALL_SCOPES,
+                     skip(Rule.SCOPE, SkipReason.SECONDARY_ATTRIBUTION, "organic install"),
+                     "the secondary copy of an event reported twice goes only to a partner it is "
+                     "attributed to, and it is not attributed to tiktok: organic install",
+                     id="secondary-copy"),
+        pytest.param(make_in_app(event_time=INSTALL_TIME + timedelta(days=181)), TIKTOK,
+                     skip(Rule.WINDOW, SkipReason.OUTSIDE_WINDOW,
+                          "181 days, 0:00:00 after install, past the 180d window"),
+                     "181 days, 0:00:00 after install, past the 180d window", id="outside-window"),
+        pytest.param(make_in_app(event_name="af_level_up"), TIKTOK,
+                     skip(Rule.MAPPING, SkipReason.UNMAPPED_EVENT, "sdk event 'af_level_up' is not mapped"),
+                     "sdk event 'af_level_up' is not mapped", id="unmapped"),
+    ],
+)  # fmt: skip
+def test_every_skip_whole(event: Event, partner: Any, expected: Skip, detail: str) -> None:
+    decision = decide(event, partner, ADAPTER)
+    assert decision == expected
+    assert decision.detail == detail
+
+
+@pytest.mark.parametrize(
+    ("event", "partner", "rule", "reason", "why", "detail"),
+    [
+        pytest.param(make_install(), TIKTOK, Rule.SCOPE, "attributed", CLICK, CLICK,
+                     id="attributed-install"),
+        pytest.param(make_install(attributed_touch_type="Click"), TIKTOK, Rule.SCOPE, "attributed",
+                     CLICK, CLICK, id="touch-type-in-capitals"),
+        pytest.param(make_install(attributed_touch_type=" IMPRESSION "), VIEW_THROUGH, Rule.SCOPE,
+                     "attributed", "impression within the 6h lookback",
+                     "impression within the 6h lookback", id="impression-view-through-on"),
+        pytest.param(make_install(media_source="organic"), ALL_SCOPES, Rule.SCOPE, "scope_all",
+                     "organic install", "organic install", id="scope-all-organic"),
+        pytest.param(make_in_app(), TIKTOK, Rule.REVENUE, "attributed", CLICK,
+                     f"{CLICK}; af_purchase -> Pay(Purchase); revenue kept", id="purchase"),
+        pytest.param(make_in_app(event_name="af_add_to_cart"), TIKTOK, Rule.REVENUE, "attributed",
+                     CLICK, f"{CLICK}; af_add_to_cart -> Add_to_cart; revenue stripped",
+                     id="revenue-stripped"),
+        pytest.param(make_in_app(event_revenue=None, event_value="{}"), TIKTOK, Rule.REVENUE,
+                     "attributed", CLICK,
+                     f"{CLICK}; af_purchase -> Pay(Purchase); revenue kept (none in the event)",
+                     id="revenue-kept-but-none"),
+        pytest.param(make_in_app(media_source="organic", is_primary_attribution=True), ALL_SCOPES,
+                     Rule.REVENUE, "scope_all", "organic install",
+                     "organic install; af_purchase -> Pay(Purchase); revenue kept", id="primary-copy"),
+    ],
+)  # fmt: skip
+def test_every_send_whole_with_its_destination(
+    event: Event, partner: Any, rule: Rule, reason: str, why: str, detail: str
+) -> None:
+    decision = decide(event, partner, ADAPTER)
+    assert isinstance(decision, Send), decision.detail
+    # Then it goes to the app's TikTok App ID (its event_source_id), for the rule and reason given
+    assert decision._replace(content=None, payload=None) == Send(  # type: ignore[arg-type]
+        "tiktok",
+        TIKTOK_APP_ID,
+        None,
+        None,
+        rule,
+        reason,
+        why,  # type: ignore[arg-type]
+    )
+    assert decision.detail == detail
+    assert decision.payload == ADAPTER.build_event(decision.content)
+
+
+def test_each_app_gets_its_own_destination() -> None:
+    partner = make_partner(app_dict(), app_dict(app_id="com.example.other",
+                                                tiktok_app_id="7300000000000000002"))  # fmt: skip
+    first = decide(make_install(), partner, ADAPTER)
+    second = decide(make_install(app_id="com.example.other"), partner, ADAPTER)
+    assert (first.partner, first.destination, second.destination) == (  # type: ignore[union-attr]
+        "tiktok", TIKTOK_APP_ID, "7300000000000000002")  # fmt: skip
+    assert (first.content.app.app_id, second.content.app.app_id) == (  # type: ignore[union-attr]
+        APP_ID, "com.example.other")  # fmt: skip
+
+
+# --- revenue stripping, at any depth ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        pytest.param({}, {}, id="nothing"),
+        pytest.param({"af_revenue": "1", "revenue": 2, "event_revenue": 3, "af_currency": "USD"},
+                     {"af_currency": "USD"}, id="top-level"),
+        pytest.param({"cart": {"revenue": 2, "items": [{"af_revenue": 1, "sku": "a"}, "b", [{"revenue": 0}]]}},
+                     {"cart": {"items": [{"sku": "a"}, "b", [{}]]}}, id="objects-in-lists-in-objects"),
+        pytest.param({"levels": [[{"event_revenue": 5, "n": 1}]], "price": "3"},
+                     {"levels": [[{"n": 1}]], "price": "3"}, id="lists-in-lists"),
+        pytest.param({"note": "revenue", "revenues": 3}, {"note": "revenue", "revenues": 3},
+                     id="only-exact-keys"),
+    ],
+)  # fmt: skip
+def test_revenue_is_stripped_at_any_depth(params: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert strip_revenue(params, frozenset(REVENUE_KEYS)) == expected
