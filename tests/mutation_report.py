@@ -1,4 +1,4 @@
-"""`python -m tests.mutation_report [--fail-under 90] [--survivors] [--json FILE]`
+"""`python -m tests.mutation_report [--fail-under 90] [--survivors] [--json FILE] [--names]`
 
 The score of the last mutation run (`scripts/mutation`), per module, as a Markdown table; then the
 survivors that `tests/EQUIVALENT_MUTANTS.md` does not list (each needs a test or a line there) and
@@ -106,9 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail-under", type=float, default=90.0, help="least total score, %%")
     parser.add_argument("--survivors", action="store_true", help="list every survivor")
     parser.add_argument("--json", type=Path, help="write the per-module counts here as JSON")
+    parser.add_argument("--names", action="store_true", help="only the survivors' names")
     args = parser.parse_args(argv)
 
     scores = read_scores(args.mutants)
+    if args.names:
+        for score in scores:
+            for name in score.survivors:
+                if score.statuses[name] != "not checked":
+                    print(name)
+        return 0
     if not scores:
         print(f"no mutation results under {args.mutants}: run scripts/mutation first")
         return 1

@@ -77,3 +77,15 @@ def test_unlisted_survivors_are_named(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "UNLISTED dispatcher.rules.x_decide__mutmut_4  (no tests)" in out
     assert "x_decide__mutmut_1 " not in out  # killed
     assert "x_decide__mutmut_3 " not in out  # timed out
+
+
+def test_names_lists_the_survivors_to_test_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unchecked: dict[str, int | None] = {"dispatcher.ratelimit.x_f__mutmut_1": None}
+    mutants = write_results(tmp_path, {"dispatcher/rules.py": RULES,
+                                       "dispatcher/ratelimit.py": PACER | unchecked})  # fmt: skip
+    assert mutation_report.main(["--mutants", str(mutants), "--names"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "dispatcher.rules.x_decide__mutmut_2", "dispatcher.rules.x_decide__mutmut_4"
+    ]  # fmt: skip
