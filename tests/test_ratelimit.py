@@ -250,3 +250,30 @@ def test_a_shorter_pause_does_not_cut_a_longer_one() -> None:
     pacer.pause(3)
     pacer.throttled(0.5)
     assert send_times(pacer, fake, 1) == [1003.0]
+
+
+def test_the_first_request_goes_at_once_whatever_the_clock_reads() -> None:
+    fake = FakeTime()
+    fake.now = 0.0  # a monotonic clock may start anywhere, zero included
+    pacer = RequestPacer(10, fake.clock, fake.sleep)
+    assert send_times(pacer, fake, 1) == [0.0]
+
+
+@pytest.mark.parametrize(
+    ("now", "window_s", "expected"),
+    [
+        pytest.param(1001.9, 1.0, 0.3, id="within-two-windows"),
+        pytest.param(1002.0, 1.0, 0.3, id="exactly-two-windows-ago-still-counts"),
+        pytest.param(1002.1, 1.0, 0.0, id="older-forgotten"),
+        pytest.param(1003.5, 2.0, 0.3, id="two-long-windows"),
+        pytest.param(1004.1, 2.0, 0.0, id="past-two-long-windows"),
+    ],
+)
+def test_a_write_delay_counts_for_two_windows_of_any_length(
+    now: float, window_s: float, expected: float
+) -> None:
+    fake = FakeTime()
+    fake.now = 1000.3
+    pacer = RequestPacer(10, fake.clock, fake.sleep)
+    pacer.written(1000.0)  # its turn came at 1000.0, it reached the wire 0.3 s later
+    assert pacer.write_delay(now, window_s) == pytest.approx(expected)
