@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
+from pydantic import ValidationError
 
 from dispatcher.outcomes import AttemptKind, AttemptResult
 from dispatcher.partners.answers import parse_retry_after
@@ -303,3 +304,14 @@ def test_a_bad_parameter_splits_any_batch_of_two_or_more(
 def test_the_event_label_is_tiktoks_event_name() -> None:
     assert ADAPTER.event_label(payload_of(make_in_app())) == "Purchase"
     assert ADAPTER.event_label(payload_of(make_install())) == "InstallApp"
+
+
+def test_a_request_holds_at_most_1000_events() -> None:
+    """TikTok rejects a whole request of more than 1,000 events (SPEC §4)."""
+    assert make_partner(delivery={"batch_max_events": 1000}).delivery.batch_max_events == 1000
+    with pytest.raises(ValidationError, match="less than or equal to 1000"):
+        make_partner(delivery={"batch_max_events": 1001})
+    event = {"event": "InstallApp", "event_time": 1, "event_id": "e", "app": {"app_id": "a"}}
+    TikTokRequest(event_source_id="1", data=[event] * 1000)  # type: ignore[list-item]
+    with pytest.raises(ValidationError, match="at most 1000 items"):
+        TikTokRequest(event_source_id="1", data=[event] * 1001)  # type: ignore[list-item]
