@@ -22,8 +22,10 @@ from hypothesis import strategies as st
 from dispatcher.devtools.samples import APPSFLYER_FIELDS
 from dispatcher.inputs import BadInput
 from dispatcher.inputs.appsflyer import (
+    _EVENT_TYPE_KINDS,
     INSTALL_EVENT_TYPES,
     AppsFlyerDecoder,
+    _kind_of,
     derive_event_id,
 )
 from schemas.events import Conversion, Event, Money, link_parameter_of, parse_timestamp
@@ -529,3 +531,98 @@ def test_a_link_parameter_is_read_as_splitting_the_query_would(parts: list[str])
 )
 def test_a_link_parameter_examples(link: str, expected: str | None) -> None:
     assert link_parameter_of(link, "clickid") == expected
+
+
+# --- found by mutation testing: kinds of undocumented event types, revenue, whole details -------
+
+
+@pytest.mark.parametrize(
+    ("event_type", "kind"),
+    [
+        ("install", Conversion.INSTALL), ("organic-install", Conversion.INSTALL),
+        ("reinstall", Conversion.REINSTALL), ("organic-reinstall", Conversion.REINSTALL),
+        ("re-engagement", Conversion.RE_ENGAGEMENT), ("re-attribution", Conversion.RE_ATTRIBUTION),
+        ("install-in-app-event", Conversion.INSTALL),
+        ("reinstall-in-app-event", Conversion.REINSTALL),
+        ("re-engagement-in-app-event", Conversion.RE_ENGAGEMENT),
+        ("re-attribution-in-app-event", Conversion.RE_ATTRIBUTION),
+        ("in-app-event", None), ("retargeting-in-app-event", None), ("uninstall", None),
+    ],
+)  # fmt: skip
+def test_an_in_app_event_type_names_the_kind_of_its_install(
+    event_type: str, kind: Conversion | None
+) -> None:
+    """Documented types are looked up in a table built once; others are worked out each time."""
+    assert _kind_of(event_type) is kind
+    if event_type in _EVENT_TYPE_KINDS:
+        assert _EVENT_TYPE_KINDS[event_type] is kind
+
+
+@pytest.mark.parametrize(
+    ("event_type", "conversion"),
+    [
+        pytest.param("retargeting-in-app-event", Conversion.INSTALL, id="unknown-kind-not-taken"),
+        pytest.param("organic-re-engagement-in-app-event", Conversion.INSTALL,
+                     id="unknown-prefix-not-taken"),
+    ],
+)  # fmt: skip
+def test_an_undocumented_in_app_event_type_decodes(event_type: str, conversion: Conversion) -> None:
+    event = make_in_app(event_type=event_type, conversion_type=None)
+    assert (event.type, event.conversion) == ("in-app-event", conversion)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param({"event_revenue": None, "event_value": {"af_revenue": "4.5", "af_currency": 840}},
+                     Money(Decimal("4.5"), None), id="af-currency-a-number"),
+        pytest.param({"event_revenue": "3", "event_revenue_currency": None,
+                      "event_value": {"af_currency": ["USD"]}}, Money(Decimal(3), None),
+                     id="af-currency-a-list-beside-event-revenue"),
+        pytest.param({"event_revenue": None, "event_value": {"af_revenue": "2", "af_currency": "  "}},
+                     Money(Decimal(2), None), id="af-currency-blank"),
+        pytest.param({"event_revenue": None, "event_value": {"af_revenue": "2"}},
+                     Money(Decimal(2), None), id="af-currency-missing"),
+        pytest.param({"event_revenue": "1", "event_revenue_currency": "usd",
+                      "event_value": {"af_currency": "EUR"}}, Money(Decimal(1), "USD"),
+                     id="event-revenue-currency-wins"),
+    ],
+)  # fmt: skip
+def test_a_currency_that_is_not_text_is_no_currency(
+    fields: dict[str, Any], expected: Money
+) -> None:
+    assert make_in_app(**fields).revenue == expected
+
+
+@pytest.mark.parametrize(
+    ("record", "detail"),
+    [
+        pytest.param(event_dict("in-app-event", event_value="[1]"),
+                     "event_value: must be an object, or a JSON string of one (got '[1]')",
+                     id="a-field-rule-with-what-came"),
+        pytest.param(event_dict("in-app-event", event_revenue="x" * 58),
+                     f"event_revenue: must be a finite decimal string or number (got '{'x' * 58}')",
+                     id="a-value-of-60-characters-whole"),
+        pytest.param(event_dict("in-app-event", event_revenue="x" * 59),
+                     f"event_revenue: must be a finite decimal string or number (got '{'x' * 56}...)",
+                     id="a-longer-value-cut"),
+        pytest.param(event_dict("install", install_time="x" * 100),
+                     f"install_time: '{'x' * 40}' is not 'YYYY-MM-DD HH:MM:SS[.fff]' (UTC) nor ISO 8601 "
+                     f"with an offset (got '{'x' * 56}...)", id="a-long-time"),
+        pytest.param(event_dict("install", app_id=""), "app_id must not be empty", id="empty-id"),
+    ],
+)  # fmt: skip
+def test_bad_input_details_whole(record: dict[str, Any], detail: str) -> None:
+    topic = "install" if record["event_type"] == "install" else "in-app-event"
+    result = decode(raw(record), topic)
+    assert result == BadInput(detail, raw(record), record)
+
+
+def test_five_problems_are_named_with_no_count() -> None:
+    record = {"event_time": "x", "install_time": "y", "app_id": [], "appsflyer_id": {},
+              "is_retargeting": "w"}  # fmt: skip
+    result = decode(raw(record), "install")
+    assert isinstance(result, BadInput)
+    assert [part.split(":")[0] for part in result.detail.split("; ")] == [
+        "app_id", "appsflyer_id", "event_time", "install_time", "is_retargeting"
+    ]  # fmt: skip
