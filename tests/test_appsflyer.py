@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -28,7 +29,14 @@ from dispatcher.inputs.appsflyer import (
     _kind_of,
     derive_event_id,
 )
-from schemas.events import Conversion, Event, Money, link_parameter_of, parse_timestamp
+from schemas.events import (
+    Conversion,
+    Event,
+    Money,
+    link_parameter_of,
+    parse_decimal,
+    parse_timestamp,
+)
 from tests.factories import decode, decode_record, event_dict, event_id_of, make_in_app, raw
 
 DECODER = AppsFlyerDecoder()
@@ -626,3 +634,68 @@ def test_five_problems_are_named_with_no_count() -> None:
     assert [part.split(":")[0] for part in result.detail.split("; ")] == [
         "app_id", "appsflyer_id", "event_time", "install_time", "is_retargeting"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(None, None, id="absent"), pytest.param("", None, id="blank"),
+        pytest.param(" 9.99 ", Decimal("9.99"), id="text-with-spaces"),
+        pytest.param(5, Decimal(5), id="an-integer"), pytest.param(2.5, Decimal("2.5"), id="a-float"),
+        pytest.param(Decimal("1.10"), Decimal("1.10"), id="a-decimal"),
+        pytest.param("-3", Decimal(-3), id="negative"),
+    ],
+)  # fmt: skip
+def test_an_amount_is_read_from_text_or_a_number(value: object, expected: Decimal | None) -> None:
+    assert parse_decimal(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (True, "must be a decimal string or a number, not bool"),
+        ([1], "must be a decimal string or a number, not list"),
+        ("n/a", "'n/a' is not a decimal number"),
+        ("x" * 50, f"'{'x' * 40}' is not a decimal number"),
+        ("Infinity", "'Infinity' is not a finite number"),
+        (float("nan"), "nan is not a finite number"),
+    ],
+)
+def test_an_unreadable_amount_says_why(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        parse_decimal(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (1763632800, "must be a timestamp string 'YYYY-MM-DD HH:MM:SS[.fff]' (UTC) or ISO 8601 with "
+                     "an offset, not int"),
+        ("2025-11-20 25:00:00", "'2025-11-20 25:00:00' is not a valid date and time"),
+        ("2025-11-20T10:00:00", "'2025-11-20T10:00:00' is not 'YYYY-MM-DD HH:MM:SS[.fff]' (UTC) nor "
+                                "ISO 8601 with an offset"),
+        ("20/11/2025 10:00:00", "'20/11/2025 10:00:00' is not 'YYYY-MM-DD HH:MM:SS[.fff]' (UTC) nor "
+                                "ISO 8601 with an offset"),
+    ],
+)  # fmt: skip
+def test_an_unreadable_time_says_why(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        parse_timestamp(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(datetime(2025, 11, 20, 10, 0), datetime(2025, 11, 20, 10, 0, tzinfo=UTC),
+                     id="a-naive-datetime-is-utc"),
+        pytest.param(datetime(2025, 11, 20, 10, 0, tzinfo=UTC), datetime(2025, 11, 20, 10, 0, tzinfo=UTC),
+                     id="an-aware-datetime-as-it-is"),
+        pytest.param("2025-11-20 10:00:00Z", datetime(2025, 11, 20, 10, 0, tzinfo=UTC),
+                     id="raw-data-shape-with-its-own-offset"),
+        pytest.param("2025-11-20T10:00:00.123456+00:00", datetime(2025, 11, 20, 10, 0, 0, 123456, tzinfo=UTC),
+                     id="iso-with-microseconds"),
+    ],
+)  # fmt: skip
+def test_times_already_parsed_or_with_their_own_offset(value: object, expected: datetime) -> None:
+    parsed = parse_timestamp(value)
+    assert (parsed, parsed.utcoffset()) == (expected, expected.utcoffset())
