@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +292,10 @@ OK, RETRY, FATAL = AttemptKind.OK, AttemptKind.RETRYABLE, AttemptKind.FATAL
         pytest.param(503, {"retry-after": "60"}, b"",
                      AttemptResult(RETRY, 503, None, "HTTP 503", 60.0, fate_unknown=True),
                      id="http-503-with-retry-after"),
+        pytest.param(503, {"retry-after": format_datetime(datetime.fromtimestamp(NOW + 90, UTC),
+                                                          usegmt=True)}, b"",
+                     AttemptResult(RETRY, 503, None, "HTTP 503", 90.0, fate_unknown=True),
+                     id="retry-after-as-an-http-date"),
         pytest.param(400, {}, body(2, "bad"), AttemptResult(FATAL, 400, 2, "bad"), id="http-400"),
         pytest.param(404, {}, b"not found", AttemptResult(FATAL, 404, None, "not found"),
                      id="http-404"),
@@ -377,9 +382,11 @@ TIKTOK_IN_OCEAN = {"sdk_event": "af_purchase", "partner_event": "Pay(Purchase)"}
         ({"in_app": {"events": [{"sdk_event": "a", "partner_event": "active"}]}}, {},
          "apps[0].in_app_postbacks.events[0].partner_event: 'active' is the install"),
         ({"install_scope": "all"}, {},
-         "apps[0].install_postbacks.scope: scope 'all' is not allowed for Ocean Engine; allowed: attributed"),
+         "apps[0].install_postbacks.scope: scope 'all' is not allowed for Ocean Engine; allowed: attributed "
+         "(Ocean Engine matches a conversion by its click id, which only its own installs carry)"),
         ({"in_app": {"scope": "all"}}, {},
-         "apps[0].in_app_postbacks.scope: scope 'all' is not allowed for Ocean Engine; allowed: attributed"),
+         "apps[0].in_app_postbacks.scope: scope 'all' is not allowed for Ocean Engine; allowed: attributed "
+         "(Ocean Engine matches a conversion by its click id, which only its own installs carry)"),
         ({"tiktok_app_id": "7300000000000000001"}, {}, "apps[0].tiktok_app_id: unknown key"),
         ({}, {"access_token_env": "OCEAN_TOKEN"},
          "access_token_env: Ocean Engine's conversion API takes no token"),
