@@ -103,17 +103,21 @@ def listed_equivalents(text: str) -> set[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mutation_report")
     parser.add_argument("--mutants", type=Path, default=MUTANTS, help="mutmut's directory")
+    parser.add_argument("--equivalent", type=Path, default=EQUIVALENT, help="the survivors' list")
     parser.add_argument("--fail-under", type=float, default=90.0, help="least total score, %%")
     parser.add_argument("--survivors", action="store_true", help="list every survivor")
     parser.add_argument("--json", type=Path, help="write the per-module counts here as JSON")
-    parser.add_argument("--names", action="store_true", help="only the survivors' names")
+    parser.add_argument("--names", action="store_true",
+                        help="only the names of the survivors EQUIVALENT_MUTANTS.md does not list")  # fmt: skip
     args = parser.parse_args(argv)
 
     scores = read_scores(args.mutants)
+    equivalent: Path = args.equivalent
+    listed = listed_equivalents(equivalent.read_text()) if equivalent.exists() else set()
     if args.names:
         for score in scores:
             for name in score.survivors:
-                if score.statuses[name] != "not checked":
+                if score.statuses[name] != "not checked" and name not in listed:
                     print(name)
         return 0
     if not scores:
@@ -123,16 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     statuses = {name: status for score in scores for name, status in score.statuses.items()}
     survivors = sorted(name for name, status in statuses.items() if status not in CAUGHT)
     unchecked = [name for name, status in statuses.items() if status == "not checked"]
-    listed = listed_equivalents(EQUIVALENT.read_text()) if EQUIVALENT.exists() else set()
     unexplained = [name for name in survivors if name not in listed]
     stale = sorted(name for name in listed if statuses.get(name) in CAUGHT | {None})
     print()
     print(f"{len(survivors)} survivors, {len(survivors) - len(unexplained)} of them listed in "
-          f"{EQUIVALENT.name}")  # fmt: skip
+          f"{equivalent.name}")  # fmt: skip
     for name in survivors if args.survivors else unexplained:
         print(f"  {'listed  ' if name in listed else 'UNLISTED'} {name}  ({statuses[name]})")
     if stale:
-        print(f"listed in {EQUIVALENT.name} but caught now, or renamed (a changed function's "
+        print(f"listed in {equivalent.name} but caught now, or renamed (a changed function's "
               f"mutants are numbered anew):")  # fmt: skip
         for name in stale:
             print(f"  {name}")

@@ -65,17 +65,25 @@ def test_the_report_fails_under_the_bar_or_on_an_unfinished_run(
     tmp_path: Path, results: dict[str, dict[str, int | None]], fail_under: float, exit_code: int
 ) -> None:
     mutants = write_results(tmp_path, results)
-    argv = ["--mutants", str(mutants), "--fail-under", str(fail_under)]
+    argv = ["--mutants", str(mutants), "--fail-under", str(fail_under),
+            "--equivalent", str(tmp_path / "none.md")]  # fmt: skip
     assert mutation_report.main(argv) == exit_code
 
 
 def test_unlisted_survivors_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     mutants = write_results(tmp_path, {"dispatcher/rules.py": RULES})
-    mutation_report.main(["--mutants", str(mutants), "--fail-under", "0"])
+    equivalent = tmp_path / "EQUIVALENT_MUTANTS.md"
+    equivalent.write_text(
+        "- `dispatcher.rules.x_decide__mutmut_4`: why\n- `dispatcher.rules.x_decide__mutmut_1`: old\n"
+    )
+    mutation_report.main(
+        ["--mutants", str(mutants), "--fail-under", "0", "--equivalent", str(equivalent)]
+    )
     out = capsys.readouterr().out
     assert "UNLISTED dispatcher.rules.x_decide__mutmut_2  (survived)" in out
-    assert "UNLISTED dispatcher.rules.x_decide__mutmut_4  (no tests)" in out
-    assert "x_decide__mutmut_1 " not in out  # killed
+    assert "listed   dispatcher.rules.x_decide__mutmut_4  (no tests)" not in out  # listed: quiet
+    assert "2 survivors, 1 of them listed in EQUIVALENT_MUTANTS.md" in out
+    assert "caught now, or renamed" in out  # x_decide__mutmut_1 is listed but killed
     assert "x_decide__mutmut_3 " not in out  # timed out
 
 
@@ -85,7 +93,8 @@ def test_names_lists_the_survivors_to_test_again(
     unchecked: dict[str, int | None] = {"dispatcher.ratelimit.x_f__mutmut_1": None}
     mutants = write_results(tmp_path, {"dispatcher/rules.py": RULES,
                                        "dispatcher/ratelimit.py": PACER | unchecked})  # fmt: skip
-    assert mutation_report.main(["--mutants", str(mutants), "--names"]) == 0
-    assert capsys.readouterr().out.splitlines() == [
-        "dispatcher.rules.x_decide__mutmut_2", "dispatcher.rules.x_decide__mutmut_4"
-    ]  # fmt: skip
+    equivalent = tmp_path / "EQUIVALENT_MUTANTS.md"
+    equivalent.write_text("`dispatcher.rules.x_decide__mutmut_4`: equivalent\n")
+    argv = ["--mutants", str(mutants), "--names", "--equivalent", str(equivalent)]
+    assert mutation_report.main(argv) == 0
+    assert capsys.readouterr().out.splitlines() == ["dispatcher.rules.x_decide__mutmut_2"]
