@@ -24,6 +24,20 @@ IN_CI = bool(os.environ.get("CI"))
 # scripts/mutation runs with `--hypothesis-profile=mutation`: the same examples on every run (and
 # no example database), so a mutant's fate does not depend on the luck of the draw.
 settings.register_profile("mutation", derandomize=True, database=None)
+# Files whose tests take a second or more each (an in-process worker, a delivery service, a corpus
+# walk): run last in a mutation run, after the unit tables and the property tests.
+_SLOW_FILES = ("test_corpus.py", "test_fuzz.py", "test_delivery.py", "test_worker_stub.py")
+
+
+@pytest.hookimpl(trylast=True)  # after Hypothesis has marked its tests
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a mutation run (which stops at the first failure), fast tests first: a mutant is
+    caught by a unit table in milliseconds instead of after a property test's hundreds of
+    examples. A normal run keeps the files' order."""
+    if config.getoption("hypothesis_profile", None) != "mutation":
+        return
+    items.sort(key=lambda item: (item.path.name in _SLOW_FILES,
+                                 item.get_closest_marker("hypothesis") is not None))  # fmt: skip
 
 
 def missing(what: str) -> None:
