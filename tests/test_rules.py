@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dispatcher.attribution import Attribution, attribute
 from dispatcher.partners.tiktok import TikTokAdapter
 from dispatcher.revenue import strip_revenue
 from dispatcher.rules import Rule, Send, Skip, SkipReason, decide
@@ -683,3 +684,35 @@ def test_each_app_gets_its_own_destination() -> None:
 )  # fmt: skip
 def test_revenue_is_stripped_at_any_depth(params: dict[str, Any], expected: dict[str, Any]) -> None:
     assert strip_revenue(params, frozenset(REVENUE_KEYS)) == expected
+
+
+# --- attribution, as the value the rules read ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        pytest.param(make_install(media_source=" Organic "), Attribution(False, "organic install"),
+                     id="organic-any-case"),
+        pytest.param(make_install(media_source="googleadwords_int"),
+                     Attribution(False, "attributed to another media source (googleadwords_int)"),
+                     id="another-network"),
+        pytest.param(make_install(attributed_touch_type="engagement"),
+                     Attribution(False, "touch type 'engagement' is neither click nor impression"),
+                     id="another-touch-type"),
+        pytest.param(make_install(attributed_touch_time=INSTALL_TIME - timedelta(days=8)),
+                     Attribution(False, "click 8 days, 0:00:00 before the install, outside the 7d lookback"),
+                     id="too-old"),
+        pytest.param(make_install(), Attribution(True, "click within the 7d lookback"), id="click"),
+    ],
+)  # fmt: skip
+def test_attribution_whole(event: Event, expected: Attribution) -> None:
+    app = TIKTOK.apps[0]
+    assert attribute(event, TIKTOK, app) == expected
+    assert type(attribute(event, TIKTOK, app).attributed) is bool
+
+
+def test_unattributed_content_says_so_with_false() -> None:
+    decision = decide(make_install(media_source="organic"), ALL_SCOPES, ADAPTER)
+    assert isinstance(decision, Send)
+    assert decision.content.attributed is False
