@@ -174,6 +174,23 @@ def test_revenue_in_another_currency_is_left_out_and_said() -> None:
     assert "USD" in decision.detail
 
 
+@pytest.mark.parametrize(
+    ("fields", "revenue"),
+    [
+        pytest.param({"event_revenue": "9.99", "event_revenue_currency": "usd"},
+                     "revenue not sent: oceanengine reads no USD amounts (9.99 USD)", id="dollars"),
+        pytest.param({"event_revenue": "5", "event_revenue_currency": None, "event_value": "{}"},
+                     "revenue not sent: oceanengine reads no unnamed amounts (5)", id="no-currency",
+                     marks=pytest.mark.xfail(strict=True, reason=(
+                         "rules.py Send.detail: .rstrip() is applied after the closing parenthesis, "
+                         "so an amount without a currency reads '(5 )'; for the owner of rules.py"))),
+    ],
+)  # fmt: skip
+def test_revenue_left_out_is_explained_whole(fields: dict[str, Any], revenue: str) -> None:
+    decision = sent(make_oe_in_app(**fields))
+    assert decision.detail == f"click within the 7d lookback; af_purchase -> active_pay; {revenue}"
+
+
 def test_revenue_stripped_by_the_mapping_is_not_sent() -> None:
     event = make_oe_in_app(event_name="af_add_to_cart")
     decision = sent(event)

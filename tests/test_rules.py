@@ -716,3 +716,14 @@ def test_unattributed_content_says_so_with_false() -> None:
     decision = decide(make_install(media_source="organic"), ALL_SCOPES, ADAPTER)
     assert isinstance(decision, Send)
     assert decision.content.attributed is False
+
+
+def test_each_rule_has_a_title_for_explain() -> None:
+    assert [(rule.value, rule.title) for rule in Rule] == [
+        (1, "app configured and active"),
+        (2, "first install / in-app postbacks enabled"),
+        (3, "attribution scope and primary copy"),
+        (4, "in-app postback window"),
+        (5, "event mapping"),
+        (6, "revenue"),
+    ]
