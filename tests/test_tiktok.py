@@ -315,3 +315,22 @@ def test_a_request_holds_at_most_1000_events() -> None:
     TikTokRequest(event_source_id="1", data=[event] * 1000)  # type: ignore[list-item]
     with pytest.raises(ValidationError, match="at most 1000 items"):
         TikTokRequest(event_source_id="1", data=[event] * 1001)  # type: ignore[list-item]
+
+
+def test_an_in_app_payload_whole_without_app_version_and_with_its_own_content_id() -> None:
+    # Given a purchase whose event_value names content_id itself, beside af_content_id
+    value = {"af_revenue": "9.99", "af_currency": "USD", "af_content_id": "sku-1",
+             "content_id": "own", "af_quantity": 2}  # fmt: skip
+    event = make_in_app(event_value=json.dumps(value), app_version=None, idfv=None, ip=None,
+                        user_agent=None, idfa=None, original_url=None)  # fmt: skip
+    # Then the payload keeps the parameter as sent and maps only what is not there yet
+    assert payload_of(event) == {
+        "event": "Purchase",
+        "event_time": int(event.event_time_s),
+        "event_id": event.event_id,
+        "app": {"app_id": "id1234567890"},
+        "ad": {"campaign_id": CAMPAIGN_ID, "ad_id": ADSET_ID, "creative_id": AD_ID},
+        "properties": {"af_revenue": "9.99", "af_currency": "USD", "af_content_id": "sku-1",
+                       "content_id": "own", "af_quantity": 2, "num_items": 2, "value": 9.99,
+                       "currency": "USD"},
+    }  # fmt: skip
