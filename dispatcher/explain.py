@@ -29,7 +29,7 @@ def read_events(text: str) -> list[tuple[int | None, bytes]]:
         return []
     try:
         json.loads(stripped)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # nested deeper than Python's JSON reader goes
         whole = _reason(exc)
     else:
         return [(None, stripped.encode())]
@@ -39,7 +39,7 @@ def read_events(text: str) -> list[tuple[int | None, bytes]]:
             continue
         try:
             json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise NotJsonError(
                 f"neither one JSON document ({whole}) nor JSON lines: line {number} is not "
                 f"JSON ({_reason(exc)}); explain reads one JSON object, or one per line"
@@ -48,7 +48,7 @@ def read_events(text: str) -> list[tuple[int | None, bytes]]:
     return events
 
 
-def _reason(exc: ValueError) -> str:
+def _reason(exc: ValueError | RecursionError) -> str:
     return exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
 
 

@@ -17,6 +17,7 @@ from kafka import KafkaConsumer
 
 from dispatcher.devtools.broker import LocalBroker
 from dispatcher.devtools.processes import free_port
+from dispatcher.explain import NotJsonError, read_events
 from dispatcher.logs import ClientNoiseFilter
 from tests.factories import app_dict, event_dict, partner_dict
 
@@ -301,3 +302,9 @@ def test_topics_create_makes_the_configured_topics_once_and_reports_what_exists(
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == [f"i-{suffix}: exists", f"e-{suffix}: exists",
                                          f"d-{suffix}: exists"]  # fmt: skip
+
+
+def test_explain_refuses_json_nested_too_deep_to_read_instead_of_crashing() -> None:
+    deep = "[" * 5000 + "]" * 5000
+    with pytest.raises(NotJsonError, match=r"^neither one JSON document \(maximum recursion depth"):
+        read_events(deep)
