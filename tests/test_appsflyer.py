@@ -535,6 +535,7 @@ def test_a_link_parameter_is_read_as_splitting_the_query_would(parts: list[str])
         ("https://x/?c=1&clickidx=no", None),
         ("https://x/#?clickid=frag", None),
         ("https://x/clickid=abc", None),
+        ("https://x/?clickid=&clickid=first&c=2&clickid=last", "first"),
     ],
 )
 def test_a_link_parameter_examples(link: str, expected: str | None) -> None:

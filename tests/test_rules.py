@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -11,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatcher.attribution import Attribution, attribute
+from dispatcher.partners.base import PostbackContent
 from dispatcher.partners.tiktok import TikTokAdapter
 from dispatcher.revenue import strip_revenue
 from dispatcher.rules import Rule, Send, Skip, SkipReason, decide
-from schemas.events import INSTALL, Event
+from schemas.events import INSTALL, Event, Money
 from tests.factories import (
     APP_ID,
     INSTALL_TIME,
@@ -730,3 +732,22 @@ def test_each_rule_has_a_title_for_explain() -> None:
         (5, "event mapping"),
         (6, "revenue"),
     ]
+
+
+def test_what_the_rules_hand_the_partner_whole() -> None:
+    app = TIKTOK.apps[0]
+    install, purchase = make_install(), make_in_app()
+    cart = make_in_app(event_name="af_add_to_cart", event_value=json.dumps(
+        {"af_revenue": "3", "af_content_id": "sku-9", "color": "red"}))  # fmt: skip
+    organic = make_install(media_source="organic")
+    contents = [decide(event, partner, ADAPTER).content  # type: ignore[union-attr]
+                for event, partner in ((install, TIKTOK), (purchase, TIKTOK), (cart, TIKTOK),
+                                       (organic, ALL_SCOPES))]  # fmt: skip
+    assert contents == [
+        PostbackContent(install, app, None, True, {}, {}, None, False),
+        PostbackContent(purchase, app, "Pay(Purchase)", True, purchase.params,
+                        {"content_id": "sku-1"}, Money(Decimal("9.99"), "USD"), False),
+        PostbackContent(cart, app, "Add_to_cart", True, {"af_content_id": "sku-9", "color": "red"},
+                        {"content_id": "sku-9"}, None, True),
+        PostbackContent(organic, ALL_SCOPES.apps[0], None, False, {}, {}, None, False),
+    ]  # fmt: skip
