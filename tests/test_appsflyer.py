@@ -710,3 +710,80 @@ def test_explain_reads_json_nested_too_deep_as_an_install() -> None:
     deep = b"[" * 5000 + b"]" * 5000
     assert isinstance(decode(deep, "install"), BadInput)  # the worker's path is fine
     assert DECODER.topic_type_of(deep) == "install"
+
+
+@pytest.mark.parametrize(
+    ("fields", "topic"),
+    [
+        pytest.param({"event_type": "  ", "event_name": "af_purchase"}, "in-app-event",
+                     id="blank-event-type-the-name-decides"),
+        pytest.param({"event_type": 7, "event_name": "af_purchase"}, "in-app-event",
+                     id="an-event-type-that-is-not-text"),
+        pytest.param({"event_type": " Re-Engagement ", "event_name": "af_purchase"}, "install",
+                     id="an-install-kind-of-event-type-wins"),
+        pytest.param({"event_type": None, "event_name": " Re-Attribution "}, "install",
+                     id="an-install-name-in-any-case"),
+        pytest.param({"event_type": None, "event_name": "  "}, "install", id="a-blank-name"),
+        pytest.param({"event_type": None, "event_name": 5}, "install", id="a-name-that-is-not-text"),
+    ],
+)  # fmt: skip
+def test_explain_finds_the_topic_from_any_record(fields: dict[str, Any], topic: str) -> None:
+    assert DECODER.topic_type_of(raw(event_dict("install", **fields))) == topic
+
+
+@pytest.mark.parametrize(
+    ("fields", "topic", "detail"),
+    [
+        pytest.param({"event_type": "uninstall"}, "install",
+                     "event_type 'uninstall' does not match its topic, which carries installs "
+                     "(event_type install, organic-install, reinstall, organic-reinstall, "
+                     "re-engagement, re-attribution)", id="installs-topic"),
+        pytest.param({"event_type": " Install "}, "in-app-event",
+                     "event_type 'install' does not match its topic, which carries in-app events "
+                     "(event_type in-app-event or *-in-app-event)", id="in-app-topic"),
+        pytest.param({"event_name": None}, "in-app-event",
+                     "missing required field event_name (the SDK event name of an in-app event)",
+                     id="in-app-without-a-name"),
+    ],
+)  # fmt: skip
+def test_a_record_on_the_wrong_topic_is_described_whole(
+    fields: dict[str, Any], topic: str, detail: str
+) -> None:
+    record = event_dict(topic, **fields)
+    assert decode(raw(record), topic) == BadInput(detail, raw(record), record)
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "conversion"),
+    [
+        pytest.param("install", {"event_type": "re-attribution"}, Conversion.RE_ATTRIBUTION,
+                     id="event-type-re-attribution"),
+        pytest.param("install", {"event_type": "organic-reinstall"}, Conversion.REINSTALL,
+                     id="event-type-organic-reinstall"),
+        pytest.param("install", {"event_type": "install", "conversion_type": "re-engagement"},
+                     Conversion.RE_ENGAGEMENT, id="an-install-event-type-does-not-hide-the-rest"),
+        pytest.param("install", {"event_type": None, "conversion_type": None,
+                                 "event_name": "Re-Engagement"}, Conversion.RE_ENGAGEMENT,
+                     id="event-name-in-any-case"),
+        pytest.param("install", {"event_type": None, "conversion_type": None, "is_retargeting": False,
+                                 "retargeting_conversion_type": "re-attribution"}, Conversion.INSTALL,
+                     id="retargeting-kind-read-only-when-retargeting"),
+        pytest.param("install", {"event_type": None, "conversion_type": "install",
+                                 "is_retargeting": "true"}, Conversion.RE_ENGAGEMENT,
+                     id="retargeting-without-a-kind-is-a-re-engagement"),
+        pytest.param("install", {"event_type": None, "conversion_type": None, "event_name": None},
+                     Conversion.INSTALL, id="nothing-said-is-a-first-install"),
+        pytest.param("in-app-event", {"event_type": "re-engagement-in-app-event",
+                                      "conversion_type": None}, Conversion.RE_ENGAGEMENT,
+                     id="an-in-app-event-of-a-re-engagement"),
+        pytest.param("in-app-event", {"event_type": "install-in-app-event",
+                                      "conversion_type": "reinstall"}, Conversion.REINSTALL,
+                     id="an-in-app-install-kind-does-not-hide-the-rest"),
+        pytest.param("in-app-event", {"event_type": "in-app-event", "conversion_type": "Mystery"},
+                     Conversion.OTHER, id="an-unknown-kind-is-not-a-first-install"),
+    ],
+)  # fmt: skip
+def test_conversion_kinds_from_every_field(
+    kind: str, fields: dict[str, Any], conversion: Conversion
+) -> None:
+    assert decode_record(event_dict(kind, **fields), kind).conversion is conversion
