@@ -702,10 +702,6 @@ def test_times_already_parsed_or_with_their_own_offset(value: object, expected: 
     assert (parsed, parsed.utcoffset()) == (expected, expected.utcoffset())
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason=(
-    "appsflyer.py topic_type_of catches ValueError from json.loads, but JSON nested past Python's "
-    "recursion limit raises RecursionError: `dispatcher explain` crashes on such a message instead "
-    "of reading it as an install; for the owner of appsflyer.py"))  # fmt: skip
 def test_explain_reads_json_nested_too_deep_as_an_install() -> None:
     deep = b"[" * 5000 + b"]" * 5000
     assert isinstance(decode(deep, "install"), BadInput)  # the worker's path is fine
