@@ -56,6 +56,7 @@ def write_config(
     delivery: dict[str, Any] | None = None,
     worker: dict[str, Any] | None = None,
     partner_files: tuple[dict[str, Any], ...] = (),
+    kafka: dict[str, Any] | None = None,
 ) -> Path:
     """dispatcher.yaml + partners/tiktok.yaml (+ `partner_files`) for a test; returns the
     dispatcher.yaml path."""
@@ -65,7 +66,7 @@ def write_config(
         delivery={"batch_linger_ms": 20, "backoff_initial_s": 0.05, "backoff_max_s": 0.5,
                   "max_requests_per_s": 500, "timeout_s": 5} | (delivery or {}),
         worker={"commit_interval_ms": 200, "shutdown_timeout_s": 10, "rebalance_drain_s": 2}
-        | (worker or {}), partner_files=partner_files,
+        | (worker or {}), partner_files=partner_files, kafka=kafka or {},
     ).write(directory)  # fmt: skip
 
 

@@ -42,6 +42,7 @@ class WorkerConfig:
     metrics_port: int = 0  # 0: a free port now
     log_format: str = "json"
     partner_files: tuple[dict[str, Any], ...] = ()
+    kafka: dict[str, Any] = field(default_factory=dict)  # over TANSU_GROUP_TIMING
 
     def write(self, directory: Path) -> Path:
         """Write both files under `directory`; the dispatcher.yaml path."""
@@ -63,7 +64,7 @@ class WorkerConfig:
             "kafka": {
                 "bootstrap_servers": self.bootstrap, "group_id": self.group,
                 "topics": {"installs": self.installs, "in_app_events": self.in_app},
-                "dead_letter_topic": self.dead_letters, **TANSU_GROUP_TIMING,
+                "dead_letter_topic": self.dead_letters, **TANSU_GROUP_TIMING, **self.kafka,
             },
             "partners_dir": "partners",
             "metrics": {"host": "127.0.0.1", "port": self.metrics_port or free_port()},
