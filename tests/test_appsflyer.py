@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote_plus
@@ -673,6 +673,12 @@ def test_an_unreadable_amount_says_why(value: object, message: str) -> None:
         (1763632800, "must be a timestamp string 'YYYY-MM-DD HH:MM:SS[.fff]' (UTC) or ISO 8601 with "
                      "an offset, not int"),
         ("2025-11-20 25:00:00", "'2025-11-20 25:00:00' is not a valid date and time"),
+        # the shape of a date and time, with 40 characters of it shown
+        ("2025-11-20 10:00:00 in the afternoon, local time",
+         "'2025-11-20 10:00:00 in the afternoon, lo' is not a valid date and time"),
+        # ISO 8601 (and Python's parser) allow any separator; AppsFlyer writes ' ' or 'T' alone
+        ("2025-11-20X10:00:00+00:00", "'2025-11-20X10:00:00+00:00' is not 'YYYY-MM-DD HH:MM:SS[.fff]' "
+                                      "(UTC) nor ISO 8601 with an offset"),
         ("2025-11-20T10:00:00", "'2025-11-20T10:00:00' is not 'YYYY-MM-DD HH:MM:SS[.fff]' (UTC) nor "
                                 "ISO 8601 with an offset"),
         ("20/11/2025 10:00:00", "'20/11/2025 10:00:00' is not 'YYYY-MM-DD HH:MM:SS[.fff]' (UTC) nor "
@@ -691,6 +697,9 @@ def test_an_unreadable_time_says_why(value: object, message: str) -> None:
                      id="a-naive-datetime-is-utc"),
         pytest.param(datetime(2025, 11, 20, 10, 0, tzinfo=UTC), datetime(2025, 11, 20, 10, 0, tzinfo=UTC),
                      id="an-aware-datetime-as-it-is"),
+        pytest.param(datetime(2025, 11, 20, 15, 0, tzinfo=timezone(timedelta(hours=5))),
+                     datetime(2025, 11, 20, 15, 0, tzinfo=timezone(timedelta(hours=5))),
+                     id="an-aware-datetime-keeps-its-offset"),
         pytest.param("2025-11-20 10:00:00Z", datetime(2025, 11, 20, 10, 0, tzinfo=UTC),
                      id="raw-data-shape-with-its-own-offset"),
         pytest.param("2025-11-20T10:00:00.123456+00:00", datetime(2025, 11, 20, 10, 0, 0, 123456, tzinfo=UTC),
@@ -783,3 +792,48 @@ def test_conversion_kinds_from_every_field(
     kind: str, fields: dict[str, Any], conversion: Conversion
 ) -> None:
     assert decode_record(event_dict(kind, **fields), kind).conversion is conversion
+
+
+# SPEC §2's device and context fields the Event has, each carried as sent (platform lower-cased); a blank or
+# absent one is None. No partner sends android_id or country_code today, so only this test can
+# tell if the decoder stopped reading them.
+_DEVICE_AND_CONTEXT = {
+    "idfa": "6D92078A-8246-4BA4-AE5B-76104861E7DC", "idfv": "1B2C3D4E-0000-4000-8000-00000000000A",
+    "advertising_id": "38400000-8cf0-11bd-b23e-10b96e40000d", "android_id": "9774d56d682e549c",
+    "oaid": "00000000-1111-2222-3333-444444444444", "imei": "490154203237518",
+    "ip": "203.0.113.7", "user_agent": "Dalvik/2.1.0 (Linux; U; Android 14)",
+    "app_version": "4.2.0", "country_code": "US",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("field", sorted(_DEVICE_AND_CONTEXT))
+def test_each_device_and_context_field_is_carried_as_sent(field: str) -> None:
+    value = _DEVICE_AND_CONTEXT[field]
+    assert getattr(decode_record(event_dict("in-app-event", **{field: value}), "in-app-event"),
+                   field) == value  # fmt: skip
+    for blank in ("", None):
+        event = decode_record(event_dict("install", **{field: blank}), "install")
+        assert getattr(event, field) is None
+
+
+def test_the_derived_id_encodes_a_lone_surrogate_as_the_recipe_does() -> None:
+    """derive_event_id takes any str. The decoder's JSON reader refuses a lone surrogate escape
+    (checked here too), but a text from elsewhere (json.loads reads `"\\ud800"`) may hold one: it
+    is hashed as its surrogatepass UTF-8 bytes, not refused with a UnicodeEncodeError."""
+    record = raw(event_dict("in-app-event", event_name="x")).replace(b'"x"', b'"\\ud800"')
+    assert isinstance(decode(record, "in-app-event"), BadInput)
+    lone = json.loads('"a\\ud800"')
+    expected = b"2:id,3:1-2,4:" + lone.encode("utf-8", "surrogatepass") + b",1:t,0:,"
+    assert derive_event_id("id", "1-2", lone, "t", "") == hashlib.sha256(expected).hexdigest()[:32]
+
+
+def test_a_record_without_an_event_name_derives_its_id_from_an_empty_name() -> None:
+    """An install may come with event_name null: the recipe's third netstring is then `0:,`."""
+    record = event_dict(
+        "install", event_name=None, event_value=None, event_time="2025-11-20 10:00:00.000"
+    )
+    event = decode_record(record, "install")
+    netstrings = (f"{len(record['app_id'])}:{record['app_id']},"
+                  f"{len(record['appsflyer_id'])}:{record['appsflyer_id']},0:,"
+                  "23:2025-11-20 10:00:00.000,0:,").encode()  # fmt: skip
+    assert event.event_id == hashlib.sha256(netstrings).hexdigest()[:32]

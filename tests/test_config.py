@@ -133,6 +133,34 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.runtime.metrics.port == 9108
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("7300000000000000001", "7300000000000000001", id="quoted"),
+        pytest.param(7300000000000000001, "7300000000000000001", id="unquoted-yaml-reads-a-number"),
+        pytest.param("abc", "'abc' is not a TikTok App ID", id="letters"),
+        pytest.param(True, "True is not a TikTok App ID", id="a-boolean-is-no-number"),
+        pytest.param(None, "None is not a TikTok App ID", id="null"),
+        pytest.param("-73", "'-73' is not a TikTok App ID", id="a-sign"),
+    ],
+)  # fmt: skip
+def test_a_tiktok_app_id_is_its_digits_as_text(
+    tmp_path: Path, value: object, expected: str
+) -> None:
+    """An App ID written without quotes is read by YAML as a number and taken as its digits; any
+    other non-text value is refused with the whole message (mutants of each branch and of the
+    message survived a prefix check)."""
+    config = write_config(tmp_path, partner_dict(app_dict(tiktok_app_id=value)))
+    if expected.isdigit():
+        app = load_settings(config, TOKEN_ENV).partners.by_name("tiktok").apps[0]
+        assert app.tiktok_app_id == expected
+        return
+    partner_file = (tmp_path / "partners" / "tiktok.yaml").resolve()
+    allowed = ('allowed: the digits of the App ID from TikTok Events Manager, quoted, '
+               'e.g. "7300000000000000001"')  # fmt: skip
+    assert f"{partner_file}: apps[0].tiktok_app_id: {expected}; {allowed}" in issues_of(config)
+
+
 def test_in_app_window_defaults_to_180_days(tmp_path: Path) -> None:
     app = app_dict(in_app={"events": []})
     del app["in_app_postbacks"]["window"]

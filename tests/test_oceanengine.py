@@ -221,9 +221,14 @@ def test_an_attributed_event_without_a_click_id_is_skipped(overrides: dict[str, 
     for event in (make_oe_install(**overrides), make_oe_in_app(**overrides)):
         decision = decide_for(event)
         assert isinstance(decision, Skip)
-        assert (decision.reason, decision.rule) == (SkipReason.NO_CLICK_ID, Rule.SCOPE)
-        assert "no oceanengine click id" in decision.detail
-        assert "matches conversions by the click id alone" in decision.detail
+        assert (decision.partner, decision.app_id, decision.rule, decision.reason) == (
+            "oceanengine", event.app_id, Rule.SCOPE, SkipReason.NO_CLICK_ID)  # fmt: skip
+        assert decision.why.endswith(
+            ", but the record has no oceanengine click id (click_id, or clickid in original_url)"
+        )
+        assert decision.detail == (
+            f"{decision.why}; oceanengine matches conversions by the click id alone"
+        )
 
 
 @pytest.mark.parametrize(

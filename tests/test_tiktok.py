@@ -204,6 +204,20 @@ def test_retry_after_in_seconds_or_http_date() -> None:
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
     assert ADAPTER.classify(429, {"retry-after": "2.5"}, b"", now=now).retry_after_s == 2.5
+    # Less than a second is kept as asked, and a date already past is no wait
+    assert parse_retry_after(" 0.5 ", now) == 0.5
+    assert parse_retry_after("0", now) == 0.0
+    assert parse_retry_after("-3", now) == 0.0
+    earlier = format_datetime(datetime(2025, 11, 20, 9, 59, tzinfo=UTC), usegmt=True)
+    assert parse_retry_after(earlier, now) == 0.0
+
+
+def test_a_2xx_without_a_tiktok_body_keeps_the_retry_after_it_came_with() -> None:
+    """A proxy's 200 (not TikTok's JSON) is retried, fate unknown, no sooner than it asked."""
+    result = ADAPTER.classify(200, {"retry-after": "4"}, b"<html>ok</html>", now=0.0)
+    assert (result.kind, result.status, result.code, result.retry_after_s, result.fate_unknown) == (
+        AttemptKind.RETRYABLE, 200, None, 4.0, True)  # fmt: skip
+    assert result.message == "HTTP 200 without a TikTok body: <html>ok</html>"
 
 
 def test_only_bad_parameter_rejections_split() -> None:
