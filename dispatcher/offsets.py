@@ -169,6 +169,9 @@ AsyncCommitter = Callable[
 ]
 # An asynchronous commit unanswered this long is given up (and its offsets tried again).
 ASYNC_COMMIT_TIMEOUT_S = 15.0
+# While commits keep failing (a broker outage fails one per commit interval), a warning at most
+# this often; the first failure and the first success after failures are always logged.
+COMMIT_WARNING_INTERVAL_S = 60.0
 
 
 class Checkpoint:
@@ -198,6 +201,8 @@ class Checkpoint:
         )
         self._outstanding: dict[Partition, int] | None = None
         self._outstanding_since = 0.0
+        self._failures = 0  # commits refused in a row
+        self._warned_at = 0.0
 
     def commit_soon(self) -> None:
         """Start an asynchronous commit of what became final, unless one is still unanswered."""
@@ -233,11 +238,30 @@ class Checkpoint:
                 self._outstanding = None
             if error is None:
                 self._tracker.mark_committed(offsets)
-                self._on_result(True)
+                self._succeeded()
             else:
                 where = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(offsets))
-                log.warning("offset commit of %s failed: %s; will try again", where, error)
-                self._on_result(False)
+                self._failed(f"offset commit of {where} failed: {error}")
+
+    def _succeeded(self) -> None:
+        self._on_result(True)
+        if self._failures:
+            log.info("offset commits succeed again after %d failed", self._failures)
+            self._failures = 0
+
+    def _failed(self, message: str) -> None:
+        """Warn of the first refusal at once, then at most every COMMIT_WARNING_INTERVAL_S with
+        the count: one line per state change, not one per commit interval."""
+        self._on_result(False)
+        self._failures += 1
+        now = self._clock()
+        if self._failures == 1:
+            log.warning("%s; will try again", message)
+        elif now - self._warned_at >= COMMIT_WARNING_INTERVAL_S:
+            log.warning("%s; will try again (%d failed in a row)", message, self._failures)
+        else:
+            return
+        self._warned_at = now
 
     def commit(self, tps: Iterable[Partition] | None = None) -> bool:
         """Commit every partition (or those of `tps`) whose final offset moved forward, and wait;
@@ -250,11 +274,10 @@ class Checkpoint:
         try:
             self._commit(offsets)
         except CommitFailedError as exc:
-            log.warning("%s; will try again", exc)
-            self._on_result(False)
+            self._failed(str(exc))
             return False
         self._tracker.mark_committed(offsets)
-        self._on_result(True)
+        self._succeeded()
         return True
 
     def offsets_to_commit(self, tps: Iterable[Partition]) -> dict[Partition, int]:

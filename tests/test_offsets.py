@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 
@@ -444,3 +445,63 @@ def test_a_commit_inside_the_clients_loop_takes_only_its_partitions_and_their_an
     assert checkpoint.answered(offsets, None) is True
     # Then only that partition is committed, and both answers were reported
     assert (tracker.committed(OTHER), tracker.committed(TP), results) == (4, None, [False, True])
+
+
+def test_while_commits_keep_failing_the_operator_reads_one_line_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A broker outage refuses a commit every commit interval: the first refusal is a warning,
+    then one a minute with the count, and the first success after them says how many failed."""
+    caplog.set_level(logging.INFO, logger="dispatcher.offsets")
+    tracker, broker, results, clock = OffsetTracker(), AsyncBroker(), [], Clock(500.0)
+    checkpoint = Checkpoint(tracker, lambda offsets: None, results.append, broker, clock)
+    tracker.partition(("t", 0)).track(0, 0)
+
+    def refused_at(now: float) -> None:
+        clock.now = now
+        checkpoint.commit_soon()
+        broker.answer(RuntimeError("NodeNotReadyError: coordinator"))
+        checkpoint.settle()
+
+    for now in (500.0, 500.2, 559.9):
+        refused_at(now)
+    refused_at(560.0)  # a minute after the first warning
+    refused_at(619.9)
+    refused_at(620.0)
+    clock.now = 621.0
+    checkpoint.commit_soon()
+    broker.answer()
+    checkpoint.settle()
+    failed = "offset commit of t[0] failed: NodeNotReadyError: coordinator; will try again"
+    assert caplog.messages == [
+        failed,
+        f"{failed} (4 failed in a row)",
+        f"{failed} (6 failed in a row)",
+        "offset commits succeed again after 6 failed",
+    ]
+    assert results == [False] * 6 + [True]
+    # A later refusal is a first one again
+    caplog.clear()
+    tracker.partition(("t", 0)).track(1, 0)
+    refused_at(622.0)
+    assert caplog.messages == [failed]
+
+
+def test_a_refused_synchronous_commit_counts_in_the_same_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="dispatcher.offsets")
+    tracker, committer, clock = OffsetTracker(), Committer(), Clock(0.0)
+    checkpoint = Checkpoint(tracker, committer, clock=clock)
+    tracker.partition(("t", 0)).track(0, 0)
+    committer.failing = True
+    assert (checkpoint.commit(), checkpoint.commit()) == (False, False)
+    clock.now = 60.0
+    assert checkpoint.commit() is False
+    committer.failing = False
+    assert checkpoint.commit() is True
+    assert caplog.messages == [
+        "offset commit of t[0] failed: rebalancing; will try again",
+        "offset commit of t[0] failed: rebalancing; will try again (3 failed in a row)",
+        "offset commits succeed again after 3 failed",
+    ]
