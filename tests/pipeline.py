@@ -66,7 +66,8 @@ def write_config(
         delivery={"batch_linger_ms": 20, "backoff_initial_s": 0.05, "backoff_max_s": 0.5,
                   "max_requests_per_s": 500, "timeout_s": 5} | (delivery or {}),
         worker={"commit_interval_ms": 200, "shutdown_timeout_s": 10, "rebalance_drain_s": 2}
-        | (worker or {}), partner_files=partner_files, kafka=kafka or {},
+        | (worker or {}), partner_files=partner_files,
+        kafka={"fetch_max_wait_ms": broker.fetch_max_wait_ms} | (kafka or {}),
     ).write(directory)  # fmt: skip
 
 

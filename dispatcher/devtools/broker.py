@@ -121,6 +121,15 @@ class LocalBroker:
         """`host:port` for clients."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def fetch_max_wait_ms(self) -> int:
+        """The consumers' fetch wait that suits this storage. On memory storage Tansu holds a
+        fetch for the whole wait even when records arrive, so 100 ms rather than Kafka's 500;
+        on S3 storage it reads a fetch's records from the object store and, given only 100 ms,
+        answers a few at a time (measured: 5,000 records of 3 KB in 9 s at 500 ms, 1,620 in
+        36 s at 100 ms), so Kafka's 500."""
+        return 500 if self.s3 else 100
+
     def start(self, timeout_s: float = 30.0) -> LocalBroker:
         """Start the broker and wait until it answers metadata requests."""
         url = f"tcp://127.0.0.1:{self.port}"
