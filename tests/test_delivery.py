@@ -144,11 +144,111 @@ def test_batches_are_capped_and_keep_offset_order() -> None:
     )
 
 
-def test_destinations_and_partitions_never_share_a_request() -> None:
+def test_destinations_never_share_a_request_and_idle_partitions_join_one() -> None:
     items = [item(0, 0, "111"), item(1, 0, "222"), item(2, 1, "111"), item(3, 0, "111")]
     h = run(Harness(respond(), batch_max_events=10), items, expect_final=4)
     batches = sorted((r["event_source_id"], tuple(ids(r))) for r in h.requests)
-    assert batches == [("111", ("e-0", "e-3")), ("111", ("e-2",)), ("222", ("e-1",))]
+    # partition 0's lane has room: partition 1's queued event rides along, after its own
+    assert batches == [("111", ("e-0", "e-3", "e-2")), ("222", ("e-1",))]
+
+
+def test_a_joined_batch_fills_only_its_spare_room_each_lane_in_order() -> None:
+    # Three partitions of one destination, five events each, batches of up to eight
+    items = [item(10 * p + n, p) for p in range(3) for n in range(5)]
+    h = run(Harness(respond(), batch_max_events=8), items, expect_final=15)
+    assert all(len(r["data"]) <= 8 for r in h.requests)
+    sent = [i for r in h.requests for i in ids(r)]
+    assert sorted(sent) == sorted(f"e-{i.offset}" for i in items)  # each once
+    for p in range(3):  # each partition's events in offset order across the requests
+        mine = [i for i in sent if int(i[2:]) // 10 == p]
+        assert mine == [f"e-{10 * p + n}" for n in range(5)]
+    # the first request is full: its own five, then three of the next lane's
+    assert ids(h.requests[0]) == ["e-0", "e-1", "e-2", "e-3", "e-4", "e-10", "e-11", "e-12"]
+
+
+class Gate:
+    """A partner that answers each request only when the test opens the gate, and tells which
+    requests were sent before which answers."""
+
+    def __init__(self, *answers: httpx.Response) -> None:
+        self.open = asyncio.Event()
+        self.log: list[tuple[str, list[str]]] = []
+        self.answers = list(answers)
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        events = ids(json.loads(request.content))
+        self.log.append(("sent", events))
+        await self.open.wait()
+        self.log.append(("answered", events))
+        if self.answers:
+            return self.answers.pop(0)
+        return httpx.Response(200, json=ok_body())
+
+    def channel(self, **delivery: Any) -> tuple[PartnerChannel, list[Settled]]:
+        settled: list[Settled] = []
+        client = httpx.AsyncClient(transport=httpx.MockTransport(self.handler))
+        adapter = TikTokAdapter()
+        delivery = {"batch_linger_ms": 0, "backoff_initial_s": 0.01, "backoff_max_s": 0.02,
+                    "max_requests_per_s": 1000, "batch_max_events": 10} | delivery  # fmt: skip
+        return PartnerChannel(
+            make_partner(delivery=delivery), adapter, TOKEN, PartnerHttp(client, adapter, time.time),
+            Metrics(), settled.append,
+        ), settled  # fmt: skip
+
+
+@pytest.mark.parametrize("first_answer", [200, 503], ids=["delivered", "retried"])
+def test_a_joined_partition_sends_nothing_more_until_the_request_carrying_it_is_settled(
+    first_answer: int,
+) -> None:
+    async def scenario() -> Gate:
+        gate = Gate(httpx.Response(first_answer, json=ok_body()))
+        channel, settled = gate.channel()
+        # Given one request in flight carrying partition 0's and partition 1's first events
+        channel.submit([item(0, 0), item(1, 1)])
+        await until(lambda: len(gate.log) == 1, "the first request")
+        # When each partition gets another event while it is unanswered (and, for "retried",
+        # while its first answer is a 503 and it is sent again)
+        channel.submit([item(2, 1), item(3, 2)])
+        await until(lambda: len(gate.log) == 2, "the free partition's request")
+        for _ in range(50):
+            await asyncio.sleep(0)
+        gate.open.set()
+        await until(lambda: sum(len(s.items) for s in settled) == 4, "all settled")
+        await channel.close()
+        return gate
+
+    gate = asyncio.run(scenario())
+    first = ["e-0", "e-1"]
+    # Then partition 2, with nothing in flight, went at once; partition 1's next event only
+    # after the request that carried its first was answered (every attempt of it)
+    assert gate.log[:2] == [("sent", first), ("sent", ["e-3"])]
+    sent_second = gate.log.index(("sent", ["e-2"]))
+    last_answer_of_first = max(
+        n for n, entry in enumerate(gate.log) if entry == ("answered", first)
+    )
+    assert sent_second > last_answer_of_first
+    assert gate.log.count(("sent", first)) == (2 if first_answer == 503 else 1)
+
+
+def test_a_busy_lane_is_not_joined() -> None:
+    async def scenario() -> Gate:
+        gate = Gate()
+        channel, settled = gate.channel()
+        channel.submit([item(0, 0)])
+        await until(lambda: len(gate.log) == 1, "partition 0's request")
+        # Given partition 0 has a request in flight and one more event queued
+        channel.submit([item(1, 0)])
+        # When partition 1's request leaves with room to spare
+        channel.submit([item(2, 1)])
+        await until(lambda: len(gate.log) == 2, "partition 1's request")
+        gate.open.set()
+        await until(lambda: sum(len(s.items) for s in settled) == 3, "all settled")
+        await channel.close()
+        return gate
+
+    gate = asyncio.run(scenario())
+    # Then it does not take partition 0's queued event, which would overtake the one in flight
+    assert [events for what, events in gate.log if what == "sent"] == [["e-0"], ["e-2"], ["e-1"]]
 
 
 def test_linger_gathers_a_batch() -> None:
@@ -299,6 +399,33 @@ def test_a_defect_while_sending_loses_nothing(monkeypatch: pytest.MonkeyPatch) -
     assert h.letters.letters == []
 
 
+def test_a_defect_puts_a_joined_batch_back_in_each_lane(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> Gate:
+        gate = Gate()
+        gate.open.set()
+        channel, settled = gate.channel()
+        original = TikTokAdapter.encode_request
+        calls = {"n": 0}
+
+        def flaky(self: TikTokAdapter, destination: str, payloads: Any) -> bytes:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("boom")
+            return original(self, destination, payloads)
+
+        monkeypatch.setattr(TikTokAdapter, "encode_request", flaky)
+        # Given partition 0's request carries partition 1's events too, and encoding it fails
+        channel.submit([item(0, 0), item(1, 0), item(2, 1), item(3, 1)])
+        await until(lambda: sum(len(s.items) for s in settled) == 4, "all settled")
+        await channel.close()
+        return gate
+
+    gate = asyncio.run(scenario())
+    # Then each lane gets its own events back: partition 1, free again while partition 0 pauses
+    # after the defect, leads the next request with its own events and carries partition 0's
+    assert [events for what, events in gate.log if what == "sent"] == [["e-2", "e-3", "e-0", "e-1"]]
+
+
 # --- stopping ------------------------------------------------------------------------------------
 
 
@@ -365,6 +492,27 @@ def test_stopping_gives_up_a_batch_whose_retry_would_come_after_the_deadline() -
     assert s.waits == []
     assert s.settled == []
     assert s.requests == 1
+
+
+def test_stopping_gives_up_a_joined_batch_and_what_queued_behind_it_in_every_lane() -> None:
+    async def scenario() -> tuple[Stopping, PartnerChannel]:
+        s = Stopping(lambda request: httpx.Response(503), hold=True)
+        channel = s.channel()
+        # Given a batch of two partitions waiting 10 to 20 s to retry, events queued behind it
+        channel.submit([item(1, 0), item(2, 1)])
+        await until(lambda: len(s.waits) == 1, "the retry's wait")
+        channel.submit([item(3, 0), item(4, 1)])
+        # When the stop comes with 5 s left
+        channel.stop_by(s.now + 5)
+        await until(channel.is_idle, "idle")
+        await channel.close()
+        return s, channel
+
+    s, channel = asyncio.run(scenario())
+    # Then nothing is settled or sent again, and neither lane keeps events to send
+    assert s.settled == []
+    assert s.requests == 1
+    assert [len(lane.items) for lane in channel.lanes.values()] == [0, 0]
 
 
 def test_stopping_ends_a_retry_wait_that_would_pass_the_deadline() -> None:

@@ -65,6 +65,7 @@ class PartnerChannel:
         self.wall_clock = wall_clock
         self.sleep = sleep
         self.lanes: dict[tuple[str, str, int], Lane] = {}
+        self._destination_lanes: dict[str, list[Lane]] = {}  # in order of creation
         self._stop_at: float | None = None  # on `clock`; set once stopping
         self._stopping = asyncio.Event()
         self.pacer = RequestPacer(partner.delivery.max_requests_per_s, clock, sleep)
@@ -103,7 +104,16 @@ class PartnerChannel:
         lane = self.lanes.get(key)
         if lane is None:
             lane = self.lanes[key] = Lane(self, item.destination, (item.topic, item.partition))
+            self._destination_lanes.setdefault(item.destination, []).append(lane)
         return lane
+
+    def lanes_after(self, lane: Lane) -> list[Lane]:
+        """The other lanes of `lane`'s destination, starting after it and wrapping round, so
+        each lane fills its spare room from its neighbours in turn rather than from the
+        first lanes ever created."""
+        lanes = self._destination_lanes[lane.destination]
+        at = lanes.index(lane)
+        return lanes[at + 1 :] + lanes[:at]
 
     def flush(self, tps: set[Partition] | None = None) -> None:
         """Send what is queued now, without lingering (shutdown, revoked partitions)."""
