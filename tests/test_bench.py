@@ -1,14 +1,18 @@
 """The benchmark's own pieces that a wrong figure would hide behind: the send-time stamp of the
-latency phase, and the tables (median and range of several runs)."""
+latency phase, the latency phase itself on the real broker, and the tables (median and range of
+several runs)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from bench.records import SENT_AT_PLACEHOLDER, SHAPES, stamp
-from bench.run import render, spread
+from bench.run import latency, render, spread
+from dispatcher.devtools.broker import LocalBroker
+from dispatcher.devtools.sandbox import SandboxProcess
 from dispatcher.inputs import DECODERS
 
 
@@ -19,6 +23,21 @@ def test_a_record_encoded_ahead_carries_the_send_time_it_is_stamped_with(shape: 
     event = DECODERS["appsflyer"].decode(stamped, "in-app-event")
     assert not hasattr(event, "detail"), event  # not bad input
     assert event.params["bench_sent_at"] == 1764250000.123456  # type: ignore[union-attr]
+
+
+def test_the_latency_phase_times_every_event_it_produces(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """The phase's producer (librdkafka) on the real broker, a worker process and the sandbox:
+    every event produced is delivered and timed once, at the rate asked."""
+    sandbox = SandboxProcess(log_path=str(tmp_path / "sandbox.log")).start()
+    try:
+        result = latency(tmp_path, broker, sandbox, 200, 2, SHAPES["appsflyer"])
+    finally:
+        sandbox.stop()
+    assert result["events"] == 400
+    assert result["produced_rate"] == pytest.approx(200, rel=0.25)
+    assert 0 < result["p50_s"] <= result["p99_s"] <= result["max_s"] < 30
 
 
 @pytest.mark.parametrize(
