@@ -67,3 +67,26 @@ def test_the_tables_name_each_kind_of_record_and_its_ratio() -> None:
     assert "0.77 (0.75-0.80)" in text
     assert "8,500 (8,000-9,000) events/s" in text
     assert "event-to-postback at 4,200 events/s: p50" in text
+
+
+def test_the_latency_rows_show_the_spread_of_several_runs() -> None:
+    def run(rate: float, p50: float, p99: float) -> dict[str, object]:
+        return {"produced_rate": rate, "p50_s": p50, "p99_s": p99, "produced_late": 1}
+
+    worker = {"rate": 8_000.0, "cpu_us_per_event": 90.0, "peak_rss_mb": [120.0], "duplicates": 0,
+              "commits_per_s": 4.0}  # fmt: skip
+    kind = {
+        "records": "appsflyer",
+        "decoding": {"record_bytes": 3751, "decode_us": 30.0, "derive_id_us": 3.0},
+        "ceilings": [{"rate": 10_000.0}],
+        "workers": [worker],
+        "ratios": [0.8],
+        "latency": run(3_000, 0.2, 0.5),
+        "latencies": [run(3_000, 0.2, 0.5), run(2_990, 0.3, 0.9), run(3_010, 0.25, 0.4)],
+    }
+    text = render({"kinds": [kind]})
+    assert "event-to-postback at 3,000 (2,990-3,010) events/s: p50" in text
+    assert "250 (200-300) ms" in text
+    assert "500 (400-900) ms" in text
+    late = next(line for line in text.splitlines() if "produced more than 100 ms late" in line)
+    assert late.split()[-1] == "3"
