@@ -381,8 +381,8 @@ def test_token_is_never_in_logs_or_letters(caplog: pytest.LogCaptureFixture) -> 
     assert all(TOKEN not in letter.model_dump_json() for letter in h.letters.letters)
 
 
-def test_a_defect_while_sending_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given encoding the request fails once (a defect, not a partner answer)
+def fail_the_first_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Encoding the first request fails (a defect, not a partner answer); later ones work."""
     original = TikTokAdapter.encode_request
     calls = {"n": 0}
 
@@ -393,6 +393,11 @@ def test_a_defect_while_sending_loses_nothing(monkeypatch: pytest.MonkeyPatch) -
         return original(self, destination, payloads)
 
     monkeypatch.setattr(TikTokAdapter, "encode_request", flaky)
+
+
+def test_a_defect_while_sending_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given encoding the request fails once
+    fail_the_first_encoding(monkeypatch)
     # Then the batch is put back and delivered on the next turn
     h = run(Harness(respond()), [item(1), item(2)], expect_final=2)
     assert [ids(r) for r in h.requests] == [["e-1", "e-2"]]
@@ -404,16 +409,7 @@ def test_a_defect_puts_a_joined_batch_back_in_each_lane(monkeypatch: pytest.Monk
         gate = Gate()
         gate.open.set()
         channel, settled = gate.channel()
-        original = TikTokAdapter.encode_request
-        calls = {"n": 0}
-
-        def flaky(self: TikTokAdapter, destination: str, payloads: Any) -> bytes:
-            calls["n"] += 1
-            if calls["n"] == 1:
-                raise RuntimeError("boom")
-            return original(self, destination, payloads)
-
-        monkeypatch.setattr(TikTokAdapter, "encode_request", flaky)
+        fail_the_first_encoding(monkeypatch)
         # Given partition 0's request carries partition 1's events too, and encoding it fails
         channel.submit([item(0, 0), item(1, 0), item(2, 1), item(3, 1)])
         await until(lambda: sum(len(s.items) for s in settled) == 4, "all settled")
