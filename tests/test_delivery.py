@@ -490,35 +490,24 @@ def test_stopping_gives_up_a_batch_whose_retry_would_come_after_the_deadline() -
     assert s.requests == 1
 
 
-def test_stopping_gives_up_a_joined_batch_and_what_queued_behind_it_in_every_lane() -> None:
+@pytest.mark.parametrize(
+    ("first", "behind"),
+    [
+        pytest.param([item(1)], [item(2)], id="one-partition"),
+        pytest.param([item(1, 0), item(2, 1)], [item(3, 0), item(4, 1)], id="joined-batch"),
+    ],
+)
+def test_stopping_ends_a_retry_wait_that_would_pass_the_deadline(
+    first: list[WorkItem], behind: list[WorkItem]
+) -> None:
     async def scenario() -> tuple[Stopping, PartnerChannel]:
         s = Stopping(lambda request: httpx.Response(503), hold=True)
         channel = s.channel()
-        # Given a batch of two partitions waiting 10 to 20 s to retry, events queued behind it
-        channel.submit([item(1, 0), item(2, 1)])
+        # Given a batch (of one partition, or of two joined) waiting 10 to 20 s to retry, and
+        # events queued behind it in each of its partitions
+        channel.submit(first)
         await until(lambda: len(s.waits) == 1, "the retry's wait")
-        channel.submit([item(3, 0), item(4, 1)])
-        # When the stop comes with 5 s left
-        channel.stop_by(s.now + 5)
-        await until(channel.is_idle, "idle")
-        await channel.close()
-        return s, channel
-
-    s, channel = asyncio.run(scenario())
-    # Then nothing is settled or sent again, and neither lane keeps events to send
-    assert s.settled == []
-    assert s.requests == 1
-    assert [len(lane.items) for lane in channel.lanes.values()] == [0, 0]
-
-
-def test_stopping_ends_a_retry_wait_that_would_pass_the_deadline() -> None:
-    async def scenario() -> tuple[Stopping, PartnerChannel]:
-        s = Stopping(lambda request: httpx.Response(503), hold=True)
-        channel = s.channel()
-        # Given a batch waiting 10 to 20 s to retry, and one queued behind it
-        channel.submit([item(1)])
-        await until(lambda: len(s.waits) == 1, "the retry's wait")
-        channel.submit([item(2)])
+        channel.submit(behind)
         assert not channel.is_idle()
         # When the stop comes with 5 s left
         channel.stop_by(s.now + 5)
@@ -527,10 +516,11 @@ def test_stopping_ends_a_retry_wait_that_would_pass_the_deadline() -> None:
         return s, channel
 
     s, channel = asyncio.run(scenario())
-    # Then the wait ends at once, the batch unsettled, and the one behind it not sent either
-    # (it would be read and sent again after the restart all the same)
+    # Then the wait ends at once, the batch unsettled, and what is behind it not sent either,
+    # in any of its lanes (it would be read and sent again after the restart all the same)
     assert s.settled == []
     assert s.requests == 1
+    assert len(channel.lanes) == len({i.partition for i in first})
     assert all(not lane.items for lane in channel.lanes.values())
 
 
