@@ -364,15 +364,13 @@ def records_run(
             result["latencies"].append(
                 latency(workdir, broker, sandbox, half, args.latency_seconds, event)
             )
-        result["latency"] = sorted(result["latencies"], key=lambda run: run["p99_s"])[
-            len(result["latencies"]) // 2
-        ]  # the run of median p99
+        result["latency"] = median_run(result["latencies"], "p99_s")
     return result
 
 
-def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run of median rate."""
-    return sorted(runs, key=lambda run: run["rate"])[len(runs) // 2]
+def median_run(runs: list[dict[str, Any]], figure: str = "rate") -> dict[str, Any]:
+    """The run of median `figure`."""
+    return sorted(runs, key=lambda run: run[figure])[len(runs) // 2]
 
 
 def main() -> int:
@@ -498,15 +496,21 @@ def render_kind(kind: dict[str, Any]) -> list[tuple[str, str]]:
         ("  offset commits per second", spread([w["commits_per_s"] for w in workers], ".1f")),
     ]  # fmt: skip
     if "latency" in kind:
-        runs_ = kind.get("latencies") or [kind["latency"]]
-        rate = spread([lat["produced_rate"] for lat in runs_], ",.0f")
+        lat_runs = kind.get("latencies") or [kind["latency"]]
+        rate = spread([lat["produced_rate"] for lat in lat_runs], ",.0f")
         rows += [
             (
                 f"event-to-postback at {rate} events/s: p50",
-                spread([lat["p50_s"] * 1000 for lat in runs_], ".0f") + " ms",
+                spread([lat["p50_s"] * 1000 for lat in lat_runs], ".0f") + " ms",
             ),
-            ("  p99 (target < 1 s)", spread([lat["p99_s"] * 1000 for lat in runs_], ".0f") + " ms"),
-            ("  produced more than 100 ms late", f"{sum(lat['produced_late'] for lat in runs_)}"),
+            (
+                "  p99 (target < 1 s)",
+                spread([lat["p99_s"] * 1000 for lat in lat_runs], ".0f") + " ms",
+            ),
+            (
+                "  produced more than 100 ms late",
+                f"{sum(lat['produced_late'] for lat in lat_runs)}",
+            ),
         ]
     return rows
 

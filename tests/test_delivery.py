@@ -52,6 +52,25 @@ def ok_body(code: int = 0, message: str = "OK") -> dict[str, Any]:
     return {"code": code, "message": message, "request_id": "r", "data": {}}
 
 
+def tiktok_channel(
+    handler: Callable[[httpx.Request], Any], partner: Any, metrics: Metrics,
+    on_settled: Callable[[Settled], None], **timing: Any,
+) -> PartnerChannel:  # fmt: skip
+    """A TikTok channel whose requests `handler` answers (httpx's MockTransport); `timing` is
+    the channel's clock and sleep, when a test keeps time itself."""
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    adapter = TikTokAdapter()
+    return PartnerChannel(
+        partner,
+        adapter,
+        TOKEN,
+        PartnerHttp(client, adapter, time.time),
+        metrics,
+        on_settled,
+        **timing,
+    )
+
+
 class Harness:
     """A channel on a mock transport; records requests and finished items."""
 
@@ -72,21 +91,13 @@ class Harness:
         )
 
     def channel(self, partner: Any) -> PartnerChannel:
-        client = httpx.AsyncClient(transport=self._transport())
-        adapter = TikTokAdapter()
-        return PartnerChannel(
-            partner, adapter, TOKEN, PartnerHttp(client, adapter, time.time), self.metrics,
-            self.settlement.settle,
-        )  # fmt: skip
+        return tiktok_channel(self._record, partner, self.metrics, self.settlement.settle)
 
-    def _transport(self) -> httpx.MockTransport:
-        def record(request: httpx.Request) -> Any:
-            self.requests.append(json.loads(request.content))
-            self.request_times.append(time.monotonic())
-            assert request.headers["Access-Token"] == TOKEN
-            return self.handler(request)
-
-        return httpx.MockTransport(record)
+    def _record(self, request: httpx.Request) -> Any:
+        self.requests.append(json.loads(request.content))
+        self.request_times.append(time.monotonic())
+        assert request.headers["Access-Token"] == TOKEN
+        return self.handler(request)
 
     async def run(self, items: list[WorkItem], expect_final: int, timeout_s: float = 10) -> None:
         channel = self.channel(make_partner(**{"delivery": self.delivery}))
@@ -186,14 +197,10 @@ class Gate:
 
     def channel(self, **delivery: Any) -> tuple[PartnerChannel, list[Settled]]:
         settled: list[Settled] = []
-        client = httpx.AsyncClient(transport=httpx.MockTransport(self.handler))
-        adapter = TikTokAdapter()
         delivery = {"batch_linger_ms": 0, "backoff_initial_s": 0.01, "backoff_max_s": 0.02,
                     "max_requests_per_s": 1000, "batch_max_events": 10} | delivery  # fmt: skip
-        return PartnerChannel(
-            make_partner(delivery=delivery), adapter, TOKEN, PartnerHttp(client, adapter, time.time),
-            Metrics(), settled.append,
-        ), settled  # fmt: skip
+        partner = make_partner(delivery=delivery)
+        return tiktok_channel(self.handler, partner, Metrics(), settled.append), settled
 
 
 @pytest.mark.parametrize("first_answer", [200, 503], ids=["delivered", "retried"])
@@ -452,14 +459,12 @@ class Stopping:
             self.requests += 1
             return self.answers(request)
 
-        client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
-        adapter = TikTokAdapter()
         # The first retry waits 10 to 20 s (backoff with equal jitter)
         delivery = {"batch_linger_ms": 0, "backoff_initial_s": 20, "backoff_max_s": 60,
                     "max_requests_per_s": 1000}  # fmt: skip
-        return PartnerChannel(
-            make_partner(delivery=delivery), adapter, TOKEN, PartnerHttp(client, adapter, time.time),
-            Metrics(), self.settled.append, clock=self.clock, sleep=self.sleep,
+        return tiktok_channel(
+            answer, make_partner(delivery=delivery), Metrics(), self.settled.append,
+            clock=self.clock, sleep=self.sleep,
         )  # fmt: skip
 
 
