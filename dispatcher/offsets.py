@@ -177,10 +177,14 @@ COMMIT_WARNING_INTERVAL_S = 60.0
 class Checkpoint:
     """Commits what is final: only forward, only what the tracker allows, forced on stop.
 
-    While the worker runs, `commit_soon` commits asynchronously, as soon as something is final
-    and the previous commit has been answered (one outstanding at a time keeps commits in
-    order); `commit` commits synchronously (rebalance, stop). A refused commit changes nothing:
-    the same offsets, or later ones, go with the next.
+    While the worker runs, `commit_soon` commits asynchronously whatever moved past what was
+    committed or already sent, without waiting for earlier commits to be answered (Java's
+    `commitAsync` does the same): the client learns of an answer only when it next polls, so
+    waiting for it would leave what became final meanwhile uncommitted for a turn or two of a
+    busy loop, to be sent again after a crash. Order is kept by the client (one connection to
+    the coordinator, requests answered in the order sent), and an answer only ever moves an
+    offset forward. `commit` commits synchronously (rebalance, stop). A refused commit changes
+    nothing: the same offsets, or later ones, go with the next.
     """
 
     def __init__(
@@ -199,28 +203,38 @@ class Checkpoint:
         self._answers: queue.SimpleQueue[tuple[dict[Partition, int], Exception | None]] = (
             queue.SimpleQueue()
         )
-        self._outstanding: dict[Partition, int] | None = None
-        self._outstanding_since = 0.0
+        # Per partition, the last offset sent in an asynchronous commit not yet answered, and
+        # when: it is not sent again while its answer may still come.
+        self._unanswered: dict[Partition, tuple[int, float]] = {}
         self._failures = 0  # commits refused in a row
         self._warned_at = 0.0
 
     def commit_soon(self) -> None:
-        """Start an asynchronous commit of what became final, unless one is still unanswered."""
+        """Start an asynchronous commit of what became final since the last one was sent."""
         self.settle()
         if self._commit_async is None:
             self.commit()
             return
-        if self._outstanding is not None:
-            if self._clock() - self._outstanding_since < ASYNC_COMMIT_TIMEOUT_S:
-                return
+        now = self._clock()
+        unanswered = self._unanswered
+        expired = [
+            tp for tp, (_, sent_at) in unanswered.items() if now - sent_at >= ASYNC_COMMIT_TIMEOUT_S
+        ]
+        if expired:
             log.warning("an offset commit was not answered in %.0f s; trying again",
                         ASYNC_COMMIT_TIMEOUT_S)  # fmt: skip
-            self._outstanding = None
+            for tp in expired:
+                del unanswered[tp]
             self._on_result(False)
-        offsets = self._tracker.to_commit()
+        offsets = {
+            tp: offset
+            for tp, offset in self._tracker.to_commit().items()
+            if tp not in unanswered or offset > unanswered[tp][0]
+        }
         if not offsets:
             return
-        self._outstanding, self._outstanding_since = offsets, self._clock()
+        for tp, offset in offsets.items():
+            unanswered[tp] = (offset, now)
         self._commit_async(offsets, self._answered)
 
     def _answered(self, offsets: dict[Partition, int], error: Exception | None) -> None:
@@ -234,8 +248,10 @@ class Checkpoint:
                 offsets, error = self._answers.get_nowait()
             except queue.Empty:
                 return
-            if offsets is self._outstanding:
-                self._outstanding = None
+            for tp, offset in offsets.items():
+                sent = self._unanswered.get(tp)
+                if sent is not None and sent[0] == offset:
+                    del self._unanswered[tp]  # the last one sent: answered (or refused: resend)
             if error is None:
                 self._tracker.mark_committed(offsets)
                 self._succeeded()

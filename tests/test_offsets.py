@@ -214,32 +214,66 @@ class AsyncBroker:
         self.waiting.pop(0)(error)
 
 
-def test_prompt_commits_are_asynchronous_one_at_a_time_and_in_order() -> None:
+def test_prompt_commits_do_not_wait_for_the_previous_answer() -> None:
+    """kafka-python hands a commit's answer over only when the loop next polls: a commit that
+    waited for the previous answer would leave what became final meanwhile uncommitted for a
+    turn or two of a busy loop (the kill -9 chaos scenario re-sent whole requests so)."""
     tracker = OffsetTracker()
     broker = AsyncBroker()
     results: list[bool] = []
-    now = [0.0]
-    checkpoint = Checkpoint(tracker, lambda offsets: None, results.append, broker, lambda: now[0])
+    checkpoint = Checkpoint(tracker, lambda offsets: None, results.append, broker)
+    state, other = tracker.partition(("t", 0)), tracker.partition(("t", 1))
+    state.track(0, 0)
+    other.track(0, 0)
+    checkpoint.commit_soon()
+    assert broker.sent == [{("t", 0): 1, ("t", 1): 1}]
+    # Nothing moved: nothing is sent again while the answer may still come
+    checkpoint.commit_soon()
+    assert len(broker.sent) == 1
+    # What becomes final goes at once, unanswered commit or not, and only what moved
+    state.track(1, 0)
+    checkpoint.commit_soon()
+    assert broker.sent[-1] == {("t", 0): 2}
+    assert tracker.committed(("t", 0)) is None  # not before the broker said so
+    broker.answer()
+    broker.answer()
+    checkpoint.settle()
+    assert (tracker.committed(("t", 0)), tracker.committed(("t", 1))) == (2, 1)
+    # A refusal changes nothing, and the same offsets go again
+    state.track(2, 0)
+    checkpoint.commit_soon()
+    broker.answer(RuntimeError("rebalancing"))
+    checkpoint.commit_soon()
+    assert tracker.committed(("t", 0)) == 2
+    assert broker.sent[-2:] == [{("t", 0): 3}, {("t", 0): 3}]
+    # A refused commit already overtaken by a later one pending is not sent again
+    state.track(3, 0)
+    checkpoint.commit_soon()
+    assert broker.sent[-1] == {("t", 0): 4}
+    broker.answer(RuntimeError("rebalancing"))  # the second {t0: 3}, sent before {t0: 4}
+    checkpoint.commit_soon()
+    assert len(broker.sent) == 5
+    broker.answer()
+    checkpoint.settle()
+    assert tracker.committed(("t", 0)) == 4
+    assert results == [True, True, False, False, True]
+
+
+def test_answers_arriving_out_of_order_never_move_an_offset_back() -> None:
+    tracker = OffsetTracker()
+    broker = AsyncBroker()
+    checkpoint = Checkpoint(tracker, lambda offsets: None, lambda ok: None, broker)
     state = tracker.partition(("t", 0))
     state.track(0, 0)
     checkpoint.commit_soon()
-    assert broker.sent == [{("t", 0): 1}]
-    # While that commit is unanswered, nothing else is sent, however much becomes final
     state.track(1, 0)
     checkpoint.commit_soon()
-    assert len(broker.sent) == 1
-    assert tracker.committed(("t", 0)) is None  # not before the broker said so
-    # Once it is answered (on the loop's thread), the next goes, with everything final since
+    broker.waiting.pop(1)(None)  # the later commit's answer first
     broker.answer()
+    checkpoint.settle()
+    assert tracker.committed(("t", 0)) == 2
     checkpoint.commit_soon()
-    assert tracker.committed(("t", 0)) == 1
-    assert broker.sent[-1] == {("t", 0): 2}
-    # A refusal changes nothing: the same offsets go again
-    broker.answer(RuntimeError("rebalancing"))
-    checkpoint.commit_soon()
-    assert tracker.committed(("t", 0)) == 1
-    assert broker.sent[-1] == {("t", 0): 2}
-    assert results == [True, False]
+    assert len(broker.sent) == 2  # and nothing is left to send
 
 
 def test_an_unanswered_commit_is_given_up_after_a_while() -> None:
