@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -41,6 +41,31 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT_MS = 100
 LAG_INTERVAL_S = 5.0
 REBALANCE_WAIT_S = 0.02  # how often a revocation looks for finished deliveries
+# A poll's records are handled this many at a time, with a look at what is due to be committed
+# in between: a poll of thousands takes a few hundred ms to handle, and an answer that arrives
+# meanwhile should not wait for all of it to be committed (a crash would send it again).
+HANDLE_CHUNK = 250
+
+
+def chunked(
+    records: Mapping[TopicPartition, list[Any]], size: int
+) -> Iterator[dict[TopicPartition, list[Any]]]:
+    """`records` (a poll's: messages per partition, in offset order) in pieces of at most
+    `size` messages, each partition's messages in order across them."""
+    chunk: dict[TopicPartition, list[Any]] = {}
+    count = 0
+    for tp, messages in records.items():
+        start = 0
+        while start < len(messages):
+            part = messages[start : start + size - count]
+            chunk[tp] = part
+            count += len(part)
+            start += len(part)
+            if count == size:
+                yield chunk
+                chunk, count = {}, 0
+    if chunk:
+        yield chunk
 
 
 class Worker:
@@ -153,20 +178,28 @@ class Worker:
         records = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=budget)
         if records:
             self._prefetch()
-            self._handle(records)
+            for chunk in chunked(records, HANDLE_CHUNK):
+                self._handle(chunk)
+                self._commit_if_due()
+        else:
+            self._commit_if_due()
         now = self._clock()
-        self._checkpoint.settle()
-        if now >= self._next_commit_at:
-            # Prompt, coalesced and asynchronous: what became final is committed within one
-            # interval, and the loop never waits for the broker's answer.
-            self._drain_completions()
-            self._checkpoint.commit_soon()
-            self._next_commit_at = now + self._commit_interval_s
-            self._watch_broker(now)
         if now >= self._next_lag_at:
             self._report_lag()
             self._watch_topics()
             self._next_lag_at = now + LAG_INTERVAL_S
+
+    def _commit_if_due(self) -> None:
+        """Prompt, coalesced and asynchronous: what became final is committed within one
+        interval, and the loop never waits for the broker's answer. Called between chunks of a
+        large poll too, so a busy loop does not hold back the commit of what was answered."""
+        now = self._clock()
+        self._checkpoint.settle()
+        if now >= self._next_commit_at:
+            self._drain_completions()
+            self._checkpoint.commit_soon()
+            self._next_commit_at = now + self._commit_interval_s
+            self._watch_broker(now)
 
     def _watch_broker(self, now: float) -> None:
         """Not ready while the broker is unreachable; ready again once it is back (the loop

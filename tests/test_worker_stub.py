@@ -4,6 +4,7 @@ milliseconds. The real-broker tests in test_worker.py stay for what only a broke
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -20,7 +21,7 @@ from dispatcher.config_loader import load_settings
 from dispatcher.devtools.stub_kafka import StubConsumer, StubProducer
 from dispatcher.health import Health
 from dispatcher.metrics import Metrics
-from dispatcher.worker import Worker
+from dispatcher.worker import HANDLE_CHUNK, Worker, chunked
 from schemas.dead_letter import REPLAY_PARTNER_HEADER
 from tests.factories import (
     app_dict,
@@ -64,6 +65,7 @@ class Running:
     def __init__(
         self, tmp_path: Path, producer: StubProducer, tiktok_app: dict[str, Any] | None = None,
         ocean: bool = False, answers: Partner | None = None, delivery: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         (tmp_path / "partners").mkdir()
         fast = {"batch_linger_ms": 5, "backoff_initial_s": 0.01, "backoff_max_s": 0.02}
@@ -90,6 +92,7 @@ class Running:
         self.worker = Worker(
             settings, self.consumer, producer, self.metrics, Health(),
             load_partners=lambda: settings.partners, transport=httpx.MockTransport(self.partner),
+            clock=clock,
         )  # fmt: skip
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
 
@@ -168,6 +171,38 @@ def test_owed_postbacks_go_out_and_every_offset_is_committed(running: Running) -
     )
     running.stop()
     assert running.consumer.closed
+
+
+def test_a_large_poll_is_committed_as_it_is_handled_not_only_at_its_end(tmp_path: Path) -> None:
+    """A poll of thousands takes a few hundred ms to handle: what became final meanwhile is
+    committed between its chunks, or a crash before the end would send it all again."""
+    # Given 1,000 records in one partition, read by one poll, on a clock where every look at
+    # it finds the commit interval passed
+    ticks = itertools.count(step=1.0)
+    worker = Running(tmp_path, StubProducer(), clock=lambda: float(next(ticks)))
+    organic = raw(event_dict("install", media_source="organic"))  # final as soon as decided
+    for _ in range(1_000):
+        worker.consumer.produce(INSTALLS, organic)
+    # When the worker has read them
+    worker.thread.start()
+    until(lambda: worker.committed() == worker.ends(), "every offset committed")
+    worker.stop()
+    # Then each chunk of the poll was committed as soon as it was handled
+    partition = TopicPartition(INSTALLS, 0)
+    offsets = [
+        commit[partition] for commit in worker.consumer.commit_history if partition in commit
+    ]
+    assert offsets == [HANDLE_CHUNK * n for n in range(1, 1_000 // HANDLE_CHUNK + 1)]
+
+
+def test_a_poll_is_handled_in_chunks_each_partition_in_order() -> None:
+    a, b = TopicPartition("t", 0), TopicPartition("t", 1)
+    records = {a: list(range(5)), b: list(range(10, 13))}
+    assert list(chunked(records, 3)) == [
+        {a: [0, 1, 2]}, {a: [3, 4], b: [10]}, {b: [11, 12]},
+    ]  # fmt: skip
+    assert list(chunked(records, 8)) == [records]
+    assert list(chunked({}, 3)) == []
 
 
 def test_a_dead_lettered_event_is_committed_only_once_acknowledged(tmp_path: Path) -> None:

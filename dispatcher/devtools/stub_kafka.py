@@ -39,6 +39,7 @@ class StubConsumer:
         }
         self.committed: dict[TopicPartition, int] = {}
         self.commit_calls = 0
+        self.commit_history: list[dict[TopicPartition, int]] = []  # every accepted commit
         self.fail_commits = 0  # the next N commits fail as a broker in a rebalance answers
         self.closed = False
         self._positions: dict[TopicPartition, int] = {}
@@ -114,6 +115,7 @@ class StubConsumer:
             raise CommitFailedError("stub: the group is rebalancing")
         for tp, meta in offsets.items():
             self.committed[tp] = meta.offset
+        self.commit_history.append({tp: meta.offset for tp, meta in offsets.items()})
 
     def commit_async(
         self,
