@@ -112,6 +112,7 @@ def start_worker(
     config = WorkerConfig(
         broker.bootstrap, topics.installs, topics.in_app, topics.dead_letters, group,
         sandbox.url, apps, delivery=delivery or {}, worker=worker or {},
+        kafka={"fetch_max_wait_ms": broker.fetch_max_wait_ms},
     ).write(directory)  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
     return WorkerProcess(config, directory / "worker.log", {"TIKTOK_ACCESS_TOKEN": TOKEN}).start()

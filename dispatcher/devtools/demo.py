@@ -34,7 +34,7 @@ PARTITIONS = 3
 
 
 def demo_config(
-    workdir: Path, bootstrap: str, endpoint: str, oceanengine_endpoint: str, metrics_port: int
+    workdir: Path, broker: LocalBroker, endpoint: str, oceanengine_endpoint: str, metrics_port: int
 ) -> Path:
     """The embedded default: the example config, pointed at the local broker and sandbox."""
     events = [
@@ -67,11 +67,12 @@ def demo_config(
                                        "events": ocean_events}}],
     }  # fmt: skip
     return WorkerConfig(
-        bootstrap, TOPICS["installs"], TOPICS["in_app_events"], DEAD_LETTER_TOPIC,
+        broker.bootstrap, TOPICS["installs"], TOPICS["in_app_events"], DEAD_LETTER_TOPIC,
         "postback-dispatcher-demo", endpoint, apps,
         delivery={"batch_max_events": 1000, "batch_linger_ms": 100, "max_requests_per_s": 50},
         worker={"commit_interval_ms": 500, "rebalance_drain_s": 2},
         metrics_port=metrics_port, log_format="text", partner_files=(oceanengine,),
+        kafka={"fetch_max_wait_ms": broker.fetch_max_wait_ms},
     ).write(workdir)  # fmt: skip
 
 
@@ -153,7 +154,7 @@ def run_demo(events: int, keep_running: bool, metrics_port: int, out: IO[str] = 
         say(f"  partner sandbox: TikTok on {sandbox.url}")
         say(f"                   Ocean Engine on {sandbox.oceanengine_url}")
         port = _port(metrics_port)
-        config = demo_config(workdir, broker.bootstrap, sandbox.url, sandbox.oceanengine_url, port)
+        config = demo_config(workdir, broker, sandbox.url, sandbox.oceanengine_url, port)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         try:
             with WorkerProcess(

@@ -17,12 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher.devtools.processes import free_port, stop_process
 
-# Tansu completes a consumer-group join in seconds only with short group timeouts; and it holds
-# a fetch for the whole fetch_max_wait_ms even when records arrive meanwhile (Apache Kafka
-# answers at once), which at Kafka's 500 ms adds ~130 ms to the median event's latency. That is
-# its memory storage; LocalBroker.fetch_max_wait_ms gives the wait that suits a given broker.
+# Tansu completes a consumer-group join in seconds only with short group timeouts. Its fetch
+# wait depends on its storage: the caller passes LocalBroker.fetch_max_wait_ms in `kafka`.
 TANSU_GROUP_TIMING = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
-                      "max_poll_interval_ms": 10000, "fetch_max_wait_ms": 100}  # fmt: skip
+                      "max_poll_interval_ms": 10000}  # fmt: skip
 MEDIA_SOURCES = ["bytedanceglobal_int", "tiktokglobal_int"]
 
 
