@@ -1,7 +1,12 @@
-"""The Kafka edge maps kafka-python's exceptions to ours, with the partitions they concern."""
+"""The Kafka edge maps kafka-python's exceptions to ours, with the partitions they concern, and
+reads plaintext connections in large pieces."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -9,7 +14,8 @@ from typing import Any
 import pytest
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError as KafkaCommitFailedError
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
 from kafka.structs import OffsetAndMetadata
 
 from dispatcher import kafka_clients
@@ -84,3 +90,119 @@ def test_the_worker_consumer_takes_the_fetch_and_metadata_settings(
     # Then it has them, and neither auto-commits nor auto-creates topics
     assert (seen["fetch_max_wait_ms"], seen["metadata_max_age_ms"]) == (120, 4000)
     assert (seen["allow_auto_create_topics"], seen["enable_auto_commit"]) == (False, False)
+
+
+# --- socket reads -------------------------------------------------------------------------------
+
+
+class RecordingSocket:
+    """A real socket that notes how many bytes each `recv` asked for."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.asked: list[int] = []
+
+    def recv(self, size: int) -> bytes:
+        self.asked.append(size)
+        return self.sock.recv(size)
+
+
+@pytest.fixture
+def socket_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    yield reader, writer
+    reader.close()
+    writer.close()
+
+
+def _send_all(writer: socket.socket, data: bytes) -> threading.Thread:
+    sender = threading.Thread(target=writer.sendall, args=(data,))
+    sender.start()
+    return sender
+
+
+def _read_until(transport: Any, size: int) -> bytes:
+    received = b""
+    deadline = time.monotonic() + 10
+    while len(received) < size and time.monotonic() < deadline:
+        data, error = kafka_clients._read_available(transport)
+        assert error is None
+        received += data
+    return received
+
+
+def test_a_plaintext_connection_is_read_in_large_pieces(
+    socket_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # Given a broker's answer of 3 MB (a fetch of AppsFlyer records) on a connection
+    reader, writer = socket_pair
+    answer = bytes(range(256)) * (3 * 4096)
+    sender = _send_all(writer, answer)
+    transport = SimpleNamespace(_sock=RecordingSocket(reader))
+    # When the network thread reads it
+    received = _read_until(transport, len(answer))
+    sender.join()
+    # Then every byte arrives in order, each read asking for 256 KiB, not kafka-python's 4 KiB
+    assert received == answer
+    assert set(transport._sock.asked) == {kafka_clients.SOCKET_READ_BYTES}
+    assert kafka_clients.SOCKET_READ_BYTES >= 256 * 1024
+
+
+def test_a_read_with_nothing_waiting_returns_nothing_and_keeps_the_connection(
+    socket_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    reader, _ = socket_pair
+    assert kafka_clients._read_available(SimpleNamespace(_sock=reader)) == (b"", None)
+
+
+def test_a_closed_connection_is_an_error_after_what_it_sent(
+    socket_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    reader, writer = socket_pair
+    writer.sendall(b"last answer")
+    writer.close()
+    data, error = kafka_clients._read_available(SimpleNamespace(_sock=reader))
+    assert data == b"last answer"
+    assert isinstance(error, KafkaConnectionError)
+    assert "socket disconnected" in str(error)
+
+
+def test_a_failing_read_is_a_connection_error(
+    socket_pair: tuple[socket.socket, socket.socket], caplog: pytest.LogCaptureFixture
+) -> None:
+    reader, _ = socket_pair
+    reader.close()  # recv on it raises OSError (bad file descriptor)
+    data, error = kafka_clients._read_available(SimpleNamespace(_sock=reader))
+    assert data == b""
+    assert isinstance(error, KafkaConnectionError)
+    assert "reading from the broker failed" in caplog.text
+
+
+def test_kafka_pythons_plaintext_transport_takes_the_large_reads() -> None:
+    """Fails when a kafka-python release renames what is replaced: the reads would silently
+    fall back to 4 KiB (the worker keeps working, slower), and this says so in CI."""
+    assert kafka_clients.read_sockets_in_large_pieces()
+    assert KafkaTCPTransport._sock_recv is kafka_clients._read_available
+    # TLS connections keep kafka-python's own reads (their errors differ; not measured here)
+    assert KafkaSSLTransport._sock_recv is not kafka_clients._read_available
+
+
+def test_without_the_method_kafka_pythons_reads_are_kept_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(
+        kafka_clients, "kafka_transport", SimpleNamespace(KafkaTCPTransport=type("T", (), {}))
+    )
+    assert not kafka_clients.read_sockets_in_large_pieces()
+    assert "its own socket reads are kept" in caplog.text
+
+
+def test_every_client_made_reads_in_large_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "dispatcher.yaml").write_text("kafka: {bootstrap_servers: 'k:9092'}\n")
+    runtime = load_runtime(tmp_path / "dispatcher.yaml", {})
+    monkeypatch.setattr(KafkaTCPTransport, "_sock_recv", lambda self: (b"", None))
+    kafka_clients._common(SimpleNamespace(runtime=runtime, kafka_password=None))  # type: ignore[arg-type]
+    assert KafkaTCPTransport._sock_recv is kafka_clients._read_available
