@@ -468,12 +468,15 @@ class Stopping:
         )  # fmt: skip
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(2000):  # the loop's turns, not the clock: nothing here waits for real
-        if condition():
-            return
+async def until(condition: Callable[[], bool], what: str, timeout_s: float = 5.0) -> None:
+    """Turn the loop until `condition` holds. Bounded by the clock, not by a number of turns:
+    a retry's backoff (10 ms in `Gate.channel`) waits for real, and a fast machine turns the
+    loop 2,000 times in less than that."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never: {what}")
         await asyncio.sleep(0)
-    raise AssertionError(f"never: {what}")
 
 
 def test_stopping_gives_up_a_batch_whose_retry_would_come_after_the_deadline() -> None:
