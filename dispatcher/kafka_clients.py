@@ -53,10 +53,11 @@ def _read_available(self: Any) -> tuple[bytes, Exception | None]:
 
 
 def read_sockets_in_large_pieces() -> bool:
-    """Make kafka-python's plaintext connections read `SOCKET_READ_BYTES` at a time (once per
-    process; every client made afterwards uses it). Returns whether it applies: False, with a
-    warning, for a kafka-python whose transport no longer has the method replaced, which then
-    reads as it does on its own. TLS connections keep kafka-python's reads (not measured)."""
+    """Make kafka-python's plaintext connections read `SOCKET_READ_BYTES` at a time: every
+    client of the process made afterwards does (called before each client is made; again, it
+    changes nothing). Returns whether it applies: False, with a warning, for a kafka-python whose
+    transport no longer has the method replaced, which then reads as it does on its own. TLS
+    connections keep kafka-python's reads (not measured)."""
     tcp = getattr(kafka_transport, "KafkaTCPTransport", None)
     if tcp is None or not callable(getattr(tcp, "_sock_recv", None)):
         log.warning(
