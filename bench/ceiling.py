@@ -1,16 +1,22 @@
 """The consume-only ceiling: read and `json.loads` a topic with the worker's consumer settings.
 
 Run as its own process (`python -m bench.ceiling ...`) so it measures what one process can read.
-Prints one JSON line: events, seconds (first record to last), rate.
+With `--worker-io` it first does what `dispatcher run` does to kafka-python's reads and to the
+allocator (256 KiB socket reads, fixed allocator thresholds): the reader the worker is to match
+when both get them. Prints one JSON line: events, seconds (first record to last), rate.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 from kafka import KafkaConsumer
+
+from dispatcher.allocator import keep_freed_memory, libc_mallopt
+from dispatcher.kafka_clients import read_sockets_in_large_pieces
 
 
 def main() -> None:
@@ -19,7 +25,11 @@ def main() -> None:
     parser.add_argument("--topic", required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--group", required=True)
+    parser.add_argument("--worker-io", action="store_true", help="the worker's reads and allocator")
     args = parser.parse_args()
+    if args.worker_io:
+        read_sockets_in_large_pieces()
+        keep_freed_memory(os.environ, libc_mallopt())
     consumer = KafkaConsumer(
         args.topic,
         bootstrap_servers=args.bootstrap,
@@ -44,7 +54,14 @@ def main() -> None:
     elapsed = time.perf_counter() - (first or time.perf_counter())
     consumer.close(autocommit=False)
     print(
-        json.dumps({"events": seen, "seconds": elapsed, "rate": seen / elapsed if elapsed else 0})
+        json.dumps(
+            {
+                "events": seen,
+                "seconds": elapsed,
+                "rate": seen / elapsed if elapsed else 0,
+                "worker_io": args.worker_io,
+            }
+        )
     )
 
 

@@ -6,7 +6,8 @@
 
 For each kind of record (AppsFlyer Push API records first, then the first benchmark's small
 ones), each on its own topic:
-  1. consume-only ceiling: read + json.loads of N events in a process of its own;
+  1. consume-only ceiling: read + json.loads of N events in a process of its own; and the same
+     with the worker's Kafka reads and allocator thresholds (`bench.ceiling --worker-io`);
   2. the worker with default settings on the same N events: delivered events/s, ratio to (1),
      CPU per event, peak RSS (1 and 2 `--repeat` times; the table shows median and range);
   3. latency: events produced at half the worker's rate, event-to-postback p50/p99 (`--repeat`
@@ -141,10 +142,13 @@ def percentile(values: list[float], fraction: float) -> float:
 # --- the phases ------------------------------------------------------------------------------
 
 
-def ceiling(broker: LocalBroker, topics: Topics, count: int) -> dict[str, Any]:
+def ceiling(
+    broker: LocalBroker, topics: Topics, count: int, worker_io: bool = False
+) -> dict[str, Any]:
     output = subprocess.run(
         [sys.executable, "-m", "bench.ceiling", "--bootstrap", broker.bootstrap, "--topic", topics.in_app,
-         "--count", str(count), "--group", f"ceiling-{uuid.uuid4().hex[:6]}"],
+         "--count", str(count), "--group", f"ceiling-{uuid.uuid4().hex[:6]}",
+         *(["--worker-io"] if worker_io else [])],
         capture_output=True, text=True, check=True, timeout=600,
     ).stdout  # fmt: skip
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
@@ -341,10 +345,12 @@ def records_run(
     topics = Topics.create(broker, f"throughput-{shape}")
     log(f"{shape}: producing {args.events} owed in-app events")
     result["produce_seconds"] = produce(broker.bootstrap, topics.in_app, args.events, "tp", event)
-    result["ceilings"], result["workers"] = [], []
+    result["ceilings"], result["io_ceilings"], result["workers"] = [], [], []
     for run in range(1, args.repeat + 1):
         log(f"{shape}: consume-only ceiling, run {run}")
         result["ceilings"].append(ceiling(broker, topics, args.events))
+        log(f"{shape}: consume-only ceiling with the worker's reads and allocator, run {run}")
+        result["io_ceilings"].append(ceiling(broker, topics, args.events, worker_io=True))
         log(f"{shape}: the worker, default settings, run {run}")
         result["workers"].append(
             throughput(workdir, f"worker-{shape}-{run}", broker, topics, sandbox, args.events)
@@ -355,6 +361,9 @@ def records_run(
         w["rate"] / c["rate"] for w, c in zip(result["workers"], result["ceilings"], strict=True)
     ]
     result["ratio_to_ceiling"] = statistics.median(result["ratios"])
+    result["io_ratios"] = [
+        w["rate"] / c["rate"] for w, c in zip(result["workers"], result["io_ceilings"], strict=True)
+    ]
     if "latency" not in args.skip:
         half = result["worker"]["rate"] / 2
         if args.quick:
@@ -496,6 +505,12 @@ def render_kind(kind: dict[str, Any]) -> list[tuple[str, str]]:
         ("  duplicates", f"{sum(w['duplicates'] for w in workers)}"),
         ("  offset commits per second", spread([w["commits_per_s"] for w in workers], ".1f")),
     ]  # fmt: skip
+    if kind.get("io_ceilings"):  # results written before 2026-12-03 have none
+        rows += [
+            ("ceiling with the worker's Kafka reads and allocator",
+             spread([c["rate"] for c in kind["io_ceilings"]], ",.0f") + " events/s"),
+            ("  the worker's ratio to it", spread(kind["io_ratios"], ".2f")),
+        ]  # fmt: skip
     if "latency" in kind:
         lat_runs = kind.get("latencies") or [kind["latency"]]
         rate = spread([lat["produced_rate"] for lat in lat_runs], ",.0f")

@@ -71,6 +71,7 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dispatcher.allocator import keep_freed_memory, libc_mallopt  # noqa: PLC0415
     from dispatcher.health import Health, MetricsServer  # noqa: PLC0415
     from dispatcher.kafka_clients import make_consumer, make_producer  # noqa: PLC0415
     from dispatcher.metrics import Metrics  # noqa: PLC0415
@@ -94,6 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         active = sum(1 for app in partner.apps if app.active)
         log.info("partner %s: postbacks to %s (%d of %d apps active)", partner.partner,
                  urlsplit(partner.endpoint).netloc, active, len(partner.apps))  # fmt: skip
+    keep_freed_memory(os.environ, libc_mallopt())  # before the Kafka clients' threads allocate
     metrics, health = Metrics(), Health()
     try:
         server = MetricsServer(metrics, health, runtime.metrics.host, runtime.metrics.port)

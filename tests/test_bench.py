@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.records import SENT_AT_PLACEHOLDER, SHAPES, stamp
-from bench.run import latency, render, spread
+from bench.run import Topics, ceiling, latency, produce, render, spread
 from dispatcher.devtools.broker import LocalBroker
 from dispatcher.devtools.sandbox import SandboxProcess
 from dispatcher.inputs import DECODERS
@@ -40,6 +40,17 @@ def test_the_latency_phase_times_every_event_it_produces(
     assert 0 < result["p50_s"] <= result["p99_s"] <= result["max_s"] < 30
 
 
+def test_both_ceilings_read_every_event_once(broker: LocalBroker) -> None:
+    """The consume-only reader, plain and with the worker's Kafka reads and allocator thresholds
+    (`--worker-io`), on the real broker: each reads the whole topic and says which it was."""
+    topics = Topics.create(broker, "ceiling-test")
+    produce(broker.bootstrap, topics.in_app, 2_000, "c", SHAPES["appsflyer"])
+    for worker_io in (False, True):
+        result = ceiling(broker, topics, 2_000, worker_io=worker_io)
+        assert (result["events"], result["worker_io"]) == (2_000, worker_io)
+        assert result["rate"] > 0
+
+
 @pytest.mark.parametrize(
     ("values", "shown"),
     [([0.61], "0.61"), ([0.7, 0.5, 0.6], "0.60 (0.50-0.70)"), ([2.0, 1.0], "1.50 (1.00-2.00)")],
@@ -59,9 +70,16 @@ def test_the_tables_name_each_kind_of_record_and_its_ratio() -> None:
         "ceilings": [run(10_000), run(12_000), run(11_000)],
         "workers": [run(8_000), run(9_000), run(8_500)],
         "ratios": [0.8, 0.75, 0.77],
+        "io_ceilings": [run(13_000), run(12_500), run(14_000)],
+        "io_ratios": [0.62, 0.68, 0.65],
         "latency": {"produced_rate": 4_200, "p50_s": 0.2, "p99_s": 0.6, "produced_late": 0},
     }
     text = render({"kinds": [kind, kind | {"records": "small"}]})
+    io_row = next(
+        line for line in text.splitlines() if "worker's Kafka reads and allocator" in line
+    )
+    assert io_row.endswith("13,000 (12,500-14,000) events/s")
+    assert "0.65 (0.62-0.68)" in text
     assert "records: appsflyer, 3 runs: median (min-max)" in text
     assert "records: small, 3 runs" in text
     assert "0.77 (0.75-0.80)" in text

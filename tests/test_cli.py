@@ -223,7 +223,8 @@ def test_every_command_has_help() -> None:
 def test_an_unreachable_broker_at_start_says_where_waits_a_stated_time_and_exits_1(
     tmp_path: Path,
 ) -> None:
-    """The first line names the broker and the wait; kafka-python's retries show once each."""
+    """The first line names the broker and the wait; kafka-python's retries show once each; the
+    allocator's thresholds are set (here: left to the environment) before the clients start."""
     port = free_port()  # nothing listens there
     (tmp_path / "partners").mkdir()
     (tmp_path / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner_dict()))
@@ -236,7 +237,8 @@ def test_an_unreachable_broker_at_start_says_where_waits_a_stated_time_and_exits
     result = subprocess.run(
         [sys.executable, "-m", "dispatcher", "run", "--config", str(config)],
         capture_output=True, text=True, timeout=60, check=False,
-        env={**os.environ, "TIKTOK_ACCESS_TOKEN": "t"},
+        env={**os.environ, "TIKTOK_ACCESS_TOKEN": "t",
+             "GLIBC_TUNABLES": "glibc.malloc.tcache_count=7"},  # glibc's default, named
     )  # fmt: skip
     elapsed = time.monotonic() - started
     assert result.returncode == 1
@@ -244,6 +246,8 @@ def test_an_unreachable_broker_at_start_says_where_waits_a_stated_time_and_exits
     lines = result.stderr.splitlines()
     assert f"connecting to Kafka at 127.0.0.1:{port} (giving up after 3 s" in lines[0]
     assert f"cannot reach Kafka at 127.0.0.1:{port}" in lines[-1]
+    # the allocator's thresholds are the operator's when the environment sets them
+    assert any("memory allocator: thresholds left to GLIBC_TUNABLES" in line for line in lines)
     client_lines = [line for line in lines if " kafka." in line]
     assert len(client_lines) <= 6, "\n".join(client_lines)
 
