@@ -357,13 +357,9 @@ def records_run(
         )
     result["ceiling"] = median_run(result["ceilings"])
     result["worker"] = median_run(result["workers"])
-    result["ratios"] = [
-        w["rate"] / c["rate"] for w, c in zip(result["workers"], result["ceilings"], strict=True)
-    ]
+    result["ratios"] = ratios(result["workers"], result["ceilings"])
     result["ratio_to_ceiling"] = statistics.median(result["ratios"])
-    result["io_ratios"] = [
-        w["rate"] / c["rate"] for w, c in zip(result["workers"], result["io_ceilings"], strict=True)
-    ]
+    result["io_ratios"] = ratios(result["workers"], result["io_ceilings"])
     if "latency" not in args.skip:
         half = result["worker"]["rate"] / 2
         if args.quick:
@@ -376,6 +372,11 @@ def records_run(
             )
         result["latency"] = median_run(result["latencies"], "p99_s")
     return result
+
+
+def ratios(workers: list[dict[str, Any]], ceilings: list[dict[str, Any]]) -> list[float]:
+    """Each worker run's rate over the ceiling run beside it."""
+    return [w["rate"] / c["rate"] for w, c in zip(workers, ceilings, strict=True)]
 
 
 def median_run(runs: list[dict[str, Any]], figure: str = "rate") -> dict[str, Any]:
