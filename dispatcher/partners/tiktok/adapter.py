@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pydantic_core
-
 from dispatcher.outcomes import AttemptKind, AttemptResult
 from dispatcher.partners.answers import read_answer
-from dispatcher.partners.base import PostbackContent, usable_device_id
+from dispatcher.partners.base import PostbackContent, encode_json, usable_device_id
 from dispatcher.partners.tiktok.wire import (
     CODE_BAD_PARAMETER,
     CODE_OK,
@@ -125,7 +123,7 @@ class TikTokAdapter:
     def encode_request(self, destination: str, payloads: Sequence[Mapping[str, Any]]) -> bytes:
         """`{"event_source": "app", "event_source_id": <TikTok App ID>, "data": [...]}`."""
         body = {"event_source": "app", "event_source_id": destination, "data": payloads}
-        return pydantic_core.to_json(body)
+        return encode_json(body)
 
     def request_headers(self, token: str) -> dict[str, str]:
         """TikTok authenticates with an `Access-Token` header."""
