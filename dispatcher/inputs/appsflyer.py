@@ -145,10 +145,11 @@ class AppsFlyerRecord(TypedDict, total=False):
     user_agent: str | None
     app_version: str | None
     country_code: str | None
-    # Parsed in pydantic-core; the text as sent is kept for the derived id.
+    # Parsed in pydantic-core; the text as sent is kept for the derived id. Tried in order, the
+    # JSON string (as Push API sends it) first: a smart union tries every member on every event.
     event_value: Annotated[
-        dict[str, Any] | Json[dict[str, Any]] | Literal[""] | None,
-        Field(validation_alias="event_value"),
+        Json[dict[str, Any]] | dict[str, Any] | Literal[""] | None,
+        Field(validation_alias="event_value", union_mode="left_to_right"),
     ]
     event_value_text: Annotated[str | dict[str, Any] | None, Field(validation_alias="event_value")]
     event_revenue: Annotated[
@@ -424,13 +425,19 @@ def _currency(value: str | None) -> str | None:
 def _bad_input(raw: bytes, exc: ValidationError) -> BadInput:
     errors = exc.errors(include_url=False, include_context=False)
     first = errors[0]
-    if first["type"] == "json_invalid" or first["type"] == "json_type":
-        return BadInput(f"not valid JSON: {first['msg']}", raw, None)
+    if (first["type"] == "json_invalid" or first["type"] == "json_type") and not first["loc"]:
+        return BadInput(f"not valid JSON: {first['msg']}", raw, None)  # the message, not a field
     if first["type"] == "dict_type" and not first["loc"]:
         return BadInput(f"not a JSON object: {_describe_json(raw)}", raw, None)
     first_per_field: dict[object, ErrorDetails] = {}
     for error in errors:
-        first_per_field.setdefault(error["loc"][0] if error["loc"] else "", error)
+        field = error["loc"][0] if error["loc"] else ""
+        if field in _FIELD_RULES:
+            # A union's last member saw the value as sent (the JSON-string member, tried first,
+            # reports the value it parsed); the field's rule is one sentence either way.
+            first_per_field[field] = error
+        else:
+            first_per_field.setdefault(field, error)
     described = [_describe_error(error) for error in first_per_field.values()]
     parts = described[:_MAX_ERRORS_IN_DETAIL]
     if len(described) > _MAX_ERRORS_IN_DETAIL:
