@@ -350,8 +350,6 @@ def _conversion(record: AppsFlyerRecord) -> Conversion:
     `event_name` or `is_retargeting` says it is a reinstall, re-engagement or re-attribution."""
     get = _getter(record)
     event_type = get("event_type")
-    conversion_type = get("conversion_type")
-    is_retargeting = get("is_retargeting") is True
     if event_type:
         kind = (
             _EVENT_TYPE_KINDS[event_type]
@@ -360,14 +358,23 @@ def _conversion(record: AppsFlyerRecord) -> Conversion:
         )
         if kind is not None and kind is not Conversion.INSTALL:
             return kind
-    for value in (
-        get("retargeting_conversion_type") if is_retargeting else None,
-        conversion_type,
-        (get("event_name") or "").lower(),
-    ):
-        conversion = _CONVERSIONS.get(value) if value else None
-        if conversion is not None and conversion is not Conversion.INSTALL:
-            return conversion
+    # Then, in this order (per event: plain ifs, no loop over a tuple built for it):
+    # retargeting_conversion_type of a retargeting record, conversion_type, event_name.
+    is_retargeting = get("is_retargeting") is True
+    if is_retargeting:
+        kind = _CONVERSIONS.get(get("retargeting_conversion_type") or "")
+        if kind is not None and kind is not Conversion.INSTALL:
+            return kind
+    conversion_type = get("conversion_type")
+    if conversion_type:
+        kind = _CONVERSIONS.get(conversion_type)
+        if kind is not None and kind is not Conversion.INSTALL:
+            return kind
+    event_name = get("event_name")
+    if event_name:
+        kind = _CONVERSIONS.get(event_name.lower())
+        if kind is not None and kind is not Conversion.INSTALL:
+            return kind
     if conversion_type and conversion_type not in _CONVERSIONS:
         # An unknown kind is not taken for a first install: nothing is sent that is not owed.
         return Conversion.OTHER
