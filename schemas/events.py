@@ -115,7 +115,8 @@ def link_parameter_of(link: str, name: str) -> str | None:
             end = query.find("&", start)
             value = query[start:] if end < 0 else query[start:end]
             if value:
-                decoded = unquote_plus(value)
+                # (unquote_plus is two Python calls; a click id seldom holds '%' or '+')
+                decoded = unquote_plus(value) if "%" in value or "+" in value else value
                 if decoded.strip():
                     return decoded
         at = query.find(key, at + 1)
