@@ -16,6 +16,7 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError as KafkaCommitFailedError
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
+from kafka.protocol.frame import KafkaBytes
 from kafka.structs import OffsetAndMetadata
 
 from dispatcher import kafka_clients
@@ -149,6 +150,42 @@ def test_a_plaintext_connection_is_read_in_large_pieces(
     assert kafka_clients.SOCKET_READ_BYTES >= 256 * 1024
 
 
+def test_what_is_read_is_handed_on_as_a_view_whose_slices_copy_nothing(
+    socket_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # Given an answer waiting on the connection
+    reader, writer = socket_pair
+    writer.sendall(b"\x00\x00\x00\x05hello")
+    # When it is read
+    data, error = kafka_clients._read_available(SimpleNamespace(_sock=reader))
+    # Then kafka-python's parser gets a view: its slices (to fill the frame buffer) share the
+    # bytes read instead of copying them
+    assert error is None
+    assert isinstance(data, memoryview)
+    assert data[4:].obj is data.obj
+    assert bytes(data) == b"\x00\x00\x00\x05hello"
+
+
+def test_a_frame_buffer_is_read_as_kafka_python_reads_it() -> None:
+    """`KafkaBytes.read` (one copy instead of two): the same bytes and position as
+    kafka-python's own, whatever is asked."""
+    kafka_clients.read_sockets_in_large_pieces()
+    frame = KafkaBytes(10)
+    frame.write(b"0123456789")
+    frame.seek(0)
+    assert frame.read(3) == b"012"
+    assert frame.tell() == 3
+    assert frame.read(0) == b""
+    assert frame.read(100) == b"3456789"  # past the end: what is left
+    assert frame.tell() == 10
+    assert frame.read() == b""
+    frame.seek(2)
+    whole = frame.read()
+    assert (whole, type(whole), frame.tell()) == (b"23456789", bytes, 10)
+    frame.extend(b"!")  # no view of it is left behind: a held one would refuse a resize
+    assert bytes(frame) == b"0123456789!"
+
+
 def test_a_read_with_nothing_waiting_returns_nothing_and_keeps_the_connection(
     socket_pair: tuple[socket.socket, socket.socket],
 ) -> None:
@@ -184,6 +221,7 @@ def test_kafka_pythons_plaintext_transport_takes_the_large_reads() -> None:
     fall back to 4 KiB (the worker keeps working, slower), and this says so in CI."""
     assert kafka_clients.read_sockets_in_large_pieces()
     assert KafkaTCPTransport._sock_recv is kafka_clients._read_available
+    assert KafkaBytes.read is kafka_clients._read_frame
     # TLS connections keep kafka-python's own reads (their errors differ; not measured here)
     assert KafkaSSLTransport._sock_recv is not kafka_clients._read_available
 
