@@ -531,6 +531,9 @@ def test_a_link_parameter_is_read_as_splitting_the_query_would(parts: list[str])
     [
         ("https://x/?clickid=abc&c=1", "abc"),
         ("https://x/?c=1&clickid=E.C.P.a%2Bb+c", "E.C.P.a+b c"),
+        ("https://x/?clickid=E.C.P.a+b", "E.C.P.a b"),  # '+' alone is a space
+        ("https://x/?clickid=E.C.P.a%2Fb", "E.C.P.a/b"),  # '%' alone is an escape
+        ("https://x/?clickid=+&clickid=next", "next"),  # a lone '+' is blank
         ("https://x/?xclickid=no&clickid=&clickid=%20&clickid=yes#clickid=frag", "yes"),
         ("https://x/?c=1&clickidx=no", None),
         ("https://x/#?clickid=frag", None),
