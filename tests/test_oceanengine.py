@@ -258,6 +258,11 @@ def test_the_window_and_mapping_rules_apply_as_to_any_partner() -> None:
 def test_one_conversion_is_the_whole_body_and_no_credentials_are_sent() -> None:
     payload = sent(make_oe_install()).payload
     assert json.loads(ADAPTER.encode_request("id1234567890", [payload])) == payload
+    # compact: no spaces, the payload's key order, UTF-8 as it is
+    assert (
+        ADAPTER.encode_request("id1234567890", [payload])
+        == json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    )
     with pytest.raises(ValueError, match="one conversion per request"):
         ADAPTER.encode_request("id1234567890", [payload, payload])
     assert ADAPTER.request_headers("") == {"Content-Type": "application/json"}

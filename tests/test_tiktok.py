@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -348,3 +349,26 @@ def test_an_in_app_payload_whole_without_app_version_and_with_its_own_content_id
                        "content_id": "own", "af_quantity": 2, "num_items": 2, "value": 9.99,
                        "currency": "USD"},
     }  # fmt: skip
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_non_finite_number_in_event_value_leaves_the_tiktok_body_valid_json(
+    constant: str,
+) -> None:
+    # Given a purchase whose event_value holds NaN or Infinity (Python's json writes them)
+    event = make_in_app(
+        event_value=f'{{"af_revenue": "4.99", "af_currency": "USD", "score": {constant}}}'
+    )
+    assert math.isnan(event.params["score"]) or math.isinf(event.params["score"])
+    # When the request body is written
+    body = ADAPTER.encode_request("7300000000000000001", [payload_of(event)])
+    # Then it is JSON proper, the parameter null, the rest of the event intact
+    sent = json.loads(body, parse_constant=_not_json)["data"][0]
+    assert sent["properties"]["score"] is None
+    assert event.revenue is not None
+    assert sent["properties"]["value"] == float(event.revenue.amount)
+    assert sent["event_id"] == event.event_id

@@ -40,12 +40,9 @@ def encode_json(value: Any) -> bytes:
     not JSON.
     """
     try:
-        return _orjson_dumps(value)
+        return orjson.dumps(value)
     except orjson.JSONEncodeError:
         return pydantic_core.to_json(value)
-
-
-_orjson_dumps = orjson.dumps
 
 
 class PostbackContent(NamedTuple):
