@@ -36,7 +36,11 @@ class HandMutant(NamedTuple):
 APPSFLYER = "dispatcher/inputs/appsflyer.py"
 TIKTOK_TESTS = ("tests/test_tiktok.py", "tests/test_rules.py")
 OCEAN_TESTS = ("tests/test_oceanengine.py",)
-DECODER_TESTS = ("tests/test_appsflyer.py", "tests/test_rules.py")
+DECODER_TESTS = (
+    "tests/test_appsflyer.py",
+    "tests/test_appsflyer_readers.py",
+    "tests/test_rules.py",
+)
 
 MUTANTS = (
     HandMutant("touch type and platform not lower-cased", APPSFLYER,
@@ -61,6 +65,12 @@ MUTANTS = (
                DECODER_TESTS),
     HandMutant("six problems named instead of five", APPSFLYER,
                "_MAX_ERRORS_IN_DETAIL = 5", "_MAX_ERRORS_IN_DETAIL = 6", DECODER_TESTS),
+    HandMutant("the fast reader trims a vertical tab no more", APPSFLYER,
+               '_TRIMMED = " \\t\\n\\x0b\\x0c\\r"', '_TRIMMED = " \\t\\n\\x0c\\r"', DECODER_TESTS),
+    HandMutant("the fast reader takes one level of nesting too many", APPSFLYER,
+               "_MAX_NESTING = 200", "_MAX_NESTING = 201", DECODER_TESTS),
+    HandMutant("the fast reader takes one digit too many", APPSFLYER,
+               "_MAX_DIGITS = 4300", "_MAX_DIGITS = 4301", DECODER_TESTS),
     HandMutant("reinstall read as a first install", APPSFLYER,
                '"reinstall": Conversion.REINSTALL', '"reinstall": Conversion.INSTALL',
                DECODER_TESTS),

@@ -17,6 +17,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, Required
 
+import msgspec
 from pydantic import (
     ConfigDict,
     Field,
@@ -106,8 +107,8 @@ Flag = bool | Literal[""] | None
 class AppsFlyerRecord(TypedDict, total=False):
     """The fields of a Push API V2 message that the worker reads; every other one is ignored.
 
-    Validated in pydantic-core into a plain dict (cheaper per event than a model instance):
-    fields that are not read are never turned into Python objects. Absent fields are absent.
+    The rules of the record, validated in pydantic-core: the reference that `_read_fast` must
+    match, and the reader of every record it declines (with the error that names the field).
     """
 
     app_id: Required[Identifier]
@@ -161,6 +162,178 @@ class AppsFlyerRecord(TypedDict, total=False):
 
 _RECORD = TypeAdapter(AppsFlyerRecord)
 _validate_record = _RECORD.validate_json
+
+
+class Record(msgspec.Struct, gc=False):
+    """A record as the decoder reads it: `AppsFlyerRecord`'s fields (a test holds the names
+    equal), an absent one None. Typed as msgspec reads them from JSON; the `Any` ones hold
+    their text when read and their value once `_read_fast` has checked them. Never in a
+    reference cycle, so not tracked by the garbage collector."""
+
+    app_id: str
+    appsflyer_id: str
+    event_time: Any
+    install_time: Any
+    event_name: str | None = None
+    event_type: str | None = None
+    event_id: str | None = None
+    conversion_type: str | None = None
+    retargeting_conversion_type: str | None = None
+    is_retargeting: bool | str | None = None
+    is_primary_attribution: bool | str | None = None
+    media_source: str | None = None
+    attributed_touch_type: str | None = None
+    attributed_touch_time: Any = None
+    click_id: str | None = None
+    original_url: str | None = None
+    af_c_id: str | None = None
+    af_adset_id: str | None = None
+    af_ad_id: str | None = None
+    campaign_id: str | None = None
+    adset_id: str | None = None
+    ad_id: str | None = None
+    platform: str | None = None
+    idfa: str | None = None
+    idfv: str | None = None
+    advertising_id: str | None = None
+    android_id: str | None = None
+    oaid: str | None = None
+    imei: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    app_version: str | None = None
+    country_code: str | None = None
+    event_value: str | dict[str, Any] | None = None
+    event_value_text: Any = None  # set from event_value, like event_time_text from event_time
+    event_time_text: str = ""
+    event_revenue: Any = None
+    event_revenue_currency: str | None = None
+
+
+def _read_checked(raw: bytes) -> Record:
+    """The record as pydantic-core validates it: the reference reading, and the one that says
+    what is wrong (`ValidationError`)."""
+    return Record(**_validate_record(raw))
+
+
+_decode_record = msgspec.json.Decoder(Record).decode
+_decode_object = msgspec.json.Decoder(dict[str, Any]).decode
+# What pydantic-core's JSON reader refuses and msgspec's reads: integers of more than 4,300
+# digits, invalid UTF-8 in a field that is skipped, nesting deeper than 200 (text with fewer
+# brackets cannot nest that deep). Such records go to the checked reader; but nesting is
+# counted only where the worker reads it (`event_value`): counting a whole message's brackets
+# would cost a third of what msgspec saves, for a depth no AppsFlyer record has.
+_MAX_NESTING = 200
+_MAX_DIGITS = 4300
+_LONG_NUMBER = b"0" * (_MAX_DIGITS + 1)
+_DIGITS_AS_ZEROS = bytes.maketrans(b"0123456789", b"0" * 10)
+# What pydantic-core's `strip_whitespace` strips from ASCII text (Rust's `trim`); Python's
+# `strip()` would strip \x1c-\x1f too.
+_TRIMMED = " \t\n\x0b\x0c\r"
+
+
+def _read_fast(raw: bytes) -> Record | None:
+    """The record `_read_checked` reads from `raw`, read in msgspec (a third of pydantic-core's
+    time on AppsFlyer records) and checked here; None whenever this reader cannot vouch for
+    the same record (a value it would read differently, or an error to describe), and the
+    checked reader reads it then. A test compares both readers on generated records."""
+    if (len(raw) > _MAX_DIGITS and _LONG_NUMBER in raw.translate(_DIGITS_AS_ZEROS)) or not (
+        raw.isascii() or _is_utf8(raw)
+    ):
+        return None
+    try:
+        record = _decode_record(raw)
+        app_id = record.app_id
+        appsflyer_id = record.appsflyer_id
+        if not (  # `Identifier`'s rule for ASCII text; other text is left to the checked reader
+            app_id.isascii()
+            and appsflyer_id.isascii()
+            and app_id.strip(_TRIMMED)
+            and appsflyer_id.strip(_TRIMMED)
+        ):
+            return None
+        event_time = record.event_time
+        install_time = record.install_time
+        touch_time = record.attributed_touch_time
+        record.event_time = parse_timestamp(event_time)  # raises for what is not text
+        record.event_time_text = event_time
+        record.install_time = parse_timestamp(install_time)
+        if touch_time is not None:
+            if type(touch_time) is not str:
+                return None  # `0` or `false` is not blank, as `_optional_timestamp` sees it
+            record.attributed_touch_time = parse_timestamp(touch_time) if touch_time else None
+        # Lowered fields (blank ones stay as they are)
+        if record.event_type:
+            record.event_type = _lowered(record.event_type)
+        if record.conversion_type:
+            record.conversion_type = _lowered(record.conversion_type)
+        if record.retargeting_conversion_type:
+            record.retargeting_conversion_type = _lowered(record.retargeting_conversion_type)
+        if record.attributed_touch_type:
+            record.attributed_touch_type = _lowered(record.attributed_touch_type)
+        if record.platform:
+            record.platform = _lowered(record.platform)
+        if type(record.is_retargeting) is str:
+            record.is_retargeting = _flag(record.is_retargeting)
+        if type(record.is_primary_attribution) is str:
+            record.is_primary_attribution = _flag(record.is_primary_attribution)
+        value = record.event_value
+        record.event_value_text = value
+        if type(value) is str and value:
+            if value.count("{") + value.count("[") > _MAX_NESTING:
+                return None
+            record.event_value = _decode_object(value)  # refuses integers past 4,300 digits
+        elif type(value) is dict and raw.count(b"{") + raw.count(b"[") > _MAX_NESTING:
+            return None  # the object's nesting counts in the message's; skipped fields' doesn't
+        amount = record.event_revenue
+        if amount is not None and amount != "":
+            record.event_revenue = _amount(amount)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        return None
+    return record
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _lowered(value: str) -> str:
+    """`Lowered` for ASCII text; other text raises (left to the checked reader)."""
+    if not value.isascii():
+        raise ValueError(value)
+    return value.strip(_TRIMMED).lower()
+
+
+def _flag(value: str) -> bool | str:
+    """`Flag` for the strings true, false and ""; others raise."""
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    if value:
+        raise ValueError(value)
+    return value
+
+
+def _amount(value: object) -> Decimal:
+    """`event_revenue` as pydantic-core reads digits with at most one point inside, or an
+    integer; others raise. A float is left to the checked reader: pydantic-core writes it out
+    in Rust's shortest digits, whose last digit differs from Python's in rare cases."""
+    if type(value) is int:
+        return Decimal(value)
+    if type(value) is str:
+        whole, point, fraction = value.partition(".")
+        if (
+            whole.isascii()
+            and whole.isdigit()
+            and (not point or (fraction.isascii() and fraction.isdigit()))
+        ):
+            return Decimal(value)
+    raise ValueError(value)
 
 
 def derive_event_id(
@@ -217,10 +390,12 @@ class AppsFlyerDecoder:
         """Decode one message read from the topic that carries `topic_type` events."""
         if raw is None:
             return BadInput("empty message (null value)", None, None)
-        try:
-            record = _validate_record(raw)
-        except ValidationError as exc:
-            return _bad_input(raw, exc)
+        record = _read_fast(raw) if type(raw) is bytes else None
+        if record is None:
+            try:
+                record = _read_checked(raw)
+            except ValidationError as exc:
+                return _bad_input(raw, exc)
         problem = _check_type(record, topic_type)
         if problem is not None:
             return BadInput(problem, raw, _parse_object(raw))
@@ -249,11 +424,11 @@ class AppsFlyerDecoder:
         return INSTALL
 
 
-def _check_type(record: AppsFlyerRecord, topic_type: EventType) -> str | None:
+def _check_type(record: Record, topic_type: EventType) -> str | None:
     """Why the record does not belong on its topic, or None when it does."""
-    event_type = record.get("event_type")
+    event_type = record.event_type
     if topic_type == IN_APP_EVENT:
-        if not (record.get("event_name") or "").strip():
+        if not (record.event_name or "").strip():
             return "missing required field event_name (the SDK event name of an in-app event)"
         if event_type and not event_type.endswith(IN_APP_EVENT_TYPE_SUFFIX):
             return (
@@ -272,30 +447,24 @@ _new_event: Callable[[type[Event], tuple[Any, ...]], Event] = tuple.__new__
 # (Event's fields in order, without the keyword-binding constructor)
 
 
-def _getter(record: AppsFlyerRecord) -> Callable[[str], Any]:
-    """`record.get`, typed for any key (each key's type is the record's, read as declared)."""
-    return record.get
-
-
-def to_event(record: AppsFlyerRecord, topic_type: EventType) -> Event:
+def to_event(record: Record, topic_type: EventType) -> Event:
     """The canonical event of a valid record read from the topic of `topic_type` events.
 
     Built positionally, in `Event`'s field order (per event, binding 33 keywords costs more than
     the rest of this function); the corpus tests compare whole events and payloads."""
-    get = _getter(record)
-    event_value = get("event_value")
+    event_value = record.event_value
     params: Mapping[str, Any] = event_value if isinstance(event_value, dict) else _EMPTY
-    event_name = get("event_name")
-    event_time: datetime = record["event_time"]
-    event_id = get("event_id")
+    event_name = record.event_name
+    event_time: datetime = record.event_time
+    event_id = record.event_id
     derived = not (event_id and event_id.strip())
     if derived:
         event_id = derive_event_id(
-            record["app_id"],
-            record["appsflyer_id"],
+            record.app_id,
+            record.appsflyer_id,
             event_name or "",
-            record["event_time_text"],
-            event_value_text(get("event_value_text")),
+            record.event_time_text,
+            event_value_text(record.event_value_text),
         )
     return _new_event(
         Event,
@@ -306,30 +475,30 @@ def to_event(record: AppsFlyerRecord, topic_type: EventType) -> Event:
             event_name or INSTALL,  # event_name
             event_time,  # event_time
             event_time.timestamp(),  # event_time_s
-            record["install_time"],  # install_time
-            record["app_id"],  # app_id
-            record["appsflyer_id"],  # install_id
+            record.install_time,  # install_time
+            record.app_id,  # app_id
+            record.appsflyer_id,  # install_id
             _conversion(record),  # conversion
-            get("is_primary_attribution") is not False,  # is_primary
-            get("media_source") or None,  # media_source
-            get("attributed_touch_type") or None,  # touch_type
-            get("attributed_touch_time"),  # touch_time
-            get("click_id") or None,  # click_id
-            get("original_url") or None,  # link
-            get("af_c_id") or get("campaign_id") or None,  # campaign_id
-            get("af_adset_id") or get("adset_id") or None,  # adset_id
-            get("af_ad_id") or get("ad_id") or None,  # ad_id
-            get("platform") or None,  # platform
-            get("idfa") or None,  # idfa
-            get("idfv") or None,  # idfv
-            get("advertising_id") or None,  # advertising_id
-            get("android_id") or None,  # android_id
-            get("oaid") or None,  # oaid
-            get("imei") or None,  # imei
-            get("ip") or None,  # ip
-            get("user_agent") or None,  # user_agent
-            get("app_version") or None,  # app_version
-            get("country_code") or None,  # country_code
+            record.is_primary_attribution is not False,  # is_primary
+            record.media_source or None,  # media_source
+            record.attributed_touch_type or None,  # touch_type
+            record.attributed_touch_time,  # touch_time
+            record.click_id or None,  # click_id
+            record.original_url or None,  # link
+            record.af_c_id or record.campaign_id or None,  # campaign_id
+            record.af_adset_id or record.adset_id or None,  # adset_id
+            record.af_ad_id or record.ad_id or None,  # ad_id
+            record.platform or None,  # platform
+            record.idfa or None,  # idfa
+            record.idfv or None,  # idfv
+            record.advertising_id or None,  # advertising_id
+            record.android_id or None,  # android_id
+            record.oaid or None,  # oaid
+            record.imei or None,  # imei
+            record.ip or None,  # ip
+            record.user_agent or None,  # user_agent
+            record.app_version or None,  # app_version
+            record.country_code or None,  # country_code
             params,  # params
             (  # standard_params
                 {name: params[key] for key, name in _STANDARD_PAIRS if key in params}
@@ -345,11 +514,10 @@ def to_event(record: AppsFlyerRecord, topic_type: EventType) -> Event:
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
-def _conversion(record: AppsFlyerRecord) -> Conversion:
+def _conversion(record: Record) -> Conversion:
     """A first install unless `event_type`, `retargeting_conversion_type`, `conversion_type`,
     `event_name` or `is_retargeting` says it is a reinstall, re-engagement or re-attribution."""
-    get = _getter(record)
-    event_type = get("event_type")
+    event_type = record.event_type
     if event_type:
         kind = (
             _EVENT_TYPE_KINDS[event_type]
@@ -360,17 +528,17 @@ def _conversion(record: AppsFlyerRecord) -> Conversion:
             return kind
     # Then, in this order (per event: plain ifs, no loop over a tuple built for it):
     # retargeting_conversion_type of a retargeting record, conversion_type, event_name.
-    is_retargeting = get("is_retargeting") is True
+    is_retargeting = record.is_retargeting is True
     if is_retargeting:
-        kind = _CONVERSIONS.get(get("retargeting_conversion_type") or "")
+        kind = _CONVERSIONS.get(record.retargeting_conversion_type or "")
         if kind is not None and kind is not Conversion.INSTALL:
             return kind
-    conversion_type = get("conversion_type")
+    conversion_type = record.conversion_type
     if conversion_type:
         kind = _CONVERSIONS.get(conversion_type)
         if kind is not None and kind is not Conversion.INSTALL:
             return kind
-    event_name = get("event_name")
+    event_name = record.event_name
     if event_name:
         kind = _CONVERSIONS.get(event_name.lower())
         if kind is not None and kind is not Conversion.INSTALL:
@@ -401,11 +569,11 @@ _EVENT_TYPE_KINDS: Mapping[str, Conversion | None] = MappingProxyType(
 )
 
 
-def _revenue(record: AppsFlyerRecord, params: Mapping[str, Any]) -> Money | None:
+def _revenue(record: Record, params: Mapping[str, Any]) -> Money | None:
     """`event_revenue`/`event_revenue_currency`, else `af_revenue`/`af_currency` of the value."""
-    amount = record.get("event_revenue")
+    amount = record.event_revenue
     if isinstance(amount, Decimal):
-        currency = record.get("event_revenue_currency") or _text(params.get("af_currency"))
+        currency = record.event_revenue_currency or _text(params.get("af_currency"))
         return Money(amount, _currency(currency))
     try:
         value_amount = parse_decimal(params.get("af_revenue"))
