@@ -178,16 +178,19 @@ def _with(extra: bytes, **fields: Any) -> bytes:
     return raw(event_dict("in-app-event", **fields))[:-1] + b", " + extra + b"}"
 
 
-def test_invalid_utf8_in_a_field_the_worker_skips_is_bad_input() -> None:
-    message = _with(b'"af_sub1": "caf\xe9"')
-    assert _read_fast(message) is None
-    result = decode(message, "in-app-event")
-    assert isinstance(result, BadInput)
-    assert result.detail.startswith("not valid JSON"), result.detail
-
-
-def test_an_integer_longer_than_the_reader_takes_is_bad_input() -> None:
-    message = _with(b'"af_cost_value": ' + b"7" * 4301)
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param(b'"af_sub1": "caf\xe9"', id="invalid-utf8"),
+        pytest.param(b'"af_cost_value": ' + b"7" * 4301, id="an-integer-of-4301-digits"),
+        # msgspec stops at the interpreter's recursion limit with a RecursionError, not a
+        # decode error
+        pytest.param(b'"custom_data": ' + b"[" * 5000 + b"]" * 5000, id="nested-5000-deep"),
+    ],
+)
+def test_a_field_the_worker_skips_can_still_make_a_message_bad_input(extra: bytes) -> None:
+    """msgspec skips the field without these checks; the checked reader says why."""
+    message = _with(extra)
     assert _read_fast(message) is None
     result = decode(message, "in-app-event")
     assert isinstance(result, BadInput)
@@ -232,16 +235,6 @@ def test_an_event_value_object_nested_deep(depth: int) -> None:
     fast = assert_agree(message)
     assert (fast is None) == (depth == 200)
     assert isinstance(decode(message, "in-app-event"), BadInput) == (depth == 200)
-
-
-def test_a_skipped_field_nested_past_the_interpreter_limit_is_bad_input() -> None:
-    """msgspec stops at the interpreter's recursion limit (RecursionError, not a decode
-    error): the checked reader then says why."""
-    message = _with(b'"custom_data": ' + b"[" * 5000 + b"]" * 5000)
-    assert _read_fast(message) is None
-    result = decode(message, "in-app-event")
-    assert isinstance(result, BadInput)
-    assert result.detail.startswith("not valid JSON"), result.detail
 
 
 def test_a_skipped_field_nested_300_deep_is_read() -> None:
