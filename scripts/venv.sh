@@ -20,6 +20,17 @@ _make_venv() {
   fi
 }
 
+# The file that says EXTRA was installed for this pyproject.toml (a changed one, new
+# dependencies among them, needs installing again).
+_stamp() {
+  echo ".venv/.installed-$1-$(sha1sum < pyproject.toml | cut -c1-12)"
+}
+
+# True when ./.venv has the project with EXTRA installed for this pyproject.toml.
+venv_installed() {
+  [ -x .venv/bin/python ] && [ -f "$(_stamp "$1")" ]
+}
+
 ensure_venv() {
   local extra=$1 stamp
   if [ ! -x .venv/bin/python ]; then
@@ -29,7 +40,7 @@ ensure_venv() {
     rm -rf .venv
     _make_venv
   fi
-  stamp=.venv/.installed-$extra-$(sha1sum < pyproject.toml | cut -c1-12)
+  stamp=$(_stamp "$extra")
   if [ ! -f "$stamp" ]; then
     echo "installing the project and its '$extra' tools into ./.venv (about a minute) ..." >&2
     .venv/bin/python -m pip install --quiet --upgrade pip

@@ -71,3 +71,38 @@ def test_a_venv_without_pip_is_made_again(tmp_path: Path, script: str) -> None:
     assert "setting up ./.venv" in result.stderr
     assert "apt-get install python3-venv" in result.stderr
     assert result.returncode == 1
+
+
+# A .venv that looks set up: its python runs anything but has no pip (so nothing can be
+# installed here), and `dispatcher` says it ran.
+STAND_IN_PYTHON = """#!/bin/sh
+if [ "$1" = "-m" ] && [ "$2" = "pip" ]; then exit 1; fi
+exit 0
+"""
+
+
+@pytest.mark.parametrize("installed_for_this_pyproject", [True, False])
+def test_the_demo_installs_again_after_pyproject_changed(
+    tmp_path: Path, installed_for_this_pyproject: bool
+) -> None:
+    """A .venv set up before a dependency was added still imports the project; only the stamp
+    of the pyproject.toml it was installed for tells it is out of date."""
+    # Given a .venv set up by scripts/check, for this pyproject.toml or an earlier one
+    python = copy_of_the_scripts(tmp_path)
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name, text in (("python", STAND_IN_PYTHON), ("dispatcher", "#!/bin/sh\necho demo ran\n")):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    digest = subprocess.run(["sha1sum"], input=(tmp_path / "pyproject.toml").read_bytes(),
+                            capture_output=True, check=True).stdout.decode()[:12]  # fmt: skip
+    stamp = digest if installed_for_this_pyproject else "0" * 12
+    (tmp_path / ".venv" / f".installed-dev-{stamp}").touch()
+    # When the demo runs
+    result = run(tmp_path, "demo", python)
+    # Then it runs at once when the install is current, and sets up again when it is not
+    if installed_for_this_pyproject:
+        assert (result.returncode, result.stdout) == (0, "demo ran\n")
+    else:
+        assert result.stderr.splitlines()[0].startswith("./.venv has no pip")
+        assert result.returncode == 1
