@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -24,7 +25,9 @@ from dispatcher.config_loader import CONFIG_PATH_ENV, load_partners, load_runtim
 from dispatcher.errors import ConfigError, DispatcherError
 from dispatcher.explain import NotJsonError, explain, read_events, render_text
 from dispatcher.logs import configure_logging
+from dispatcher.moments import parse_moment
 from dispatcher.partners import names as partner_names
+from schemas.events import IN_APP_EVENT, INSTALL, EventType
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -322,6 +325,9 @@ def _check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_TOPIC_TYPES: dict[str, EventType] = {"installs": INSTALL, "in_app_events": IN_APP_EVENT}
+
+
 def _explain(args: argparse.Namespace) -> int:
     settings = load_settings(_config_path(args), os.environ, require_secrets=False)
     try:
@@ -338,7 +344,15 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"{args.event}: no event in it", file=sys.stderr)
         return EXIT_USAGE
     formats = settings.runtime.kafka.formats
-    explanations = [explain(raw, settings.partners, formats, line) for line, raw in events]
+    try:
+        now_s = time.time() if args.now is None else parse_moment(args.now, time.time())
+    except ValueError as exc:
+        print(f"--now: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    topic_type = None if args.topic is None else _TOPIC_TYPES[args.topic]
+    explanations = [
+        explain(raw, settings.partners, formats, now_s, line, topic_type) for line, raw in events
+    ]
     if args.json:
         print(json.dumps(explanations if len(explanations) > 1 else explanations[0], indent=2))
     else:
@@ -407,6 +421,18 @@ def _parser() -> argparse.ArgumentParser:
         "event", metavar="EVENT.json", help="a JSON event, JSON lines, or - for stdin"
     )
     explain_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    explain_cmd.add_argument(
+        "--topic",
+        choices=sorted(_TOPIC_TYPES),
+        help="decide as the worker does for a record read from this topic (an event_type that "
+        "disagrees with it is bad input); default: the topic the record belongs on",
+    )
+    explain_cmd.add_argument(
+        "--now",
+        metavar="T",
+        help="decide at this moment (ISO 8601, or a duration ago: 2h, 3d); default: now. The "
+        "event's age is judged against it",
+    )
     explain_cmd.set_defaults(command=_explain)
 
     run = commands.add_parser(

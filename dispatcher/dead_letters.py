@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from dispatcher.inputs import BadInput
 from dispatcher.metrics import Metrics
-from dispatcher.outcomes import BatchResult
+from dispatcher.outcomes import BatchResult, Outcome
 from schemas.dead_letter import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ def delivery_letter(
         detail = f"code {last.code}: {detail}"
     elif last.status is not None:
         detail = f"HTTP {last.status}: {detail}"
+    if result.outcome is Outcome.TOO_OLD:
+        detail = f"older than {partner}'s max_event_age while retrying; last answer {detail}"
     return DeadLetter(
         reason=reason,
         detail=detail,

@@ -11,7 +11,7 @@ from dispatcher.logs import REDACTED
 from dispatcher.partners import adapter_for
 from dispatcher.rules import Send, decide
 from schemas.config import TopicFormats
-from schemas.events import IN_APP_EVENT
+from schemas.events import IN_APP_EVENT, EventType
 
 
 class NotJsonError(ValueError):
@@ -53,14 +53,22 @@ def _reason(exc: ValueError | RecursionError) -> str:
 
 
 def explain(
-    raw: bytes, partners: PartnerSet, formats: TopicFormats, line: int | None = None
+    raw: bytes,
+    partners: PartnerSet,
+    formats: TopicFormats,
+    now_s: float,
+    line: int | None = None,
+    topic_type: EventType | None = None,
 ) -> dict[str, Any]:
-    """The decision of every partner for one event, with the request that would be sent.
+    """The decision of every partner for one event at `now_s` (Unix seconds), with the request
+    that would be sent.
 
-    The event is read as if from the topic it belongs on (its decoder tells which). `line`, the
+    The event is read as if from the topic of `topic_type` events, as the worker reads it
+    there; by default from the topic it belongs on (its decoder tells which). `line`, the
     event's line in JSON lines, is kept in the answer so every entry says which line it is.
     """
-    topic_type = DECODERS[formats.installs].topic_type_of(raw)
+    if topic_type is None:
+        topic_type = DECODERS[formats.installs].topic_type_of(raw)
     decoder = DECODERS[formats.in_app_events if topic_type == IN_APP_EVENT else formats.installs]
     event = decoder.decode(raw, topic_type)
     where: dict[str, Any] = {} if line is None else {"line": line}
@@ -74,7 +82,7 @@ def explain(
     decisions = []
     for partner in partners.partners:
         adapter = adapter_for(partner.partner)
-        decision = decide(event, partner, adapter)
+        decision = decide(event, partner, adapter, now_s)
         entry: dict[str, Any] = {
             "partner": partner.partner,
             "app_id": event.app_id,

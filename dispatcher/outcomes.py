@@ -42,6 +42,8 @@ class Outcome(StrEnum):
     DELIVERED = "delivered"
     REJECTED = "rejected"
     GAVE_UP = "gave_up"
+    TOO_OLD = "too_old"  # still retrying when its events passed the partner's max_event_age
+    PARTNER_SETUP = "partner_setup"  # held on a setup answer for longer than hold_max_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,4 +61,8 @@ class BatchResult:
             return "partner_rejected"
         if self.outcome is Outcome.GAVE_UP:
             return "retries_exhausted"
+        if self.outcome is Outcome.TOO_OLD:
+            return "too_old"
+        if self.outcome is Outcome.PARTNER_SETUP:
+            return "partner_setup"
         return None

@@ -1,7 +1,8 @@
 """The rules engine: is a postback owed for this event and partner app? (SPEC §1)
 
-Pure: no Kafka, no HTTP, no clock, no logging. The same event and config always give the same
-decision. The six rules run in order and the first that says no is the reason.
+Pure: no Kafka, no HTTP, no clock, no logging. The same event, config and time always give the
+same decision: the current time is an argument, never read here. The rules run in order and the
+first that says no is the reason.
 """
 
 from __future__ import annotations
@@ -11,22 +12,30 @@ from enum import IntEnum, StrEnum
 from typing import Any, Literal, NamedTuple
 
 from dispatcher.attribution import attribute
-from dispatcher.partners.base import PartnerAdapter, PostbackContent
+from dispatcher.partners.base import (
+    NO_IDENTIFIERS,
+    PartnerAdapter,
+    PostbackContent,
+    identifiers_of,
+)
 from dispatcher.revenue import strip_revenue
 from schemas.config import PartnerConfig
-from schemas.durations import format_duration
+from schemas.durations import format_duration, format_duration_s
 from schemas.events import Conversion, Event
 
 
 class Rule(IntEnum):
-    """The rules of SPEC §1, numbered in the order they run."""
+    """The rules, numbered in the order they run."""
 
     APP_ACTIVE = 1
-    KIND = 2
-    SCOPE = 3
-    WINDOW = 4
-    MAPPING = 5
-    REVENUE = 6
+    FRAUD = 2
+    KIND = 3
+    SCOPE = 4
+    WINDOW = 5
+    MAPPING = 6
+    CONSENT = 7
+    AGE = 8
+    REVENUE = 9
 
     @property
     def title(self) -> str:
@@ -36,10 +45,13 @@ class Rule(IntEnum):
 
 _RULE_TITLES = {
     Rule.APP_ACTIVE: "app configured and active",
+    Rule.FRAUD: "not blocked or rejected as fraud",
     Rule.KIND: "first install / in-app postbacks enabled",
     Rule.SCOPE: "attribution scope and primary copy",
     Rule.WINDOW: "in-app postback window",
     Rule.MAPPING: "event mapping",
+    Rule.CONSENT: "consent to share data for advertising",
+    Rule.AGE: "event age",
     Rule.REVENUE: "revenue",
 }
 
@@ -49,6 +61,8 @@ class SkipReason(StrEnum):
 
     UNKNOWN_APP = "unknown_app"
     PARTNER_INACTIVE = "partner_inactive"
+    FRAUD_BLOCKED = "fraud_blocked"
+    FRAUD_REJECTED = "fraud_rejected"
     NOT_A_NEW_INSTALL = "not_a_new_install"
     IN_APP_DISABLED = "in_app_disabled"
     OUT_OF_SCOPE = "out_of_scope"
@@ -56,6 +70,8 @@ class SkipReason(StrEnum):
     NO_CLICK_ID = "no_click_id"
     OUTSIDE_WINDOW = "outside_window"
     UNMAPPED_EVENT = "unmapped_event"
+    NO_CONSENT = "no_consent"
+    TOO_OLD = "too_old"
 
 
 SendReason = Literal["attributed", "scope_all"]
@@ -96,7 +112,7 @@ class Send(NamedTuple):
     destination: str
     content: PostbackContent
     payload: Mapping[str, Any]
-    rule: Rule  # the last rule that ran: scope for installs, revenue for in-app events
+    rule: Rule  # the last rule that ran: age for installs, revenue for in-app events
     reason: SendReason
     why: str  # the attribution's
 
@@ -104,8 +120,14 @@ class Send(NamedTuple):
     def detail(self) -> str:
         """Why it is owed, in words an operator reads (built on demand, not per event)."""
         content = self.content
+        why = self.why
+        if content.limited:
+            why += (
+                "; sent limited (no consent to share data for advertising): no identifiers, "
+                "IP or user agent"
+            )
         if content.partner_event is None:
-            return self.why
+            return why
         if content.revenue_stripped:
             revenue = "revenue stripped"
         elif content.unsent_revenue is not None:
@@ -118,14 +140,15 @@ class Send(NamedTuple):
             revenue = "revenue kept"
         else:
             revenue = "revenue kept (none in the event)"
-        return f"{self.why}; {content.event.event_name} -> {content.partner_event}; {revenue}"
+        return f"{why}; {content.event.event_name} -> {content.partner_event}; {revenue}"
 
 
 Decision = Send | Skip
 
 
-def decide(event: Event, partner: PartnerConfig, adapter: PartnerAdapter) -> Decision:
-    """Run the six rules for one event and one partner; build the payload when one is owed.
+def decide(event: Event, partner: PartnerConfig, adapter: PartnerAdapter, now_s: float) -> Decision:
+    """Run the rules for one event and one partner at `now_s` (Unix seconds, the moment of
+    deciding); build the payload when one is owed.
 
     The adapter builds the payload and says what the partner needs (a click id, a currency);
     the rules read those capabilities, never a partner's name.
@@ -137,6 +160,14 @@ def decide(event: Event, partner: PartnerConfig, adapter: PartnerAdapter) -> Dec
                     f"app {event.app_id} has no {name} config")  # fmt: skip
     if not app.active:
         return Skip(name, app.app_id, Rule.APP_ACTIVE, SkipReason.PARTNER_INACTIVE, "active: false")
+
+    if event.blocked is not None:
+        return Skip(name, app.app_id, Rule.FRAUD, SkipReason.FRAUD_BLOCKED,
+                    f"blocked as fraud: {event.blocked.describe()}")  # fmt: skip
+    if event.rejected is not None and not app.send_rejected:
+        return Skip(name, app.app_id, Rule.FRAUD, SkipReason.FRAUD_REJECTED,
+                    f"rejected by validation rules: {event.rejected.describe()} "
+                    f"(send_rejected is false)")  # fmt: skip
 
     is_in_app = event.is_in_app
     postbacks = app.in_app_postbacks
@@ -164,21 +195,36 @@ def decide(event: Event, partner: PartnerConfig, adapter: PartnerAdapter) -> Dec
                     f"{adapter.click_id_parameter} in original_url)")  # fmt: skip
     reason: SendReason = "attributed" if attribution.attributed else "scope_all"
 
-    if not is_in_app:
-        content = PostbackContent(event, app, None, attribution.attributed, {}, {}, None, False)
-        return Send(name, app.destination, content, adapter.build_event(content), Rule.SCOPE,
-                    reason, attribution.why)  # fmt: skip
+    mapping = None
+    if is_in_app:
+        window = postbacks.window
+        if window is not None and event.event_time - event.install_time > window:
+            return Skip(name, app.app_id, Rule.WINDOW, SkipReason.OUTSIDE_WINDOW,
+                        f"{format_duration_s(event.event_time_s - event.install_time.timestamp())}"
+                        f" after install, past the {format_duration(window)} window")  # fmt: skip
+        mapping = postbacks.mapping_for(event.event_name)
+        if mapping is None:
+            return Skip(name, app.app_id, Rule.MAPPING, SkipReason.UNMAPPED_EVENT,
+                        f"sdk event {event.event_name!r} is not mapped")  # fmt: skip
 
-    window = postbacks.window
-    if window is not None and event.event_time - event.install_time > window:
-        return Skip(name, app.app_id, Rule.WINDOW, SkipReason.OUTSIDE_WINDOW,
-                    f"{event.event_time - event.install_time} after install, past the "
-                    f"{format_duration(window)} window")  # fmt: skip
+    limited = event.gdpr_applies is True and event.ad_user_data is not True
+    if limited and app.consent.without_consent == "skip":
+        return Skip(name, app.app_id, Rule.CONSENT, SkipReason.NO_CONSENT,
+                    f"gdpr_applies is true and ad_user_data_enabled is "
+                    f"{_flag_text(event.ad_user_data)} (without_consent is skip)")  # fmt: skip
 
-    mapping = postbacks.mapping_for(event.event_name)
+    max_age_s = partner.delivery.max_event_age_s
+    if max_age_s is not None and now_s - event.event_time_s > max_age_s:
+        return Skip(name, app.app_id, Rule.AGE, SkipReason.TOO_OLD,
+                    f"{format_duration_s(now_s - event.event_time_s)} old, past "
+                    f"{name}'s max_event_age of {format_duration_s(max_age_s)}")  # fmt: skip
+    identifiers = NO_IDENTIFIERS if limited else identifiers_of(event)
+
     if mapping is None:
-        return Skip(name, app.app_id, Rule.MAPPING, SkipReason.UNMAPPED_EVENT,
-                    f"sdk event {event.event_name!r} is not mapped")  # fmt: skip
+        content = PostbackContent(event, app, None, attribution.attributed, {}, {}, None, False,
+                                  None, identifiers, limited)  # fmt: skip
+        return Send(name, app.destination, content, adapter.build_event(content), Rule.AGE,
+                    reason, attribution.why)  # fmt: skip
 
     unsent = None
     if mapping.send_revenue:
@@ -194,6 +240,10 @@ def decide(event: Event, partner: PartnerConfig, adapter: PartnerAdapter) -> Dec
         revenue = None
     content = PostbackContent(event, app, mapping.partner_event, attribution.attributed, params,
                               standard_params, revenue, not mapping.send_revenue,
-                              unsent)  # fmt: skip
+                              unsent, identifiers, limited)  # fmt: skip
     return Send(name, app.destination, content, adapter.build_event(content), Rule.REVENUE,
                 reason, attribution.why)  # fmt: skip
+
+
+def _flag_text(value: bool | None) -> str:
+    return "absent" if value is None else str(value).lower()

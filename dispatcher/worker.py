@@ -82,6 +82,7 @@ class Worker:
         on_secrets: Callable[[list[str]], None] = lambda secrets: None,
         transport: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         runtime = settings.runtime
         self._settings = settings
@@ -91,6 +92,7 @@ class Worker:
         self._load_partners = load_partners
         self._on_secrets = on_secrets
         self._clock = clock
+        self._wall_clock = wall_clock  # the moment events are decided at (their age)
         kafka = runtime.kafka
         # Source topic → the type of its events and the decoder of its format.
         self._topic_types: dict[str, tuple[EventType, Decoder]] = {
@@ -241,6 +243,7 @@ class Worker:
 
     def _handle(self, records: dict[Any, list[Any]]) -> None:
         now = self._clock()
+        now_s = self._wall_clock()
         items: list[WorkItem] = []
         decisions: Counter[tuple[str, str, str, str]] = Counter()
         revenue_unsent: Counter[str] = Counter()
@@ -266,7 +269,7 @@ class Worker:
                 units = 0
                 targets = self._targets(message.headers, pairs) if message.headers else pairs
                 for partner, adapter in targets:
-                    decision = decide(event, partner, adapter)
+                    decision = decide(event, partner, adapter, now_s)
                     if isinstance(decision, Send):
                         units += 1
                         decisions[(partner.partner, event_type, "send", decision.reason)] += 1

@@ -50,6 +50,15 @@ def _parse_window(value: object) -> timedelta | None:
         raise ValueError(f"{exc}; or write `lifetime` for no limit") from None
 
 
+def _parse_max_event_age(value: object) -> timedelta | None:
+    if value is None or value == "lifetime":
+        return None
+    try:
+        return check_range(parse_duration(value), HOUR, timedelta(days=365))
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or write `lifetime` to send events of any age") from None
+
+
 ClickLookback = Annotated[
     timedelta, BeforeValidator(parse_duration), AfterValidator(_click_lookback)
 ]
@@ -57,6 +66,7 @@ ViewThroughLookback = Annotated[
     timedelta, BeforeValidator(parse_duration), AfterValidator(_view_through_lookback)
 ]
 Window = Annotated[timedelta | None, BeforeValidator(_parse_window)]
+MaxEventAge = Annotated[timedelta | None, BeforeValidator(_parse_max_event_age)]
 
 
 def _env_name(value: str) -> str:
@@ -129,6 +139,13 @@ class InAppPostbacks(_Config):
         return MappingProxyType({e.sdk_event: e for e in self.events}).get
 
 
+class Consent(_Config):
+    """What is sent for a user who has not agreed to their data being shared for advertising:
+    nothing (`skip`), or the event without identifiers, IP or user agent (`limited`)."""
+
+    without_consent: Literal["skip", "limited"] = "skip"
+
+
 class AppConfig(_Config):
     """One app's settings for one partner."""
 
@@ -139,6 +156,9 @@ class AppConfig(_Config):
     view_through_lookback: ViewThroughLookback = DAY
     install_postbacks: InstallPostbacks = InstallPostbacks()
     in_app_postbacks: InAppPostbacks = InAppPostbacks(enabled=False)
+    # Events the measurement platform's validation rules rejected are sent too.
+    send_rejected: bool = False
+    consent: Consent = Consent()
 
     @field_validator("app_id")
     @classmethod
@@ -169,6 +189,19 @@ class DeliveryConfig(_Config):
     give_up_after_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0
     max_requests_per_s: Annotated[float, Field(gt=0, le=100_000)] = 50.0
     max_concurrent_requests: Annotated[int, Field(ge=1, le=256)] = 8
+    # Events older than this when decided (or still retrying past it) are not sent: `too_old`.
+    # None (`lifetime`): any age. A partner's own model sets its documented limit.
+    max_event_age: MaxEventAge = None
+    # A partner app held on a setup answer (a bad token, no permission) is probed this often,
+    # and its held events are dead-lettered `partner_setup` after `hold_max_s`.
+    setup_retry_s: Annotated[float, Field(ge=1, le=86_400)] = 60.0
+    hold_max_s: Annotated[float, Field(ge=60, le=30 * 86_400)] = 86_400.0
+
+    @cached_property
+    def max_event_age_s(self) -> float | None:
+        """`max_event_age` in seconds (read per event), None for any age."""
+        age = self.max_event_age
+        return None if age is None else age.total_seconds()
 
     @model_validator(mode="after")
     def _consistent(self) -> DeliveryConfig:

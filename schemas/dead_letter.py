@@ -6,11 +6,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-DeadLetterReason = Literal["bad_input", "partner_rejected", "retries_exhausted"]
+DeadLetterReason = Literal[
+    "bad_input", "partner_rejected", "retries_exhausted", "too_old", "partner_setup"
+]
 DEAD_LETTER_REASONS: tuple[DeadLetterReason, ...] = (
     "bad_input",
     "partner_rejected",
     "retries_exhausted",
+    "too_old",  # still retrying when the event passed the partner's max_event_age
+    "partner_setup",  # held on a setup answer for longer than hold_max_s
 )
 # The Kafka header of a record replayed from a partner's dead letter, naming that partner: the
 # worker decides such a record for that partner alone, so the others are not sent it again.

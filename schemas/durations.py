@@ -38,3 +38,22 @@ def check_range(value: timedelta, low: timedelta, high: timedelta) -> timedelta:
             f"{format_duration(low)} to {format_duration(high)}"
         )
     return value
+
+
+def format_duration_s(seconds: float) -> str:
+    """A length of time for people to read: `40d 3h 5m 2s`, largest unit first, zero parts left
+    out, fractions of a second kept to the millisecond."""
+    sign = "-" if seconds < 0 else ""
+    millis = round(abs(seconds) * 1000)
+    whole, ms = divmod(millis, 1000)
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days}d"] if days else []
+    if hours:
+        parts.append(f"{hours}h")
+    if minutes:
+        parts.append(f"{minutes}m")
+    if secs or ms or not parts:
+        parts.append(f"{secs}.{ms:03d}".rstrip("0").rstrip(".") + "s")
+    return sign + " ".join(parts)

@@ -31,6 +31,37 @@ class Conversion(StrEnum):
     OTHER = "other"  # a kind the decoder does not know: not taken for a first install
 
 
+class Att(StrEnum):
+    """The user's App Tracking Transparency status on iOS, in neutral terms."""
+
+    AUTHORIZED = "authorized"
+    DENIED = "denied"
+    NOT_DETERMINED = "not_determined"
+    RESTRICTED = "restricted"
+    UNAVAILABLE = "unavailable"  # the device has no ATT prompt (before iOS 14.5)
+    UNKNOWN = "unknown"  # the measurement platform could not tell
+
+
+class FraudMark(NamedTuple):
+    """Why the measurement platform blocked or rejected a record, as it says it."""
+
+    reason: str
+    value: str | None = None
+    sub_reason: str | None = None
+    rule: str | None = None
+
+    def describe(self) -> str:
+        """The reason and whatever else is known, for `explain`."""
+        parts = [self.reason]
+        if self.value:
+            parts.append(f"value {self.value}")
+        if self.sub_reason:
+            parts.append(f"sub-reason {self.sub_reason}")
+        if self.rule:
+            parts.append(f"rule {self.rule}")
+        return ", ".join(parts)
+
+
 class Money(NamedTuple):
     """An amount with its ISO 4217 currency, when known (a NamedTuple: one per in-app event)."""
 
@@ -82,6 +113,16 @@ class Event(NamedTuple):
     standard_params: Mapping[str, Any]
     revenue: Money | None
     revenue_keys: frozenset[str]  # the keys of `params` that carry revenue, at any depth
+    is_retargeting: bool  # a retargeting (re-engagement, re-attribution) conversion
+    blocked: FraudMark | None  # blocked as fraud: never a conversion
+    rejected: FraudMark | None  # rejected by the platform's validation rules
+    gdpr_applies: bool | None  # the user is under the GDPR (or a law like it); None: not said
+    ad_user_data: bool | None  # consent to share the user's data for advertising
+    ad_personalization: bool | None  # consent to personalised advertising
+    att: Att | None  # iOS App Tracking Transparency status; None when not given
+    limit_ad_tracking: bool  # the device asks not to be tracked (Android's LAT)
+    app_name: str | None
+    language: str | None  # the device's language as a BCP 47 tag (`en-US`), when it is one
 
     @property
     def is_in_app(self) -> bool:

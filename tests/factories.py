@@ -20,6 +20,9 @@ from dispatcher.partners.tiktok import TikTokAppConfig, TikTokPartnerConfig
 from schemas.events import Event
 
 INSTALL_TIME = datetime(2025, 11, 19, 9, 0, 0, tzinfo=UTC)
+# The moment the rules decide at in tests that are not about age: the day after the install,
+# when a default in-app event happens.
+NOW_S = (INSTALL_TIME + timedelta(days=1)).timestamp()
 APP_ID = "id1234567890"
 TIKTOK_APP_ID = "7300000000000000001"
 CAMPAIGN_ID, ADSET_ID, AD_ID = "1780001", "1790001", "1800001"

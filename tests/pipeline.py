@@ -63,8 +63,10 @@ def write_config(
     return WorkerConfig(
         broker.bootstrap, topics.installs, topics.in_app, topics.dead_letters, topics.group,
         endpoint, apps or [app_dict()],
+        # (`max_event_age: lifetime`: the factories' events are dated 2025; tests of age set one)
         delivery={"batch_linger_ms": 20, "backoff_initial_s": 0.05, "backoff_max_s": 0.5,
-                  "max_requests_per_s": 500, "timeout_s": 5} | (delivery or {}),
+                  "max_requests_per_s": 500, "timeout_s": 5, "max_event_age": "lifetime"}
+        | (delivery or {}),
         worker={"commit_interval_ms": 200, "shutdown_timeout_s": 10, "rebalance_drain_s": 2}
         | (worker or {}), partner_files=partner_files,
         kafka={"fetch_max_wait_ms": broker.fetch_max_wait_ms} | (kafka or {}),

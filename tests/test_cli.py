@@ -85,16 +85,21 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     assert "nope.yaml: cannot read" in result.stderr
 
 
+# The moment the explained factory events are decided at: the day after their install.
+NOW = "2025-11-20T09:00:00Z"
+
+
 def test_explain_shows_decision_rule_and_payload_with_the_token_redacted(tmp_path: Path) -> None:
     event = event_dict("in-app-event", event_id="explain-1")
     path = tmp_path / "event.json"
     path.write_text(json.dumps(event))
     result = dispatcher(
-        "explain", "--config", str(EXAMPLE), str(path), env={"TIKTOK_ACCESS_TOKEN": TOKEN}
-    )
+        "explain", "--config", str(EXAMPLE), "--now", NOW, str(path),
+        env={"TIKTOK_ACCESS_TOKEN": TOKEN},
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "decision: send (attributed)" in result.stdout
-    assert "rule 6 (revenue)" in result.stdout
+    assert "rule 9 (revenue)" in result.stdout
     assert "Access-Token: ***redacted***" in result.stdout
     assert '"event": "Purchase"' in result.stdout
     assert TOKEN not in result.stdout + result.stderr
@@ -111,8 +116,9 @@ def test_explain_shows_decision_rule_and_payload_with_the_token_redacted(tmp_pat
 )  # fmt: skip
 def test_explain_reads_the_readmes_appsflyer_examples(example: str, header: str, body: str) -> None:
     result = dispatcher(
-        "explain", "--config", str(EXAMPLE), str(REPO / "config" / "examples" / example)
-    )
+        "explain", "--config", str(EXAMPLE), "--now", "2025-11-21T00:00:00Z",
+        str(REPO / "config" / "examples" / example),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == header
     assert "decision: send (attributed)" in result.stdout
@@ -150,7 +156,7 @@ def test_explain_json_for_a_skip_and_for_stdin() -> None:
         "app_id": "id1234567890",
         "decision": "skip",
         "reason": "out_of_scope",
-        "rule": 3,
+        "rule": 4,
         "rule_title": "attribution scope and primary copy",
         "detail": "scope is attributed, but not attributed to tiktok: organic install",
     }

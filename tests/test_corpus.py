@@ -22,7 +22,7 @@ from dispatcher.inputs import BadInput
 from dispatcher.partners.tiktok import TikTokAdapter
 from dispatcher.rules import Send, decide
 from schemas.events import Event
-from tests.factories import app_dict, decode, make_partner
+from tests.factories import NOW_S, app_dict, decode, make_partner
 
 CORPUS = Path(__file__).parent / "corpus" / "appsflyer"
 PARTNER = make_partner(
@@ -118,7 +118,7 @@ def test_corpus_decisions_and_payloads(name: str) -> None:
     event = decode(raw, topic)
     assert isinstance(event, Event), event
     assert (event.event_id, event.event_id_derived) == (event_id, True)
-    result = decide(event, PARTNER, TikTokAdapter())
+    result = decide(event, PARTNER, TikTokAdapter(), NOW_S)
     assert (("send" if isinstance(result, Send) else "skip"), str(result.reason)) == (
         decision, reason), result.detail  # fmt: skip
     if isinstance(result, Send):

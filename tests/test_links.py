@@ -26,8 +26,8 @@ from dispatcher.explain import explain
 from dispatcher.links import LinkError, build_links, lookback_text, parse_params
 from dispatcher.partners import adapter_for, names
 from schemas.config import TopicFormats
-from tests.factories import app_dict as tiktok_app
 from tests.factories import (
+    NOW_S,
     event_dict,
     make_oe_partner,
     make_partner,
@@ -35,6 +35,7 @@ from tests.factories import (
     oe_app_dict,
     raw,
 )
+from tests.factories import app_dict as tiktok_app
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config" / "dispatcher.yaml"
@@ -281,7 +282,7 @@ def test_a_filled_link_in_original_url_yields_the_click_id_as_callback(
     ids = {k: v for k, v in query(clicked).items() if k in {"af_c_id", "af_adset_id", "af_ad_id"}}
     install = record("install", original_url=clicked, click_id=None, **ids)
     settings = load_settings(EXAMPLE, {"TIKTOK_ACCESS_TOKEN": "t"})
-    decisions = explain(raw(install), settings.partners, TopicFormats())["decisions"]
+    decisions = explain(raw(install), settings.partners, TopicFormats(), NOW_S)["decisions"]
     [decision] = [d for d in decisions if d["partner"] == partner]
     # Then the postback carries the partner's own click id
     assert decision["decision"] == "send", decision["detail"]

@@ -33,6 +33,7 @@ from schemas.config import TopicFormats
 from schemas.events import Event
 from tests.factories import (
     INSTALL_TIME,
+    NOW_S,
     app_dict,
     make_oe_in_app,
     make_oe_install,
@@ -50,7 +51,7 @@ IMEI_MD5 = hashlib.md5(b"867530912345678", usedforsecurity=False).hexdigest()
 
 
 def decide_for(event: Event, **app: Any) -> Send | Skip:
-    return decide(event, make_oe_partner(oe_app_dict(**app)), ADAPTER)
+    return decide(event, make_oe_partner(oe_app_dict(**app)), ADAPTER, NOW_S)
 
 
 def sent(event: Event, **app: Any) -> Send:
@@ -343,7 +344,7 @@ def test_explain_shows_both_partners_decisions(tmp_path: Path) -> None:
     config = write_both(tmp_path)
     settings = load_settings(config, {"TIKTOK_ACCESS_TOKEN": "t"})
     record = oceanengine_event_dict("in-app-event")
-    result = explain(raw(record), settings.partners, TopicFormats())
+    result = explain(raw(record), settings.partners, TopicFormats(), NOW_S)
     by_partner = {entry["partner"]: entry for entry in result["decisions"]}
     assert by_partner["tiktok"]["reason"] == "out_of_scope"
     ocean = by_partner["oceanengine"]
@@ -443,7 +444,7 @@ def test_every_event_type_is_accepted_and_sent_as_is() -> None:
     ]
     partner = make_oe_partner(oe_app_dict(in_app={"events": events}))
     for i, name in enumerate(OCEAN_ENGINE_EVENTS):
-        decision = decide(make_oe_in_app(event_name=f"e{i}"), partner, ADAPTER)
+        decision = decide(make_oe_in_app(event_name=f"e{i}"), partner, ADAPTER, NOW_S)
         assert isinstance(decision, Send)
         assert decision.payload["event_type"] == name
         assert ADAPTER.event_label(decision.payload) == name

@@ -23,7 +23,7 @@ from dispatcher.partners import Partner, PostbackContent, adapter_for, names
 from dispatcher.partners.registry import registered
 from dispatcher.rules import Send, Skip, decide
 from schemas.config import AppConfig, PartnerConfig
-from tests.factories import click_url, make_install, partner_dict
+from tests.factories import NOW_S, click_url, make_install, partner_dict
 
 
 class ToyApp(AppConfig):
@@ -111,7 +111,7 @@ def test_a_registered_toy_partner_is_loaded_decided_and_delivered(tmp_path: Path
         assert isinstance(toy, ToyConfig)
         # When an install clicked on a toy link is decided for both partners
         event = make_install(media_source="toy_int", original_url=click_url("toy-click-7"))
-        decisions = {p.partner: decide(event, p, adapter_for(p.partner))
+        decisions = {p.partner: decide(event, p, adapter_for(p.partner), NOW_S)
                      for p in settings.partners.partners}  # fmt: skip
         # Then only the toy partner is owed it, with its own payload
         assert isinstance(decisions["tiktok"], Skip)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatcher.attribution import Attribution, attribute
-from dispatcher.partners.base import PostbackContent
+from dispatcher.partners.base import Identifiers, PostbackContent
 from dispatcher.partners.tiktok import TikTokAdapter
 from dispatcher.revenue import strip_revenue
 from dispatcher.rules import Rule, Send, Skip, SkipReason, decide
@@ -20,6 +20,7 @@ from schemas.events import INSTALL, Event, Money
 from tests.factories import (
     APP_ID,
     INSTALL_TIME,
+    NOW_S,
     TIKTOK_APP_ID,
     app_dict,
     decode_record,
@@ -34,7 +35,7 @@ REVENUE_KEYS = {"af_revenue", "revenue", "event_revenue"}
 
 
 def decide_for(event: Event, **app_overrides: Any) -> Send | Skip:
-    return decide(event, make_partner(app_dict(**app_overrides)), ADAPTER)
+    return decide(event, make_partner(app_dict(**app_overrides)), ADAPTER, NOW_S)
 
 
 def expect_skip(decision: Send | Skip, reason: SkipReason, rule: Rule) -> None:
@@ -276,7 +277,7 @@ def test_restricted_is_nobodys_unless_a_partner_file_lists_it() -> None:
     # A partner file that lists `restricted` owns such installs
     listed = make_partner(app_dict(), media_sources=["bytedanceglobal_int", "restricted"])
     clicked = make_install(media_source="restricted")
-    decision = decide(clicked, listed, ADAPTER)
+    decision = decide(clicked, listed, ADAPTER, NOW_S)
     assert isinstance(decision, Send)
     assert decision.reason == "attributed"
 
@@ -306,7 +307,7 @@ def test_in_app_window(after_install: timedelta, window: str | None, inside: boo
     app = app_dict(in_app=in_app)
     if window is None:
         del app["in_app_postbacks"]["window"]
-    decision = decide(event, make_partner(app), ADAPTER)
+    decision = decide(event, make_partner(app), ADAPTER, NOW_S)
     if inside:
         assert isinstance(decision, Send), decision
     else:
@@ -480,7 +481,7 @@ def test_a_stripped_payload_never_contains_revenue(event: Event, view_through: b
             for name in ("af_purchase", "af_complete_registration", "af_add_to_cart", "other")
         ]})
     )  # fmt: skip
-    decision = decide(event, partner, ADAPTER)
+    decision = decide(event, partner, ADAPTER, NOW_S)
     assert isinstance(decision, Send)
     assert not _contains_revenue_key(decision.payload)
     assert "value" not in decision.payload.get("properties", {})
@@ -500,8 +501,8 @@ def test_scope_all_sends_a_superset_of_scope_attributed(
     everything = make_partner(
         app_dict(view_through=view_through, install_scope="all", in_app={"scope": "all"})
     )
-    narrow = decide(subject, attributed, ADAPTER)
-    wide = decide(subject, everything, ADAPTER)
+    narrow = decide(subject, attributed, ADAPTER, NOW_S)
+    wide = decide(subject, everything, ADAPTER, NOW_S)
     if isinstance(narrow, Send):
         assert isinstance(wide, Send)
         assert wide.payload == narrow.payload
@@ -513,8 +514,8 @@ def test_scope_all_sends_a_superset_of_scope_attributed(
 @given(event=in_app_events())
 def test_deciding_is_deterministic(event: Event) -> None:
     partner = make_partner(app_dict(in_app={"scope": "all"}))
-    first = decide(event, partner, ADAPTER)
-    second = decide(event._replace(), partner.model_copy(), ADAPTER)
+    first = decide(event, partner, ADAPTER, NOW_S)
+    second = decide(event._replace(), partner.model_copy(), ADAPTER, NOW_S)
     assert first == second
 
 
@@ -522,7 +523,7 @@ def test_deciding_is_deterministic(event: Event) -> None:
 @given(event=in_app_events())
 def test_only_attributed_events_carry_ad_fields(event: Event) -> None:
     partner = make_partner(app_dict(in_app={"scope": "all", "window": "lifetime"}))
-    decision = decide(event, partner, ADAPTER)
+    decision = decide(event, partner, ADAPTER, NOW_S)
     if isinstance(decision, Send):
         assert ("ad" in decision.payload) == (decision.reason == "attributed")
 
@@ -601,15 +602,15 @@ def skip(rule: Rule, reason: SkipReason, why: str, app_id: str = APP_ID) -> Skip
                      id="secondary-copy"),
         pytest.param(make_in_app(event_time=INSTALL_TIME + timedelta(days=181)), TIKTOK,
                      skip(Rule.WINDOW, SkipReason.OUTSIDE_WINDOW,
-                          "181 days, 0:00:00 after install, past the 180d window"),
-                     "181 days, 0:00:00 after install, past the 180d window", id="outside-window"),
+                          "181d after install, past the 180d window"),
+                     "181d after install, past the 180d window", id="outside-window"),
         pytest.param(make_in_app(event_name="af_level_up"), TIKTOK,
                      skip(Rule.MAPPING, SkipReason.UNMAPPED_EVENT, "sdk event 'af_level_up' is not mapped"),
                      "sdk event 'af_level_up' is not mapped", id="unmapped"),
     ],
 )  # fmt: skip
 def test_every_skip_whole(event: Event, partner: Any, expected: Skip, detail: str) -> None:
-    decision = decide(event, partner, ADAPTER)
+    decision = decide(event, partner, ADAPTER, NOW_S)
     assert decision == expected
     assert decision.detail == detail
 
@@ -617,14 +618,14 @@ def test_every_skip_whole(event: Event, partner: Any, expected: Skip, detail: st
 @pytest.mark.parametrize(
     ("event", "partner", "rule", "reason", "why", "detail"),
     [
-        pytest.param(make_install(), TIKTOK, Rule.SCOPE, "attributed", CLICK, CLICK,
+        pytest.param(make_install(), TIKTOK, Rule.AGE, "attributed", CLICK, CLICK,
                      id="attributed-install"),
-        pytest.param(make_install(attributed_touch_type="Click"), TIKTOK, Rule.SCOPE, "attributed",
+        pytest.param(make_install(attributed_touch_type="Click"), TIKTOK, Rule.AGE, "attributed",
                      CLICK, CLICK, id="touch-type-in-capitals"),
-        pytest.param(make_install(attributed_touch_type=" IMPRESSION "), VIEW_THROUGH, Rule.SCOPE,
+        pytest.param(make_install(attributed_touch_type=" IMPRESSION "), VIEW_THROUGH, Rule.AGE,
                      "attributed", "impression within the 6h lookback",
                      "impression within the 6h lookback", id="impression-view-through-on"),
-        pytest.param(make_install(media_source="organic"), ALL_SCOPES, Rule.SCOPE, "scope_all",
+        pytest.param(make_install(media_source="organic"), ALL_SCOPES, Rule.AGE, "scope_all",
                      "organic install", "organic install", id="scope-all-organic"),
         pytest.param(make_in_app(), TIKTOK, Rule.REVENUE, "attributed", CLICK,
                      f"{CLICK}; af_purchase -> Pay(Purchase); revenue kept", id="purchase"),
@@ -643,7 +644,7 @@ def test_every_skip_whole(event: Event, partner: Any, expected: Skip, detail: st
 def test_every_send_whole_with_its_destination(
     event: Event, partner: Any, rule: Rule, reason: str, why: str, detail: str
 ) -> None:
-    decision = decide(event, partner, ADAPTER)
+    decision = decide(event, partner, ADAPTER, NOW_S)
     assert isinstance(decision, Send), decision.detail
     # Then it goes to the app's TikTok App ID (its event_source_id), for the rule and reason given
     assert decision._replace(content=None, payload=None) == Send(  # type: ignore[arg-type]
@@ -662,8 +663,8 @@ def test_every_send_whole_with_its_destination(
 def test_each_app_gets_its_own_destination() -> None:
     partner = make_partner(app_dict(), app_dict(app_id="com.example.other",
                                                 tiktok_app_id="7300000000000000002"))  # fmt: skip
-    first = decide(make_install(), partner, ADAPTER)
-    second = decide(make_install(app_id="com.example.other"), partner, ADAPTER)
+    first = decide(make_install(), partner, ADAPTER, NOW_S)
+    second = decide(make_install(app_id="com.example.other"), partner, ADAPTER, NOW_S)
     assert (first.partner, first.destination, second.destination) == (  # type: ignore[union-attr]
         "tiktok", TIKTOK_APP_ID, "7300000000000000002")  # fmt: skip
     assert (first.content.app.app_id, second.content.app.app_id) == (  # type: ignore[union-attr]
@@ -718,7 +719,7 @@ def test_attribution_whole(event: Event, expected: Attribution) -> None:
 
 
 def test_unattributed_content_says_so_with_false() -> None:
-    decision = decide(make_install(media_source="organic"), ALL_SCOPES, ADAPTER)
+    decision = decide(make_install(media_source="organic"), ALL_SCOPES, ADAPTER, NOW_S)
     assert isinstance(decision, Send)
     assert decision.content.attributed is False
 
@@ -726,12 +727,20 @@ def test_unattributed_content_says_so_with_false() -> None:
 def test_each_rule_has_a_title_for_explain() -> None:
     assert [(rule.value, rule.title) for rule in Rule] == [
         (1, "app configured and active"),
-        (2, "first install / in-app postbacks enabled"),
-        (3, "attribution scope and primary copy"),
-        (4, "in-app postback window"),
-        (5, "event mapping"),
-        (6, "revenue"),
+        (2, "not blocked or rejected as fraud"),
+        (3, "first install / in-app postbacks enabled"),
+        (4, "attribution scope and primary copy"),
+        (5, "in-app postback window"),
+        (6, "event mapping"),
+        (7, "consent to share data for advertising"),
+        (8, "event age"),
+        (9, "revenue"),
     ]
+
+
+def ids(event: Event) -> Identifiers:
+    """A default factory event's identifiers, every one of them allowed."""
+    return Identifiers(event.idfa, event.idfv, None, None, None, None, event.ip, event.user_agent)
 
 
 def test_what_the_rules_hand_the_partner_whole() -> None:
@@ -740,14 +749,16 @@ def test_what_the_rules_hand_the_partner_whole() -> None:
     cart = make_in_app(event_name="af_add_to_cart", event_value=json.dumps(
         {"af_revenue": "3", "af_content_id": "sku-9", "color": "red"}))  # fmt: skip
     organic = make_install(media_source="organic")
-    contents = [decide(event, partner, ADAPTER).content  # type: ignore[union-attr]
+    contents = [decide(event, partner, ADAPTER, NOW_S).content  # type: ignore[union-attr]
                 for event, partner in ((install, TIKTOK), (purchase, TIKTOK), (cart, TIKTOK),
                                        (organic, ALL_SCOPES))]  # fmt: skip
     assert contents == [
-        PostbackContent(install, app, None, True, {}, {}, None, False),
+        PostbackContent(install, app, None, True, {}, {}, None, False, None, ids(install)),
         PostbackContent(purchase, app, "Pay(Purchase)", True, purchase.params,
-                        {"content_id": "sku-1"}, Money(Decimal("9.99"), "USD"), False),
+                        {"content_id": "sku-1"}, Money(Decimal("9.99"), "USD"), False, None,
+                        ids(purchase)),
         PostbackContent(cart, app, "Add_to_cart", True, {"af_content_id": "sku-9", "color": "red"},
-                        {"content_id": "sku-9"}, None, True),
-        PostbackContent(organic, ALL_SCOPES.apps[0], None, False, {}, {}, None, False),
+                        {"content_id": "sku-9"}, None, True, None, ids(cart)),
+        PostbackContent(organic, ALL_SCOPES.apps[0], None, False, {}, {}, None, False, None,
+                        ids(organic)),
     ]  # fmt: skip

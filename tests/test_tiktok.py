@@ -19,6 +19,7 @@ from tests.factories import (
     AD_ID,
     ADSET_ID,
     CAMPAIGN_ID,
+    NOW_S,
     app_dict,
     click_url,
     make_in_app,
@@ -30,7 +31,7 @@ ADAPTER = TikTokAdapter()
 
 
 def payload_of(event, **app):  # type: ignore[no-untyped-def]
-    decision = decide(event, make_partner(app_dict(**app)), ADAPTER)
+    decision = decide(event, make_partner(app_dict(**app)), ADAPTER, NOW_S)
     assert isinstance(decision, Send), decision
     return decision.payload
 

@@ -55,7 +55,9 @@ def owed(
     ocean: dict[str, dict[str, Any]] = {}
     source: dict[str, bytes] = {}
     for message in messages:
-        result = explain(message, settings.partners, settings.runtime.kafka.formats)
+        result = explain(
+            message, settings.partners, settings.runtime.kafka.formats, NOW.timestamp()
+        )
         for entry in result["decisions"]:
             if entry["decision"] != "send":
                 continue
@@ -174,7 +176,7 @@ def test_explain_shows_both_partners_for_an_ocean_engine_record() -> None:
     repo = Path(__file__).resolve().parent.parent
     settings = load_settings(repo / "config" / "dispatcher.yaml", {"TIKTOK_ACCESS_TOKEN": "t"})
     sample = SampleGenerator(seed=3, now=NOW).make("install_oceanengine_click")
-    result = explain(sample.encode(), settings.partners, TopicFormats())
+    result = explain(sample.encode(), settings.partners, TopicFormats(), NOW.timestamp())
     decisions = {entry["partner"]: entry for entry in result["decisions"]}
     assert decisions["oceanengine"]["decision"] == "send"
     assert decisions["oceanengine"]["request"]["body"]["event_type"] == "active"

@@ -220,7 +220,9 @@ def test_appsflyer_records_as_sent_reach_tiktok_and_a_re_read_sends_the_same_ids
     settings = load_settings(config, {"TIKTOK_ACCESS_TOKEN": TOKEN})
     expected: dict[str, dict[str, Any]] = {}
     for sample in samples:
-        explained = explain(sample.encode(), settings.partners, settings.runtime.kafka.formats)
+        explained = explain(
+            sample.encode(), settings.partners, settings.runtime.kafka.formats, NOW.timestamp()
+        )
         for entry in explained["decisions"]:
             if entry["decision"] == "send":
                 [body] = entry["request"]["body"]["data"]

@@ -68,7 +68,9 @@ class Running:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         (tmp_path / "partners").mkdir()
-        fast = {"batch_linger_ms": 5, "backoff_initial_s": 0.01, "backoff_max_s": 0.02}
+        # (`max_event_age: lifetime`: the factories' events are dated 2025)
+        fast = {"batch_linger_ms": 5, "backoff_initial_s": 0.01, "backoff_max_s": 0.02,
+                "max_event_age": "lifetime"}  # fmt: skip
         fast |= delivery or {}
         partner = partner_dict(tiktok_app or app_dict(),
                                endpoint="http://tiktok.test/open_api/v1.3/event/track/",

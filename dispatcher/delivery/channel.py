@@ -33,6 +33,10 @@ class _EmptyBatchError(Exception):
     """The lane had nothing left when its turn came (discarded while it waited)."""
 
 
+class _AllTooOldError(Exception):
+    """Every event of the batch passed the partner's max_event_age while it was retried."""
+
+
 class _PastStopDeadlineError(Exception):
     """Stopping: the batch's next attempt would start after the stop deadline."""
 
@@ -163,6 +167,8 @@ class PartnerChannel:
             parts = await self._send(take, destination)
         except _EmptyBatchError:
             return False
+        except _AllTooOldError:
+            return True  # settled as too old already
         except _PastStopDeadlineError as exc:
             log.info(
                 "stopping: the next attempt (in %.1fs) would come after the stop deadline; "
@@ -181,8 +187,20 @@ class PartnerChannel:
         body: bytes | None = None
         previous: AttemptResult | None = None
 
+        tries = 0
+
         async def attempt() -> AttemptResult:
-            nonlocal items, body, previous
+            nonlocal items, body, previous, tries
+            if previous is not None:  # a retry: events past the partner's age are not sent
+                kept = self._without_too_old(items, tries, previous)
+                if not kept:
+                    raise _AllTooOldError
+                if len(kept) < len(items):
+                    items = kept
+                    body = self.adapter.encode_request(
+                        destination, [item.payload for item in items]
+                    )
+            tries += 1
             if previous is not None and previous.fate_unknown:
                 self.metrics.resent(self.name, len(items))
             async with self.turn() as turn_at:
@@ -202,6 +220,27 @@ class PartnerChannel:
 
         result, attempts = await self.policy.run(attempt, self._wait_to_retry, before_sleep)
         return await self._outcome(items, attempts, result, destination)
+
+    def _without_too_old(
+        self, items: list[WorkItem], attempts: int, last: AttemptResult
+    ) -> list[WorkItem]:
+        """`items` less those now older than the partner's `max_event_age`, which are settled
+        as too old (their dead letters say so) instead of being retried."""
+        max_age_s = self.delivery.max_event_age_s
+        if max_age_s is None:
+            return items
+        now = self.wall_clock()
+        oldest = now - max_age_s
+        if all(item.event_time_s >= oldest for item in items):
+            return items
+        expired = [item for item in items if item.event_time_s < oldest]
+        log.warning(
+            "%d events passed max_event_age while retrying; not sent, dead-lettered too_old",
+            len(expired),
+            extra={"partner": self.name, "code": last.code, "status": last.status},
+        )
+        self.on_settled(Settled(expired, BatchResult(Outcome.TOO_OLD, attempts, last), now))
+        return [item for item in items if item.event_time_s >= oldest]
 
     async def _wait_to_retry(self, wait_s: float) -> None:
         """The wait before a retry. Stopping (now or while it waits), a retry that would start

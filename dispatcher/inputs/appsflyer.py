@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -35,9 +36,11 @@ from dispatcher.inputs.base import BadInput
 from schemas.events import (
     IN_APP_EVENT,
     INSTALL,
+    Att,
     Conversion,
     Event,
     EventType,
+    FraudMark,
     Money,
     parse_decimal,
     parse_timestamp,
@@ -79,6 +82,19 @@ _CONVERSIONS: Mapping[str, Conversion] = MappingProxyType(
     }
 )
 _INSTALL_EVENT_NAMES = frozenset(_CONVERSIONS)
+# AppsFlyer's `att` values (Apple's four, and AppsFlyer's own for devices without the prompt or
+# without a known status) in neutral terms; any other value is `Att.UNKNOWN`.
+ATT_STATUSES: Mapping[str, Att] = MappingProxyType(
+    {
+        "authorized": Att.AUTHORIZED,
+        "af_authorized": Att.AUTHORIZED,
+        "denied": Att.DENIED,
+        "not_determined": Att.NOT_DETERMINED,
+        "restricted": Att.RESTRICTED,
+        "af_unavailable": Att.UNAVAILABLE,
+        "af_unknown": Att.UNKNOWN,
+    }
+)
 _MAX_ERRORS_IN_DETAIL = 5
 # Fields validated as unions: one plain sentence instead of one message per union member.
 _FIELD_RULES = {
@@ -86,6 +102,10 @@ _FIELD_RULES = {
     "event_revenue": "must be a finite decimal string or number",
     "is_retargeting": "must be true or false (or the string of one)",
     "is_primary_attribution": "must be true or false (or the string of one)",
+    "gdpr_applies": "must be true or false (or the string of one)",
+    "ad_user_data_enabled": "must be true or false (or the string of one)",
+    "ad_personalization_enabled": "must be true or false (or the string of one)",
+    "is_lat": "must be true or false (or the string of one)",
 }
 
 
@@ -158,6 +178,21 @@ class AppsFlyerRecord(TypedDict, total=False):
         Field(validation_alias="event_revenue"),
     ]
     event_revenue_currency: str | None
+    # Fraud: Protect360's blocks and the validation rules' rejections.
+    blocked_reason: str | None
+    blocked_reason_value: str | None
+    blocked_sub_reason: str | None
+    blocked_reason_rule: str | None
+    rejected_reason: str | None
+    rejected_reason_value: str | None
+    # Consent and tracking signals.
+    gdpr_applies: Flag
+    ad_user_data_enabled: Flag
+    ad_personalization_enabled: Flag
+    att: Lowered
+    is_lat: Flag
+    app_name: str | None
+    language: str | None
 
 
 _RECORD = TypeAdapter(AppsFlyerRecord)
@@ -208,6 +243,19 @@ class Record(msgspec.Struct, gc=False):
     event_time_text: str = ""
     event_revenue: Any = None
     event_revenue_currency: str | None = None
+    blocked_reason: str | None = None
+    blocked_reason_value: str | None = None
+    blocked_sub_reason: str | None = None
+    blocked_reason_rule: str | None = None
+    rejected_reason: str | None = None
+    rejected_reason_value: str | None = None
+    gdpr_applies: bool | str | None = None
+    ad_user_data_enabled: bool | str | None = None
+    ad_personalization_enabled: bool | str | None = None
+    att: str | None = None
+    is_lat: bool | str | None = None
+    app_name: str | None = None
+    language: str | None = None
 
 
 def _read_checked(raw: bytes) -> Record:
@@ -278,6 +326,16 @@ def _read_fast(raw: bytes) -> Record | None:
             record.is_retargeting = _flag(record.is_retargeting)
         if type(record.is_primary_attribution) is str:
             record.is_primary_attribution = _flag(record.is_primary_attribution)
+        if record.att:
+            record.att = _lowered(record.att)
+        if type(record.gdpr_applies) is str:
+            record.gdpr_applies = _flag(record.gdpr_applies)
+        if type(record.ad_user_data_enabled) is str:
+            record.ad_user_data_enabled = _flag(record.ad_user_data_enabled)
+        if type(record.ad_personalization_enabled) is str:
+            record.ad_personalization_enabled = _flag(record.ad_personalization_enabled)
+        if type(record.is_lat) is str:
+            record.is_lat = _flag(record.is_lat)
         value = record.event_value
         record.event_value_text = value
         if type(value) is str and value:
@@ -508,11 +566,60 @@ def to_event(record: Record, topic_type: EventType) -> Event:
             ),
             _revenue(record, params) if topic_type == IN_APP_EVENT else None,  # revenue
             REVENUE_KEYS,  # revenue_keys
+            record.is_retargeting is True,  # is_retargeting
+            _fraud(  # blocked
+                record.blocked_reason,
+                record.blocked_reason_value,
+                record.blocked_sub_reason,
+                record.blocked_reason_rule,
+            )
+            if record.blocked_reason
+            else None,
+            _fraud(record.rejected_reason, record.rejected_reason_value, None, None)  # rejected
+            if record.rejected_reason
+            else None,
+            _consent(record.gdpr_applies),  # gdpr_applies
+            _consent(record.ad_user_data_enabled),  # ad_user_data
+            _consent(record.ad_personalization_enabled),  # ad_personalization
+            (ATT_STATUSES.get(record.att, Att.UNKNOWN) if record.att else None),  # att
+            record.is_lat is True,  # limit_ad_tracking
+            record.app_name or None,  # app_name
+            _language(record.language),  # language
         ),
     )
 
 
+def _fraud(
+    reason: str | None, value: str | None, sub_reason: str | None, rule: str | None
+) -> FraudMark | None:
+    """A block or rejection, when `reason` names one (blank text is no reason)."""
+    if reason is None or not reason.strip():
+        return None
+    return FraudMark(
+        reason.strip(),
+        (value or "").strip() or None,
+        (sub_reason or "").strip() or None,
+        (rule or "").strip() or None,
+    )
+
+
+def _consent(value: bool | str | None) -> bool | None:
+    """A consent flag: True, False, or None when the record does not say."""
+    return value if type(value) is bool else None
+
+
+def _language(value: str | None) -> str | None:
+    """The device language when it is a BCP 47 tag (`en`, `en-US`, `zh-Hans-CN`; AppsFlyer's
+    `en_US` written with a hyphen); None for anything else."""
+    if not value:
+        return None
+    tag = value.strip().replace("_", "-")
+    return tag if _BCP47.fullmatch(tag) else None
+
+
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+# A language subtag, then script, region or variant subtags (RFC 5646, simplified).
+_BCP47 = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 
 
 def _conversion(record: Record) -> Conversion:

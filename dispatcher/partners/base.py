@@ -45,6 +45,38 @@ def encode_json(value: Any) -> bytes:
         return pydantic_core.to_json(value)
 
 
+class Identifiers(NamedTuple):
+    """The user's identifiers the rules allow to be sent (SPEC §1's identifier rules): none of
+    them when the event is sent `limited`; never an all-zero id; no advertising id under limited
+    ad tracking. A partner module sends these, never the event's own fields."""
+
+    idfa: str | None = None
+    idfv: str | None = None
+    advertising_id: str | None = None
+    android_id: str | None = None
+    oaid: str | None = None
+    imei: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+NO_IDENTIFIERS = Identifiers()
+
+
+def identifiers_of(event: Event) -> Identifiers:
+    """What may be sent of `event`'s identifiers when the user's consent allows it."""
+    return Identifiers(
+        usable_device_id(event.idfa),
+        usable_device_id(event.idfv),
+        None if event.limit_ad_tracking else usable_device_id(event.advertising_id),
+        usable_device_id(event.android_id),
+        usable_device_id(event.oaid),
+        usable_device_id(event.imei),
+        event.ip,
+        event.user_agent,
+    )
+
+
 class PostbackContent(NamedTuple):
     """What the rules decided to send, in partner-neutral terms."""
 
@@ -58,6 +90,10 @@ class PostbackContent(NamedTuple):
     revenue_stripped: bool
     # revenue the mapping keeps but the partner cannot take (a currency it does not read)
     unsent_revenue: Money | None = None
+    identifiers: Identifiers = NO_IDENTIFIERS  # what may be sent of the user's identifiers
+    # sent without consent to share data for advertising: no identifiers, and the partner's
+    # limited-data flag where it has one
+    limited: bool = False
 
 
 class PartnerAdapter(Protocol):

@@ -9,7 +9,7 @@ from typing import Any
 
 from dispatcher.outcomes import AttemptKind, AttemptResult
 from dispatcher.partners.answers import read_answer
-from dispatcher.partners.base import PostbackContent, encode_json, usable_device_id
+from dispatcher.partners.base import PostbackContent, encode_json
 from dispatcher.partners.oceanengine.wire import (
     CODE_OK,
     INSTALL_EVENT,
@@ -67,11 +67,12 @@ class OceanEngineAdapter:
         platform = (event.platform or "").lower()
         if platform in _PLATFORMS:
             device["platform"] = platform
-        if idfa := usable_device_id(event.idfa):
+        ids = content.identifiers
+        if idfa := ids.idfa:
             device["idfa"] = idfa
-        if oaid := usable_device_id(event.oaid):
+        if oaid := ids.oaid:
             device["oaid"] = oaid
-        if imei := usable_device_id(event.imei):
+        if imei := ids.imei:
             device["imei"] = hashlib.md5(imei.encode(), usedforsecurity=False).hexdigest()
         context: dict[str, Any] = {"ad": ad}
         if device:

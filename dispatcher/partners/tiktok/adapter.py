@@ -7,7 +7,7 @@ from typing import Any
 
 from dispatcher.outcomes import AttemptKind, AttemptResult
 from dispatcher.partners.answers import read_answer
-from dispatcher.partners.base import PostbackContent, encode_json, usable_device_id
+from dispatcher.partners.base import PostbackContent, encode_json
 from dispatcher.partners.tiktok.wire import (
     CODE_BAD_PARAMETER,
     CODE_OK,
@@ -65,17 +65,20 @@ class TikTokAdapter:
             "event_time": int(event.event_time_s),
             "event_id": event.event_id,
         }
+        if content.limited:
+            payload["limited_data_use"] = True
+        ids = content.identifiers
         user: dict[str, str] = {}
-        if idfa := usable_device_id(event.idfa):
-            user["idfa"] = idfa.upper()
-        if event.idfv:
-            user["idfv"] = event.idfv
-        if gaid := usable_device_id(event.advertising_id):
-            user["gaid"] = gaid.lower()
-        if event.ip:
-            user["ip"] = event.ip
-        if event.user_agent:
-            user["user_agent"] = event.user_agent
+        if ids.idfa:
+            user["idfa"] = ids.idfa.upper()
+        if ids.idfv:
+            user["idfv"] = ids.idfv
+        if ids.advertising_id:
+            user["gaid"] = ids.advertising_id.lower()
+        if ids.ip:
+            user["ip"] = ids.ip
+        if ids.user_agent:
+            user["user_agent"] = ids.user_agent
         if user:
             payload["user"] = user
         payload["app"] = (

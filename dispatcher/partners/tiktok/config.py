@@ -3,6 +3,7 @@ identifiers, and a request holds at most 1,000 events (SPEC §3, §4)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -14,6 +15,7 @@ from schemas.config import (
     EnvName,
     EventMapping,
     InAppPostbacks,
+    MaxEventAge,
     PartnerConfig,
 )
 
@@ -66,6 +68,8 @@ class TikTokDeliveryConfig(DeliveryConfig):
     """Delivery settings; TikTok rejects a whole request of more than 1,000 events."""
 
     batch_max_events: Annotated[int, Field(ge=1, le=MAX_EVENTS_PER_REQUEST)] = 1000
+    # The age integrators document for TikTok's Events API (TikTok's own figure is not public).
+    max_event_age: MaxEventAge = timedelta(days=28)
 
 
 class TikTokPartnerConfig(PartnerConfig):

@@ -86,6 +86,7 @@ class TikTokEvent(_Wire):
     event: str
     event_time: int
     event_id: str
+    limited_data_use: bool | None = None
     user: TikTokUser | None = None
     app: TikTokApp
     ad: TikTokAd | None = None
