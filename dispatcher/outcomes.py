@@ -15,6 +15,9 @@ class AttemptKind(StrEnum):
     OK = "ok"
     RETRYABLE = "retryable"
     FATAL = "fatal"
+    # Nothing the events can fix until an operator acts (a bad token, no permission, not
+    # allowlisted): the partner app is held, its events wait, nothing is dead-lettered.
+    SETUP = "setup"
 
 
 @dataclass(frozen=True, slots=True)
