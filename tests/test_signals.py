@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -420,3 +421,114 @@ def test_the_install_time_lookback_is_untouched_by_age() -> None:
     partner's age is sent when the event itself is recent."""
     event = make_in_app(event_time=INSTALL_TIME + timedelta(days=100))
     assert isinstance(decide_tiktok(event, now_s=event.event_time_s + DAY_S), Send)
+
+
+# --- explain -------------------------------------------------------------------------------------
+
+
+def test_explain_names_the_rule_of_each_signal_and_decides_at_now() -> None:
+    from tests.test_cli import EXAMPLE, dispatcher
+
+    records = [
+        event_dict("install", blocked_reason="click_flood", blocked_reason_value="12"),
+        event_dict("in-app-event", rejected_reason="validation_rule"),
+        event_dict("in-app-event", gdpr_applies=True, ad_user_data_enabled=False),
+        event_dict("in-app-event"),
+    ]
+    lines = "\n".join(json.dumps(record) for record in records)
+    # Decided the day after the install, every record is judged by its own signal
+    result = dispatcher("explain", "--config", str(EXAMPLE), "--json", "--now",
+                        "2025-11-20T09:00:00Z", "-", stdin=lines)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    tiktok = [
+        next(d for d in e["decisions"] if d["partner"] == "tiktok")
+        for e in json.loads(result.stdout)
+    ]
+    assert [(d["reason"], d["rule"], d["rule_title"]) for d in tiktok] == [
+        ("fraud_blocked", 2, "not blocked or rejected as fraud"),
+        ("fraud_rejected", 2, "not blocked or rejected as fraud"),
+        ("no_consent", 7, "consent to share data for advertising"),
+        ("attributed", 9, "revenue"),
+    ]
+    assert tiktok[0]["detail"] == "blocked as fraud: click_flood, value 12"
+    # Decided now, a year later, the purchase is too old for TikTok
+    later = dispatcher("explain", "--config", str(EXAMPLE), "-", stdin=json.dumps(records[3]))
+    assert "decision: skip (too_old)" in later.stdout
+    assert "rule 8 (event age):" in later.stdout
+    assert "past tiktok's max_event_age of 28d" in later.stdout
+
+
+@pytest.mark.parametrize("now", ["yesterday", "2025-13-01", "3 days"])
+def test_explain_refuses_a_moment_it_cannot_read(now: str) -> None:
+    from tests.test_cli import EXAMPLE, dispatcher
+
+    result = dispatcher("explain", "--config", str(EXAMPLE), "--now", now, "-",
+                        stdin=json.dumps(event_dict("install")))  # fmt: skip
+    assert result.returncode == 2
+    assert "--now:" in result.stderr
+    assert "write ISO 8601 (2026-12-01T00:00:00Z) or a duration ago (30m, 2h, 3d)" in result.stderr
+
+
+def test_explain_reads_a_record_as_from_the_topic_given() -> None:
+    from tests.test_cli import EXAMPLE, dispatcher
+
+    in_app = json.dumps(event_dict("in-app-event"))
+    result = dispatcher(
+        "explain", "--config", str(EXAMPLE), "--topic", "installs", "-", stdin=in_app
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(
+        "bad input on the install topic -> dead letter (reason bad_input)"
+    )
+    assert "does not match its topic" in result.stdout
+    same = dispatcher("explain", "--config", str(EXAMPLE), "--topic", "in_app_events", "--now",
+                      "2025-11-20T09:00:00Z", "-", stdin=in_app)  # fmt: skip
+    assert "in-app event af_purchase" in same.stdout
+
+
+def test_parse_moment_reads_iso_and_durations_ago() -> None:
+    from dispatcher.moments import parse_moment
+
+    assert parse_moment("2026-12-01T00:00:00Z", 0) == 1_796_083_200
+    assert parse_moment("2026-12-01 00:00:00", 0) == 1_796_083_200  # UTC when no offset
+    assert parse_moment("2026-12-01T02:00:00+02:00", 0) == 1_796_083_200
+    assert parse_moment("2h", 10_000.0) == 10_000.0 - 7200
+    assert parse_moment(" 3d ", 1e6) == 1e6 - 3 * 86400
+
+
+# --- corpus --------------------------------------------------------------------------------------
+
+SIGNALS = Path(__file__).parent / "corpus" / "appsflyer" / "signals"
+# file → (topic, decision or skip reason, what the TikTok payload's user holds), decided the day
+# after the corpus's installs (NOW_S)
+SIGNAL_CORPUS: dict[str, tuple[str, str, set[str] | None]] = {
+    "install_blocked_click_flood": ("install", "fraud_blocked", None),
+    "in_app_blocked_bots": ("in-app-event", "fraud_blocked", None),
+    "in_app_rejected": ("in-app-event", "fraud_rejected", None),
+    "in_app_no_consent": ("in-app-event", "no_consent", None),
+    "in_app_consent_given": ("in-app-event", "send", {"idfa", "idfv", "ip", "user_agent"}),
+    "install_android_lat": ("install", "send", {"ip", "user_agent"}),
+    "install_ios_att_denied_zero_idfa": ("install", "send", {"idfv", "ip", "user_agent"}),
+    "in_app_old_purchase": ("in-app-event", "too_old", None),
+}
+CORPUS_PARTNER = make_partner(
+    app_dict(), app_dict(app_id="com.example.app", tiktok_app_id="7300000000000000002")
+)
+
+
+def test_the_signal_table_covers_the_signal_corpus() -> None:
+    assert sorted(path.stem for path in SIGNALS.glob("*.json")) == sorted(SIGNAL_CORPUS)
+
+
+@pytest.mark.parametrize("name", sorted(SIGNAL_CORPUS))
+def test_signal_corpus_decisions(name: str) -> None:
+    topic, expected, user = SIGNAL_CORPUS[name]
+    event = decode((SIGNALS / f"{name}.json").read_bytes(), topic)
+    assert isinstance(event, Event), event
+    decision = decide(event, CORPUS_PARTNER, TIKTOK, NOW_S)
+    if user is None:
+        assert isinstance(decision, Skip)
+        assert str(decision.reason) == expected, decision.detail
+    else:
+        assert isinstance(decision, Send), decision.detail
+        assert set(decision.payload.get("user", {})) - {"att_status", "locale"} == user

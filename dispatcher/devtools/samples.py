@@ -42,7 +42,7 @@ APPSFLYER_FIELDS: tuple[str, ...] = (
     "event_time_selected_timezone", "device_download_time_selected_timezone", "engagement_type",
     *(f"contributor_{n}_engagement_type" for n in (1, 2, 3)),
     "custom_dimension", "store_product_page", "raw_consent_data", "gdpr_applies",
-    "ad_personalization_enabled", "ad_user_data_enabled",
+    "ad_personalization_enabled", "ad_user_data_enabled", "att",
 )  # fmt: skip
 
 
@@ -134,6 +134,13 @@ class SampleGenerator:
         ("install_oceanengine_no_click_id", 1),
         ("in_app_oceanengine_purchase", 5),
         ("in_app_oceanengine_registration", 2),
+        # AppsFlyer's own signals: fraud, consent, limited ad tracking, ATT, age
+        ("install_blocked", 2),
+        ("in_app_rejected", 1),
+        ("in_app_no_consent", 2),
+        ("install_android_lat", 1),
+        ("install_att_denied", 1),
+        ("in_app_too_old", 1),
         ("bad_input", 1),
     )
 
@@ -204,6 +211,18 @@ class SampleGenerator:
                       "conversion_type": "re-engagement", "is_retargeting": True,
                       "retargeting_conversion_type": "re-engagement",
                       "campaign_type": "retargeting"}  # fmt: skip
+        if case == "install_blocked":
+            # Protect360's verdict, as its raw data reports carry it
+            event |= {"blocked_reason": rnd.choice(["click_flood", "bots", "install_hijacking"]),
+                      "blocked_reason_value": str(rnd.randint(1, 40))}  # fmt: skip
+        if case == "install_android_lat":
+            event |= {"platform": "android", "idfa": None, "idfv": None, "is_lat": True,
+                      "advertising_id": str(UUID(int=rnd.getrandbits(128), version=4)),
+                      "user_agent": "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8)"}  # fmt: skip
+        if case == "install_att_denied":
+            # The user refused tracking: AppsFlyer fills the IDFA with zeros
+            event |= {"platform": "ios", "att": "denied", "advertising_id": None,
+                      "idfa": "00000000-0000-0000-0000-000000000000"}  # fmt: skip
         if "oceanengine" in case:
             event |= self._oceanengine(event)
         if case == "install_oceanengine_no_click_id":
@@ -343,6 +362,9 @@ class SampleGenerator:
             "in_app_re_engagement_copies": "af_purchase",
             "in_app_oceanengine_purchase": "af_purchase",
             "in_app_oceanengine_registration": "af_complete_registration",
+            "in_app_rejected": "af_purchase",
+            "in_app_no_consent": "af_purchase",
+            "in_app_too_old": "af_purchase",
         }
         name = names[case]
         organic = case == "in_app_organic"
@@ -350,6 +372,18 @@ class SampleGenerator:
             "event_type": "organic-install-in-app-event" if organic else "install-in-app-event",
             "event_name": name,
         }
+        if case == "in_app_rejected":
+            fields |= {"rejected_reason": "validation_rule",
+                       "rejected_reason_value": rnd.choice(["geo", "app_version"])}  # fmt: skip
+        if case == "in_app_no_consent":
+            fields |= {"gdpr_applies": True, "ad_user_data_enabled": False,
+                       "ad_personalization_enabled": False}  # fmt: skip
+        if case == "in_app_too_old":
+            happened = now - timedelta(days=rnd.randint(35, 60))
+            installed = happened - timedelta(days=1)
+            fields |= {"event_time": _ts(happened), "install_time": _ts(installed),
+                       "attributed_touch_time": _ts(installed - timedelta(hours=2)),
+                       "event_time_selected_timezone": _ts(happened) + "+0000"}  # fmt: skip
         if case == "in_app_outside_window":
             installed = now - timedelta(days=rnd.randint(181, 400))
             fields["install_time"] = _ts(installed)
