@@ -27,6 +27,7 @@ from dispatcher.explain import NotJsonError, explain, read_events, render_text
 from dispatcher.logs import configure_logging
 from dispatcher.moments import parse_moment
 from dispatcher.partners import names as partner_names
+from schemas.dead_letter import DEAD_LETTER_REASONS, DEFAULT_REPLAY_REASONS
 from schemas.events import IN_APP_EVENT, INSTALL, EventType
 
 EXIT_OK = 0
@@ -477,8 +478,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--reason",
         action="append",
-        choices=["partner_rejected", "retries_exhausted", "bad_input"],
-        help="repeatable; default: partner_rejected and retries_exhausted",
+        choices=list(DEAD_LETTER_REASONS),
+        help="repeatable; default: " + ", ".join(DEFAULT_REPLAY_REASONS),
     )
     replay.add_argument("--limit", type=int, metavar="N", help="replay at most N records")
     replay.add_argument(

@@ -26,11 +26,16 @@ from pydantic import ValidationError
 from dispatcher.config_loader import Settings
 from dispatcher.errors import PermanentError
 from dispatcher.kafka_clients import make_producer, make_replay_consumer
-from schemas.dead_letter import DEAD_LETTER_REASONS, REPLAY_PARTNER_HEADER, DeadLetter
+from schemas.dead_letter import (
+    DEAD_LETTER_REASONS,
+    DEFAULT_REPLAY_REASONS,
+    REPLAY_PARTNER_HEADER,
+    DeadLetter,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REASONS = ("partner_rejected", "retries_exhausted")
+DEFAULT_REASONS = DEFAULT_REPLAY_REASONS
 
 
 @dataclass

@@ -16,6 +16,14 @@ DEAD_LETTER_REASONS: tuple[DeadLetterReason, ...] = (
     "too_old",  # still retrying when the event passed the partner's max_event_age
     "partner_setup",  # held on a setup answer for longer than hold_max_s
 )
+# What `replay-dead-letters` replays unless told: what an operator's fix may cure. `too_old`
+# letters are decided again on replay (and stay too old unless `max_event_age` changed);
+# `bad_input` ones only when asked.
+DEFAULT_REPLAY_REASONS: tuple[DeadLetterReason, ...] = (
+    "partner_rejected",
+    "retries_exhausted",
+    "partner_setup",
+)
 # The Kafka header of a record replayed from a partner's dead letter, naming that partner: the
 # worker decides such a record for that partner alone, so the others are not sent it again.
 REPLAY_PARTNER_HEADER = "dispatcher-replay-partner"

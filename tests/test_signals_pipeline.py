@@ -125,3 +125,39 @@ def test_a_stream_of_signals_yields_exactly_the_owed_postbacks(
             assert user["idfv"]
     # And nothing was dead-lettered: skipping is a decision, not a failure
     assert read_all(broker, topics.dead_letters, timeout_s=3) == []
+
+
+def test_a_replayed_dead_letter_is_decided_again_and_an_old_one_is_too_old(
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
+) -> None:
+    # Given dead letters of a recent and of a 40-day-old purchase
+    from tests.test_replay import letter, replay, write_letters
+
+    topics = Topics.create(broker, "signals-replay")
+    now = datetime.now(UTC)
+    recent = event_dict("in-app-event", event_time=now, install_time=now - timedelta(days=1),
+                        attributed_touch_time=now - timedelta(days=1, hours=1))  # fmt: skip
+    old = event_dict("in-app-event", event_time=now - timedelta(days=40),
+                     install_time=now - timedelta(days=41),
+                     attributed_touch_time=now - timedelta(days=41, hours=1))  # fmt: skip
+    too_old = letter("too_old", topics, old).model_copy(update={"source_topic": topics.in_app})
+    exhausted = letter("retries_exhausted", topics, recent).model_copy(
+        update={"source_topic": topics.in_app}
+    )
+    write_letters(broker, topics.dead_letters, [too_old, exhausted])
+    config = write_config(tmp_path, broker, topics, sandbox.url, delivery={"max_event_age": "28d"})
+    # When both are replayed
+    result = replay(config, "--reason", "too_old", "--reason", "retries_exhausted")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("2 replayed"), result.stdout
+    # Then the worker decides them again: the recent one is sent, the old one is too old
+    with WorkerProcess(config, tmp_path / "worker.log") as worker:
+        wait_for(lambda: sandbox_ids(sandbox) == [event_id_of(recent)], 60, "the recent one sent")
+        wait_for(
+            lambda: worker.metric("dispatcher_decisions_total", reason="too_old") == 1,
+            30,
+            "the old one decided too old",
+        )
+        time.sleep(0.5)
+        assert sandbox_ids(sandbox) == [event_id_of(recent)]
+        assert worker.stop() == 0
