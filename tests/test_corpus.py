@@ -31,70 +31,76 @@ PARTNER = make_partner(
              install_scope="all", in_app={"scope": "all", "window": "lifetime"}),
 )  # fmt: skip
 TIKTOK_AD = {"campaign_id": "1780001234567890", "ad_id": "1790001234567890",
-             "creative_id": "1800001234567890"}  # fmt: skip
+             "creative_id": "1800001234567890", "is_retargeting": False, "attributed": True}  # fmt: skip
+NOT_ATTRIBUTED = {"is_retargeting": False, "attributed": False}
+# iOS records carry no `att` (Push API sends it only when selected): no att_status is sent
 IOS_USER = {
     "idfa": "6D92078A-8246-4BA4-AE5B-76104861E7DC", "idfv": "0C7B1C55-7A4C-4E5B-9D3E-3F1B2A1D0E9F",
     "ip": "203.0.113.7", "user_agent": "Example/3.4.1 CFNetwork/1494.0.7 Darwin/23.4.0",
+    "locale": "en-US",
 }  # fmt: skip
 ANDROID_USER = {
     "gaid": "3f2504e0-4f89-41d3-9a0c-0305e82c3301", "ip": "198.51.100.23",
     "user_agent": "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/AP2A.240805.005)",
+    "att_status": "NOT_APPLICABLE",
 }  # fmt: skip
+IOS_APP = {"app_id": "1234567890", "app_name": "Example", "app_version": "3.4.1"}
+ANDROID_APP = {"app_id": "com.example.app", "app_name": "Example", "app_version": "3.4.0"}
 
 # file → (topic, decision, reason, the event id, what the payload must hold); the ids are the
 # recipe's, computed outside the worker (sha256 over five netstrings).
 TABLE: dict[str, tuple[str, str, str, str, dict[str, Any] | None]] = {
     "install_tiktok_click": ("install", "send", "attributed", "a3664e30b158858632cbbe9ce85929b2", {
         "event": "InstallApp", "event_time": 1763542803, "user": IOS_USER,
-        "app": {"app_id": "id1234567890", "app_version": "3.4.1"},
+        "app": IOS_APP,
         "ad": {"callback": "E.C.P.CmQKSH7gS2xv8Xh0dGVzdA=="} | TIKTOK_AD}),
     "install_tiktok_view_through": ("install", "send", "attributed", "0e6468dcf56d214262d4deabe01ac523", {
         "event": "InstallApp", "event_time": 1763558055, "user": ANDROID_USER,
-        "app": {"app_id": "com.example.app", "app_version": "3.4.0"},
+        "app": ANDROID_APP,
         "ad": {"callback": "E.C.P.vta9Q1"} | TIKTOK_AD}),
     "install_tiktok_srn": ("install", "send", "attributed", "73c8dcd3821a4106680a4cd80dc34246", {
         "event": "InstallApp", "event_time": 1763548200, "user": IOS_USER,
-        "app": {"app_id": "id1234567890", "app_version": "3.4.1"}, "ad": TIKTOK_AD}),
+        "app": IOS_APP, "ad": TIKTOK_AD}),
     "install_organic_ios": ("install", "skip", "out_of_scope", "53766da54811f3c8971355f4c9a987a0", None),
     "install_organic_android_scope_all": ("install", "send", "scope_all", "57a8b82624f467b47126371377225dd2", {
         "event": "InstallApp", "event_time": 1763550300, "user": ANDROID_USER,
-        "app": {"app_id": "com.example.app", "app_version": "3.4.0"}}),
+        "app": ANDROID_APP, "ad": NOT_ATTRIBUTED}),
     "install_other_network": ("install", "skip", "out_of_scope", "44e5b1bbb6ec629fe9036426e4bf4cab", None),
     "install_restricted": ("install", "send", "scope_all", "7b8d6dbd9fa66bba7d1a715de5f2522f", {
         "event": "InstallApp", "event_time": 1763555400, "user": ANDROID_USER,
-        "app": {"app_id": "com.example.app", "app_version": "3.4.0"}}),
+        "app": ANDROID_APP, "ad": NOT_ATTRIBUTED}),
     "install_reinstall": ("install", "skip", "not_a_new_install", "54e8768e82b0b130012d363b9dec9f22", None),
     "install_re_engagement": ("install", "skip", "not_a_new_install", "bdef963825181f46d51dcc9d1d8539a0", None),
     "in_app_purchase": ("in-app-event", "send", "attributed", "42182de401938723396ff69c9fdf3bf0", {
         "event": "Purchase", "event_time": 1763664069, "user": IOS_USER,
-        "app": {"app_id": "id1234567890", "app_version": "3.4.1"},
+        "app": IOS_APP,
         "ad": {"callback": "E.C.P.CmQKSH7gS2xv8Xh0dGVzdA=="} | TIKTOK_AD,
-        "properties": {"af_revenue": "9.99", "af_currency": "USD", "af_content_id": "gems_500",
-                       "af_quantity": 1, "af_order_id": "GPA.3391-0102", "content_id": "gems_500",
-                       "num_items": 1, "order_id": "GPA.3391-0102", "value": 9.99, "currency": "USD"}}),
+        "properties": {"af_revenue": "9.99", "af_currency": "USD",
+                       "contents": [{"content_id": "gems_500", "quantity": 1}],
+                       "order_id": "GPA.3391-0102", "value": 9.99, "currency": "USD"}}),
     "in_app_registration_get_style": ("in-app-event", "send", "attributed", "8852fa1450eab9114ba362b8dd3d4b67", {
         "event": "Registration", "event_time": 1763708400, "user": IOS_USER,
-        "app": {"app_id": "id1234567890", "app_version": "3.4.1"},
+        "app": IOS_APP,
         "ad": {"callback": "E.C.P.CmQKSH7gS2xv8Xh0dGVzdA=="} | TIKTOK_AD,
         "properties": {"af_registration_method": "apple"}}),
     "in_app_add_to_cart_object_value": ("in-app-event", "send", "attributed", "1619ba82d0954bd3d6e2a6dd1b6688d3", {
         "event": "AddToCart", "event_time": 1763712000, "user": IOS_USER,
-        "app": {"app_id": "id1234567890", "app_version": "3.4.1"},
+        "app": IOS_APP,
         "ad": {"callback": "E.C.P.CmQKSH7gS2xv8Xh0dGVzdA=="} | TIKTOK_AD,
         # revenue stripped: no af_revenue, no value
-        "properties": {"af_content_id": "gems_100", "af_price": 1.99, "af_currency": "USD",
-                       "af_quantity": 2, "content_id": "gems_100", "num_items": 2}}),
+        "properties": {"af_currency": "USD",
+                       "contents": [{"content_id": "gems_100", "quantity": 2, "price": 1.99}]}}),
     "in_app_re_engagement_primary": ("in-app-event", "send", "attributed", "60f93976c79234018071f2f461f01f88", {
         "event": "Purchase", "event_time": 1763755262, "user": ANDROID_USER,
-        "app": {"app_id": "com.example.app", "app_version": "3.4.0"},
-        "ad": {"callback": "E.C.P.rtg42"} | TIKTOK_AD,
-        "properties": {"af_revenue": "4.99", "af_currency": "EUR", "af_content_id": "coins_1200",
-                       "af_order_id": "GPA.7788-1234", "content_id": "coins_1200",
+        "app": ANDROID_APP,
+        "ad": {"callback": "E.C.P.rtg42"} | TIKTOK_AD | {"is_retargeting": True},
+        "properties": {"af_revenue": "4.99", "af_currency": "EUR",
+                       "contents": [{"content_id": "coins_1200"}],
                        "order_id": "GPA.7788-1234", "value": 4.99, "currency": "EUR"}}),
     "in_app_re_engagement_secondary": ("in-app-event", "skip", "secondary_attribution", "60f93976c79234018071f2f461f01f88", None),
     "in_app_v1_event_type": ("in-app-event", "send", "attributed", "549c68fb116d72025644ee4a1e93a1fc", {
         "event": "Registration", "event_time": 1763802000, "user": IOS_USER,
-        "app": {"app_id": "id1234567890", "app_version": "3.4.1"},
+        "app": IOS_APP,
         "ad": {"callback": "E.C.P.CmQKSH7gS2xv8Xh0dGVzdA=="} | TIKTOK_AD}),
     "in_app_unmapped": ("in-app-event", "skip", "unmapped_event", "665ebb77987669704aa714ce9208e1f2", None),
     "in_app_organic": ("in-app-event", "skip", "out_of_scope", "b17d416d431bdd7b526abf07821b6e9c", None),

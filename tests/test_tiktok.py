@@ -12,8 +12,9 @@ from pydantic import ValidationError
 
 from dispatcher.outcomes import AttemptKind, AttemptResult
 from dispatcher.partners.answers import parse_retry_after
-from dispatcher.partners.tiktok.adapter import TikTokAdapter
-from dispatcher.partners.tiktok.wire import TIKTOK_EVENTS, TikTokRequest
+from dispatcher.partners.tiktok.adapter import UNLISTED_CODE, TikTokAdapter, store_app_id
+from dispatcher.partners.tiktok.config import apps_in_test_mode
+from dispatcher.partners.tiktok.wire import TIKTOK_CURRENCIES, TIKTOK_EVENTS, TikTokRequest
 from dispatcher.rules import Send, decide
 from tests.factories import (
     AD_ID,
@@ -64,12 +65,15 @@ def test_install_payload_matches_the_wire_format() -> None:
             "ip": "203.0.113.7",
             "user_agent": event.user_agent,
         },
-        "app": {"app_id": "id1234567890", "app_version": "1.2.3"},
+        # the App Store id's digits (bububa track.go App.app_id)
+        "app": {"app_id": "1234567890", "app_version": "1.2.3"},
         "ad": {
             "callback": "E.C.P.2f9a",
             "campaign_id": CAMPAIGN_ID,
             "ad_id": ADSET_ID,
             "creative_id": AD_ID,
+            "is_retargeting": False,
+            "attributed": True,
         },
     }
     TikTokRequest.model_validate(
@@ -92,13 +96,16 @@ def test_limited_ad_tracking_zero_ids_are_not_sent() -> None:
     assert "user" not in payload
 
 
+FLAGS = {"is_retargeting": False, "attributed": True}
+
+
 def test_ad_fields_only_when_present() -> None:
     payload = payload_of(make_install(af_c_id=None, af_adset_id="", af_ad_id=None))
-    assert payload["ad"] == {"callback": payload["ad"]["callback"]}
+    assert payload["ad"] == {"callback": payload["ad"]["callback"]} | FLAGS
     payload = payload_of(
         make_install(original_url=None, af_c_id=None, af_adset_id=None, af_ad_id=None)
     )
-    assert "ad" not in payload
+    assert payload["ad"] == FLAGS
 
 
 @pytest.mark.parametrize(
@@ -127,19 +134,23 @@ def test_the_callback_is_the_click_id_of_the_link(
     TikTok fills from its `__CALLBACK_PARAM__` macro (TikTok's AppsFlyer integration guide;
     AppsFlyer records the clicked link in `original_url`)."""
     payload = payload_of(make_install(af_c_id=None, af_adset_id=None, af_ad_id=None, **fields))
-    assert payload.get("ad") == ({"callback": callback} if callback else None)
+    assert payload["ad"] == ({"callback": callback} if callback else {}) | FLAGS
 
 
 def test_campaign_ids_are_read_under_their_old_names_too() -> None:
     old = make_install(
         af_c_id=None, af_adset_id=None, af_ad_id=None, campaign_id=11, adset_id="12", ad_id="13"
     )
-    assert payload_of(old)["ad"] | {"callback": ""} == {
-        "callback": "",
-        "campaign_id": "11",
-        "ad_id": "12",
-        "creative_id": "13",
-    }
+    assert (
+        payload_of(old)["ad"] | {"callback": ""}
+        == {
+            "callback": "",
+            "campaign_id": "11",
+            "ad_id": "12",
+            "creative_id": "13",
+        }
+        | FLAGS
+    )
     both = make_install(af_c_id="21", campaign_id="11")
     assert payload_of(both)["ad"]["campaign_id"] == "21"
 
@@ -169,16 +180,17 @@ def _body(code: int, message: str = "m") -> bytes:
         (200, _body(40100, "too many"), {}, AttemptKind.RETRYABLE, True),
         (200, _body(50000), {}, AttemptKind.RETRYABLE, False),
         (200, _body(51234), {}, AttemptKind.RETRYABLE, False),
-        (200, _body(40001, "no permission"), {}, AttemptKind.FATAL, False),
+        (200, _body(40001, "no permission"), {}, AttemptKind.SETUP, False),
         (200, _body(40002, "bad parameter"), {}, AttemptKind.FATAL, False),
-        (200, _body(40105, "access token invalid"), {}, AttemptKind.FATAL, False),
+        (200, _body(40105, "access token invalid"), {}, AttemptKind.SETUP, False),
         (200, b"<html>proxy</html>", {}, AttemptKind.RETRYABLE, False),
         (200, b"", {}, AttemptKind.RETRYABLE, False),
         (429, b"", {"retry-after": "3"}, AttemptKind.RETRYABLE, True),
         (500, b"oops", {}, AttemptKind.RETRYABLE, False),
         (503, _body(0), {}, AttemptKind.RETRYABLE, False),
         (400, _body(40002), {}, AttemptKind.FATAL, False),
-        (401, b"", {}, AttemptKind.FATAL, False),
+        (401, b"", {}, AttemptKind.SETUP, False),
+        (403, b"", {}, AttemptKind.SETUP, False),
         (404, b"", {}, AttemptKind.FATAL, False),
         (302, b"", {}, AttemptKind.FATAL, False),
     ],
@@ -235,7 +247,12 @@ def test_only_bad_parameter_rejections_split() -> None:
 NOW = datetime(2025, 11, 20, 10, 0, tzinfo=UTC).timestamp()
 IN_30_S = format_datetime(datetime(2025, 11, 20, 10, 0, 30, tzinfo=UTC), usegmt=True)
 A_MINUTE_AGO = format_datetime(datetime(2025, 11, 20, 9, 59, tzinfo=UTC), usegmt=True)
-OK, RETRY, FATAL = AttemptKind.OK, AttemptKind.RETRYABLE, AttemptKind.FATAL
+OK, RETRY, FATAL, SETUP = (
+    AttemptKind.OK,
+    AttemptKind.RETRYABLE,
+    AttemptKind.FATAL,
+    AttemptKind.SETUP,
+)
 NO_BODY = "HTTP 200 without a TikTok body: "
 
 
@@ -255,10 +272,20 @@ NO_BODY = "HTTP 200 without a TikTok body: "
         pytest.param(200, {"retry-after": "2"}, _body(50000, "internal"),
                      AttemptResult(RETRY, 200, 50000, "internal", 2.0, fate_unknown=True),
                      id="server-error-code-fate-unknown"),
-        pytest.param(200, {}, _body(49999, "odd"), AttemptResult(FATAL, 200, 49999, "odd"),
-                     id="just-below-the-server-codes"),
+        pytest.param(200, {"retry-after": "2"}, _body(51012, "pixel"),
+                     AttemptResult(RETRY, 200, 51012, "pixel", 2.0, fate_unknown=True),
+                     id="internal-service-code-fate-unknown"),
+        pytest.param(200, {"retry-after": "2"}, _body(40202, "conflict"),
+                     AttemptResult(RETRY, 200, 40202, "conflict", 2.0), id="transient-below-the-server-codes"),
+        pytest.param(200, {}, _body(49999, "odd"),
+                     AttemptResult(RETRY, 200, 49999, f"{UNLISTED_CODE}: odd", fate_unknown=True),
+                     id="a-code-in-no-list"),
         pytest.param(200, {"retry-after": "9"}, _body(40001, "no permission"),
-                     AttemptResult(FATAL, 200, 40001, "no permission"), id="rejected"),
+                     AttemptResult(SETUP, 200, 40001, "no permission"), id="setup"),
+        pytest.param(200, {"retry-after": "9"}, _body(40002, "Batch.0.event: bad"),
+                     AttemptResult(FATAL, 200, 40002, "Batch.0.event: bad"), id="bad-event"),
+        pytest.param(200, {}, _body(40050, "duplicated"), AttemptResult(OK, 200, 40050, "duplicated"),
+                     id="duplicate-request-delivered"),
         pytest.param(200, {}, b'{"code": 0, "message": 7}', AttemptResult(OK, 200, 0, ""),
                      id="a-message-that-is-not-text"),
         pytest.param(200, {}, b"<html>proxy</html>",
@@ -294,7 +321,8 @@ NO_BODY = "HTTP 200 without a TikTok body: "
         pytest.param(502, {"retry-after": "soon"}, _body(0),
                      AttemptResult(RETRY, 502, 0, "m", fate_unknown=True), id="http-502-unreadable-retry-after"),
         pytest.param(400, {}, _body(40002, "bad"), AttemptResult(FATAL, 400, 40002, "bad"), id="http-400"),
-        pytest.param(401, {"retry-after": "5"}, b"", AttemptResult(FATAL, 401, None, "HTTP 401"), id="http-401"),
+        pytest.param(401, {"retry-after": "5"}, b"", AttemptResult(SETUP, 401, None, "HTTP 401"), id="http-401"),
+        pytest.param(403, {}, _body(40001, "no"), AttemptResult(SETUP, 403, 40001, "no"), id="http-403"),
         pytest.param(302, {}, b"", AttemptResult(FATAL, 302, None, "HTTP 302"), id="a-redirect"),
         pytest.param(199, {}, _body(0), AttemptResult(FATAL, 199, 0, "m"), id="below-2xx"),
         pytest.param(300, {}, _body(0), AttemptResult(FATAL, 300, 0, "m"), id="above-2xx"),
@@ -309,7 +337,7 @@ def test_every_answer_classified_whole(
 @pytest.mark.parametrize(
     ("code", "size", "split"),
     [(40002, 2, True), (40002, 1000, True), (40002, 1, False), (40001, 2, False),
-     (None, 2, False)],
+     (40000, 2, True), (40061, 3, True), (53102, 2, True), (None, 2, False)],
 )  # fmt: skip
 def test_a_bad_parameter_splits_any_batch_of_two_or_more(
     code: int | None, size: int, split: bool
@@ -339,15 +367,15 @@ def test_an_in_app_payload_whole_without_app_version_and_with_its_own_content_id
              "content_id": "own", "af_quantity": 2}  # fmt: skip
     event = make_in_app(event_value=json.dumps(value), app_version=None, idfv=None, ip=None,
                         user_agent=None, idfa=None, original_url=None)  # fmt: skip
-    # Then the payload keeps the parameter as sent and maps only what is not there yet
+    # Then the item goes in contents, and neither content id is sent flat beside it (SPEC §4)
     assert payload_of(event) == {
         "event": "Purchase",
         "event_time": int(event.event_time_s),
         "event_id": event.event_id,
-        "app": {"app_id": "id1234567890"},
-        "ad": {"campaign_id": CAMPAIGN_ID, "ad_id": ADSET_ID, "creative_id": AD_ID},
-        "properties": {"af_revenue": "9.99", "af_currency": "USD", "af_content_id": "sku-1",
-                       "content_id": "own", "af_quantity": 2, "num_items": 2, "value": 9.99,
+        "app": {"app_id": "1234567890"},
+        "ad": {"campaign_id": CAMPAIGN_ID, "ad_id": ADSET_ID, "creative_id": AD_ID} | FLAGS,
+        "properties": {"af_revenue": "9.99", "af_currency": "USD",
+                       "contents": [{"content_id": "sku-1", "quantity": 2}], "value": 9.99,
                        "currency": "USD"},
     }  # fmt: skip
 
@@ -373,3 +401,177 @@ def test_a_non_finite_number_in_event_value_leaves_the_tiktok_body_valid_json(
     assert event.revenue is not None
     assert sent["properties"]["value"] == float(event.revenue.amount)
     assert sent["event_id"] == event.event_id
+
+
+# --- SPEC §4 fields: app, user, ad, properties ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("app_id", "store_id"),
+    [("id1234567890", "1234567890"), ("com.example.app", "com.example.app"),
+     ("idea.app", "idea.app")],
+)  # fmt: skip
+def test_app_id_is_the_store_id_digits_only_on_ios(app_id: str, store_id: str) -> None:
+    """bububa/tiktok-business model/event/track.go App.app_id: for iOS the number of the App Store
+    URL without `id`; for Android the package name."""
+    assert store_app_id(app_id) == store_id
+
+
+def test_app_name_and_version_come_from_the_event() -> None:
+    payload = payload_of(make_install(app_name="Example", app_version="3.4.1"))
+    assert payload["app"] == {"app_id": "1234567890", "app_name": "Example", "app_version": "3.4.1"}
+
+
+@pytest.mark.parametrize(
+    ("platform", "att", "status"),
+    [
+        ("ios", "authorized", "AUTHORIZED"), ("ios", "af_authorized", "AUTHORIZED"),
+        ("ios", "denied", "DENIED"), ("ios", "not_determined", "NOT_DETERMINED"),
+        ("ios", "restricted", "RESTRICTED"),
+        ("ios", "af_unavailable", "NOT_APPLICABLE"),  # no ATT prompt before iOS 14.5
+        ("ios", "af_unknown", None), ("ios", None, None),  # not guessed: left out
+        ("android", None, "NOT_APPLICABLE"), ("android", "denied", "NOT_APPLICABLE"),
+        (None, "denied", None),
+    ],
+)  # fmt: skip
+def test_att_status(platform: str | None, att: str | None, status: str | None) -> None:
+    """Segment tiktok-app-events constants.ts and bububa track.go: AUTHORIZED, DENIED,
+    NOT_DETERMINED, RESTRICTED, and NOT_APPLICABLE for iOS below 14 or Android."""
+    user = payload_of(make_install(platform=platform, att=att)).get("user", {})
+    assert user.get("att_status") == status
+
+
+def test_locale_is_the_events_bcp_47_language() -> None:
+    assert payload_of(make_install(language="en_US"))["user"]["locale"] == "en-US"
+    assert "locale" not in payload_of(make_install(language="English"))["user"]
+
+
+def test_an_event_sent_limited_says_so_and_carries_no_identifiers() -> None:
+    event = make_install(gdpr_applies=True, ad_user_data_enabled=False, att="denied")
+    payload = payload_of(event, consent={"without_consent": "limited"})
+    assert payload["limited_data_use"] is True
+    assert payload["user"] == {"att_status": "DENIED"}  # the ATT status identifies nobody
+
+
+def test_an_event_not_attributed_to_tiktok_says_so_under_scope_all() -> None:
+    event = make_in_app(media_source="googleadwords_int", is_retargeting=True)
+    events = [{"sdk_event": "af_purchase", "partner_event": "Pay(Purchase)", "send_revenue": True}]
+    payload = payload_of(event, in_app={"scope": "all", "events": events})
+    assert payload["ad"] == {"is_retargeting": True, "attributed": False}
+    assert payload_of(make_install(media_source="organic"), install_scope="all")["ad"] == {
+        "is_retargeting": False, "attributed": False}  # fmt: skip
+
+
+def _properties(value: dict[str, object], **fields: object) -> dict[str, object]:
+    return dict(payload_of(make_in_app(event_value=value, **fields))["properties"])
+
+
+def test_several_items_are_zipped_into_contents() -> None:
+    """AppsFlyer sends lists for several items; TikTok takes one `contents` item each (Segment
+    types.ts, iOS TikTokContentsEvent.m): content ids as strings, quantity and price numbers."""
+    value = {"af_content_id": ["sku-1", 22, "sku-3"], "af_quantity": [1, "2"],
+             "af_price": [4.99, "1.50", 3], "af_currency": "USD"}  # fmt: skip
+    properties = _properties(value, event_revenue=None, event_revenue_currency=None)
+    assert properties == {
+        "af_currency": "USD",
+        "contents": [{"content_id": "sku-1", "quantity": 1, "price": 4.99},
+                     {"content_id": "22", "quantity": 2, "price": 1.5},
+                     {"content_id": "sku-3", "price": 3}],
+    }  # fmt: skip
+
+
+def test_tiktoks_own_fields_replace_the_appsflyer_keys() -> None:
+    value = {"af_content_type": "product_group", "af_description": "gems",
+             "af_order_id": 17, "af_search_string": "red shoes", "af_level": 3}  # fmt: skip
+    properties = _properties(value, event_revenue=None)
+    assert properties == {"content_type": "product_group", "description": "gems",
+                          "order_id": "17", "search_string": "red shoes", "af_level": 3}  # fmt: skip
+
+
+def test_a_content_type_tiktok_does_not_know_is_forwarded_under_its_own_key() -> None:
+    properties = _properties({"af_content_type": "shoes", "af_quantity": 2}, event_revenue=None)
+    assert properties == {"af_content_type": "shoes", "num_items": 2}
+
+
+def test_revenue_in_a_currency_tiktok_does_not_list_is_left_out() -> None:
+    """The 67 currencies of TikTok's iOS (TikTokConstants.m TTCurrency) and Android
+    (TTContentsEventConstants.Currency) SDKs."""
+    assert len(TIKTOK_CURRENCIES) == 67
+    assert ADAPTER.revenue_currencies == TIKTOK_CURRENCIES
+    decision = decide(make_in_app(event_revenue="9.99", event_revenue_currency="XAF"),
+                      make_partner(app_dict()), ADAPTER, NOW_S)  # fmt: skip
+    assert isinstance(decision, Send)
+    assert "value" not in decision.payload["properties"]
+    assert decision.content.unsent_revenue is not None
+
+
+# --- test mode --------------------------------------------------------------------------------
+
+
+def test_an_app_in_test_mode_gets_a_destination_and_request_of_its_own() -> None:
+    partner = make_partner(app_dict(test_event_code="TEST12345"))
+    decision = decide(make_install(), partner, ADAPTER, NOW_S)
+    assert isinstance(decision, Send)
+    assert decision.destination == "7300000000000000001:TEST12345"
+    body = json.loads(ADAPTER.encode_request(decision.destination, [decision.payload]))
+    assert (body["event_source_id"], body["test_event_code"]) == (
+        "7300000000000000001", "TEST12345")  # fmt: skip
+    TikTokRequest.model_validate(body)
+    assert apps_in_test_mode(partner) == partner.apps
+    assert apps_in_test_mode(make_partner(app_dict())) == ()
+
+
+@pytest.mark.parametrize("code", ["", "TEST 1", "TEST-1", 12345, "x" * 65])
+def test_a_test_event_code_is_letters_and_digits(code: object) -> None:
+    with pytest.raises(ValidationError, match="is not a TikTok test event code"):
+        make_partner(app_dict(test_event_code=code))
+
+
+# --- answers: one test per class, each with its source -------------------------------------------
+
+
+def test_delivered_codes() -> None:
+    """tiktok_code.py OK 0 and PARTIAL_OK 20001; RudderStack's tiktok_ads networkHandler.js counts
+    both as success, and TikTok's Android SDK (TTRequest.java) never retries a 20001 batch. No
+    public source shows a 20001 body naming the failed events, so the batch is delivered and
+    marked partial (its message goes to the log)."""
+    assert ADAPTER.classify(200, {}, _body(0, "OK"), now=0.0) == AttemptResult(OK, 200, 0, "OK")
+    assert ADAPTER.classify(200, {}, _body(20001, "x"), now=0.0) == AttemptResult(
+        OK, 200, 20001, "x", partial=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("code", [40100, 40132, 61000, 40016])
+def test_throttled_codes(code: int) -> None:
+    """tiktok_code.py REQUEST_TOO_FREQUENT 40100 (Rudder: ThrottledError), REQUEST_FREQUENCY_LIMITED
+    40132, TOO_MANY_REQUESTS_BL 61000, BIZ_FC_ERROR 40016 (flow control, read from its name)."""
+    result = ADAPTER.classify(200, {"retry-after": "7"}, _body(code), now=0.0)
+    assert result == AttemptResult(RETRY, 200, code, "m", 7.0, throttled=True)
+
+
+@pytest.mark.parametrize("code", [50000, 50002, 51012, 52103, 60001])
+def test_transient_codes(code: int) -> None:
+    """tiktok_code.py SYS_ERROR, SYS_TIMEOUT, PIXEL_ERROR, RDS_TIMEOUT_ERROR, MAINTENANCE: the
+    server's trouble, retried; the request may have been processed."""
+    result = ADAPTER.classify(200, {}, _body(code), now=0.0)
+    assert result == AttemptResult(RETRY, 200, code, "m", fate_unknown=True)
+
+
+@pytest.mark.parametrize("code", [40001, 40102, 40105, 40118, 40063, 40007, 41002])
+def test_setup_codes(code: int) -> None:
+    """tiktok_code.py PERMISSION_ERROR (Rudder's message: not an admin or operator),
+    ACCESS_TOKEN_EXPIRE, INVALID_ACCESS_TOKEN, NOT_IN_WHITELIST (app events are allowlist-only:
+    bububa track.go), INVALID_PARTNER_NAME, NOT_EXIST, FIELDS_OFFLINE: an operator must act."""
+    result = ADAPTER.classify(200, {}, _body(code), now=0.0)
+    assert result == AttemptResult(SETUP, 200, code, "m")
+    assert not ADAPTER.should_split(result, 10)
+
+
+@pytest.mark.parametrize("code", [40000, 40002, 40061, 40062, 40700, 53102])
+def test_bad_event_codes_split_the_batch(code: int) -> None:
+    """tiktok_code.py INVALID_PARAMS (Android SDK: discarded), PARAM_ERROR (Rudder's message names
+    one event's field), INVALID_BATCH_SIZE, PII_NOT_HASHED, RPC_VALIDATION_ERROR,
+    DESERIALIZATION_ERROR: the batch is halved until the bad event is alone."""
+    result = ADAPTER.classify(200, {}, _body(code), now=0.0)
+    assert result == AttemptResult(FATAL, 200, code, "m")
+    assert ADAPTER.should_split(result, 2)
+    assert not ADAPTER.should_split(result, 1)

@@ -46,6 +46,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+# 401 Unauthorized, 403 Forbidden: the token or the account's permission (RFC 9110 §15.5.2, §15.5.4)
+_SETUP_STATUSES = frozenset({401, 403})
+
+
 def classify_status(
     status: int, code: int | None, message: str, retry_after: float | None, partner: str
 ) -> AttemptResult | None:
@@ -53,8 +57,10 @@ def classify_status(
     `code`, which the partner reads.
 
     429 is throttling and 5xx a server error: both retried (a 5xx may have been processed, so its
-    events are counted as possibly re-sent). Any other non-2xx is a rejection. A 2xx without the
-    partner's JSON is not a success (it may come from a proxy): it is retried.
+    events are counted as possibly re-sent). 401 and 403 say the credentials or the permission
+    are wrong, which no event can fix: a setup answer, the partner app held until an operator
+    acts (SPEC §4, §5). Any other non-2xx is a rejection. A 2xx without the partner's JSON is not
+    a success (it may come from a proxy): it is retried.
     """
     if status == 429:
         return AttemptResult(
@@ -66,6 +72,8 @@ def classify_status(
             AttemptKind.RETRYABLE, status, code, message or f"HTTP {status}", retry_after,
             fate_unknown=True,
         )  # fmt: skip
+    if status in _SETUP_STATUSES:
+        return AttemptResult(AttemptKind.SETUP, status, code, message or f"HTTP {status}")
     if not 200 <= status < 300:
         return AttemptResult(AttemptKind.FATAL, status, code, message or f"HTTP {status}")
     if code is None:

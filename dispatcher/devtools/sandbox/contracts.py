@@ -14,12 +14,11 @@ from pydantic import ValidationError
 
 from dispatcher.partners.oceanengine.wire import CODE_OK as OCEAN_ENGINE_OK
 from dispatcher.partners.oceanengine.wire import OceanEngineConversion
-from dispatcher.partners.tiktok.wire import (
-    CODE_BAD_PARAMETER,
-    MAX_EVENTS_PER_REQUEST,
-    TikTokRequest,
-)
-from dispatcher.partners.tiktok.wire import CODE_OK as TIKTOK_OK
+from dispatcher.partners.tiktok.codes import CODE_OK as TIKTOK_OK
+from dispatcher.partners.tiktok.wire import MAX_EVENTS_PER_REQUEST, TikTokRequest
+
+# TikTok's PARAM_ERROR (tiktok_code.py), the answer to a body its schema refuses
+CODE_BAD_PARAMETER = 40002
 
 TIKTOK_BAD_TOKEN = 40105
 # Ocean Engine publishes its error codes only in Chinese pages we could not read: the sandbox
@@ -89,7 +88,13 @@ class TikTokContract:
         source = request.event_source_id
         payloads = json.loads(body)["data"] if keep_payloads else [None] * len(request.data)
         accepted = tuple(
-            Accepted(entry.event_id, entry.event, source, payload, _sent_at(entry.properties))
+            Accepted(
+                entry.event_id,
+                entry.event,
+                source,
+                payload,
+                _sent_at(entry.properties.model_extra if entry.properties else None),
+            )
             for entry, payload in zip(request.data, payloads, strict=True)
         )
         return Verdict(TIKTOK_OK, "OK", accepted, source)

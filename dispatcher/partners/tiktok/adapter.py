@@ -1,32 +1,34 @@
-"""TikTok For Business: the app-event payload, the request, and TikTok's answers (SPEC §4)."""
+"""TikTok For Business: the app-event payload, the request, and TikTok's answers (SPEC §4).
+
+Every field's public source is in docs/partners/tiktok.md and in `wire.py`'s docstring; the
+answer codes and their classes are in `codes.py`.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from dispatcher.outcomes import AttemptKind, AttemptResult
 from dispatcher.partners.answers import read_answer
 from dispatcher.partners.base import PostbackContent, encode_json
-from dispatcher.partners.tiktok.wire import (
-    CODE_BAD_PARAMETER,
-    CODE_OK,
-    CODE_PARTIAL_SUCCESS,
-    CODE_TOO_MANY_REQUESTS,
+from dispatcher.partners.tiktok.codes import (
+    CODE_PARTIAL_OK,
     FIRST_SERVER_ERROR_CODE,
+    AnswerClass,
+    answer_class,
+)
+from dispatcher.partners.tiktok.wire import (
+    CONTENT_TYPES,
+    DESTINATION_SEPARATOR,
     INSTALL_EVENT,
+    TIKTOK_CURRENCIES,
     TIKTOK_EVENTS,
 )
+from schemas.events import Att
 
-# The canonical event's standard parameters → TikTok's property names (sent as well as the
-# parameters under their own keys).
-PROPERTY_NAMES: Mapping[str, str] = {
-    "content_id": "content_id",
-    "content_type": "content_type",
-    "quantity": "num_items",
-    "order_id": "order_id",
-    "search_string": "search_string",
-}
 # The attribution link's parameter that TikTok fills with its click id (`__CALLBACK_PARAM__`).
 CLICK_ID_PARAMETER = "clickid"
 # TikTok's AppsFlyer link: each parameter and the TikTok macro that fills it (SPEC §7, as TikTok
@@ -42,6 +44,96 @@ LINK_PARAMETERS: tuple[tuple[str, str], ...] = (
 # TikTok reads `properties.value` as revenue: it never survives stripping.
 REVENUE_PROPERTY = "value"
 
+# AppsFlyer's rich-event parameters (its standard in-app event parameters) read into TikTok's
+# properties; none of them is forwarded under its own key beside TikTok's field. The content
+# id, quantity and price make `contents` (one item per id; AppsFlyer sends lists for several
+# items); the content type is TikTok's only when it is `product` or `product_group`.
+CONTENT_ID_KEY = "af_content_id"
+QUANTITY_KEY = "af_quantity"
+PRICE_KEY = "af_price"
+CONTENT_TYPE_KEY = "af_content_type"
+DESCRIPTION_KEY = "af_description"
+ORDER_ID_KEY = "af_order_id"
+SEARCH_STRING_KEY = "af_search_string"
+
+# `user.att_status` on iOS from the neutral ATT status. A device without the prompt (before
+# iOS 14.5, AppsFlyer's af_unavailable) is NOT_APPLICABLE, as TikTok says for iOS below 14; a
+# status nobody could tell (af_unknown) or none at all is left out rather than guessed.
+ATT_STATUSES: Mapping[Att, str] = MappingProxyType(
+    {
+        Att.AUTHORIZED: "AUTHORIZED",
+        Att.DENIED: "DENIED",
+        Att.NOT_DETERMINED: "NOT_DETERMINED",
+        Att.RESTRICTED: "RESTRICTED",
+        Att.UNAVAILABLE: "NOT_APPLICABLE",
+    }
+)
+NOT_APPLICABLE = "NOT_APPLICABLE"  # every Android event (TikTok: "Not Applicable ... or Android")
+
+
+def store_app_id(app_id: str) -> str:
+    """The store id TikTok's app setup knows: the App Store id's digits (`id1234567890` ->
+    `1234567890`), an Android package name as it is."""
+    if app_id.startswith("id") and app_id[2:].isdigit():
+        return app_id[2:]
+    return app_id
+
+
+def _number(value: Any) -> int | float | None:
+    """A quantity or price as a JSON number: a number, or a decimal string of one."""
+    if type(value) is int:
+        return value
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if type(value) is str:
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                return None
+            return number if math.isfinite(number) else None
+    return None
+
+
+def _text(value: Any) -> str | None:
+    """A content id as TikTok reads it, a string (Rudder's 40002 example: 'Not a valid string')."""
+    if type(value) is str:
+        return value if value.strip() else None
+    if type(value) is int:
+        return str(value)
+    return None
+
+
+def _item(values: Any, index: int, count: int) -> Any:
+    """The `index`-th of a list parameter; a single value belongs to a single item only."""
+    if type(values) is list:
+        return values[index] if index < len(values) else None
+    return values if count == 1 else None
+
+
+def contents_of(ids: Any, quantities: Any, prices: Any) -> list[dict[str, Any]]:
+    """`properties.contents`: one item per content id, its quantity and price zipped from lists
+    of the same order (AppsFlyer's parameters for several items)."""
+    id_list = ids if type(ids) is list else [ids]
+    count = len(id_list)
+    contents = []
+    for index in range(count):
+        content_id = _text(id_list[index])
+        if content_id is None:
+            continue
+        item: dict[str, Any] = {"content_id": content_id}
+        quantity = _number(_item(quantities, index, count))
+        if quantity is not None:
+            item["quantity"] = quantity
+        price = _number(_item(prices, index, count))
+        if price is not None:
+            item["price"] = price
+        contents.append(item)
+    return contents
+
 
 class TikTokAdapter:
     """Builds TikTok Events API app events and classifies its responses."""
@@ -50,8 +142,8 @@ class TikTokAdapter:
     install_event = INSTALL_EVENT
     click_id_parameter = CLICK_ID_PARAMETER
     requires_click_id: bool = False  # TikTok takes events without a callback (matched by device)
-    # `properties.currency` takes any ISO 4217 code
-    revenue_currencies: frozenset[str] | None = None
+    # `properties.currency`: the 67 codes of TikTok's SDKs; revenue in another is left out
+    revenue_currencies: frozenset[str] | None = TIKTOK_CURRENCIES
     link_parameters = LINK_PARAMETERS
     has_impression_link: bool = True
 
@@ -79,15 +171,24 @@ class TikTokAdapter:
             user["ip"] = ids.ip
         if ids.user_agent:
             user["user_agent"] = ids.user_agent
+        platform = event.platform
+        if platform == "ios":
+            if event.att is not None and (att_status := ATT_STATUSES.get(event.att)):
+                user["att_status"] = att_status
+        elif platform == "android":
+            user["att_status"] = NOT_APPLICABLE
+        if event.language:
+            user["locale"] = event.language
         if user:
             payload["user"] = user
-        payload["app"] = (
-            {"app_id": event.app_id, "app_version": event.app_version}
-            if event.app_version
-            else {"app_id": event.app_id}
-        )
+        app: dict[str, str] = {"app_id": store_app_id(event.app_id)}
+        if event.app_name:
+            app["app_name"] = event.app_name
+        if event.app_version:
+            app["app_version"] = event.app_version
+        payload["app"] = app
+        ad: dict[str, Any] = {}
         if content.attributed:
-            ad: dict[str, str] = {}
             if callback := event.click_id_for(CLICK_ID_PARAMETER):
                 ad["callback"] = callback
             if event.campaign_id:
@@ -96,21 +197,49 @@ class TikTokAdapter:
                 ad["ad_id"] = event.adset_id  # TikTok's ad group is AppsFlyer's adset
             if event.ad_id:
                 ad["creative_id"] = event.ad_id
-            if ad:
-                payload["ad"] = ad
-        properties = self._properties(content)
-        if properties:
-            payload["properties"] = properties
+        ad["is_retargeting"] = event.is_retargeting
+        ad["attributed"] = content.attributed
+        payload["ad"] = ad
+        if content.params or content.revenue is not None:
+            properties = self._properties(content)
+            if properties:
+                payload["properties"] = properties
         return payload
 
     @staticmethod
     def _properties(content: PostbackContent) -> dict[str, Any]:
-        properties = dict(content.params)
-        if content.standard_params:
-            for name, value in content.standard_params.items():
-                tiktok_key = PROPERTY_NAMES.get(name)
-                if tiktok_key is not None and tiktok_key not in properties:
-                    properties[tiktok_key] = value
+        params = content.params
+        properties = dict(params)
+        if CONTENT_ID_KEY in params:
+            contents = contents_of(
+                params[CONTENT_ID_KEY], params.get(QUANTITY_KEY), params.get(PRICE_KEY)
+            )
+            if contents:
+                properties["contents"] = contents
+                del properties[CONTENT_ID_KEY]
+                properties.pop(QUANTITY_KEY, None)
+                properties.pop(PRICE_KEY, None)
+                properties.pop("content_id", None)  # no flat content id beside contents
+        elif QUANTITY_KEY in params:
+            num_items = _number(params[QUANTITY_KEY])
+            if num_items is not None:
+                properties["num_items"] = num_items
+                del properties[QUANTITY_KEY]
+        content_type = params.get(CONTENT_TYPE_KEY)
+        if content_type in CONTENT_TYPES:
+            properties["content_type"] = content_type
+            del properties[CONTENT_TYPE_KEY]
+        description = params.get(DESCRIPTION_KEY)
+        if type(description) is str:
+            properties["description"] = description
+            del properties[DESCRIPTION_KEY]
+        if ORDER_ID_KEY in params and (order_id := _text(params[ORDER_ID_KEY])) is not None:
+            properties["order_id"] = order_id
+            del properties[ORDER_ID_KEY]
+        search_string = params.get(SEARCH_STRING_KEY)
+        if type(search_string) is str:
+            properties["search_string"] = search_string
+            del properties[SEARCH_STRING_KEY]
         if content.revenue_stripped:
             properties.pop(REVENUE_PROPERTY, None)
         elif content.revenue is not None:
@@ -124,8 +253,16 @@ class TikTokAdapter:
         return str(payload["event"])
 
     def encode_request(self, destination: str, payloads: Sequence[Mapping[str, Any]]) -> bytes:
-        """`{"event_source": "app", "event_source_id": <TikTok App ID>, "data": [...]}`."""
-        body = {"event_source": "app", "event_source_id": destination, "data": payloads}
+        """`{"event_source": "app", "event_source_id": <TikTok App ID>, "data": [...]}`, with
+        `test_event_code` at the top when the destination is an app in test mode. No
+        `partner_name`: Segment and RudderStack send their own as registered TikTok partners;
+        we are not one, and no source says the field is required."""
+        app_id, _, test_event_code = destination.partition(DESTINATION_SEPARATOR)
+        if test_event_code:
+            body = {"event_source": "app", "event_source_id": app_id,
+                    "test_event_code": test_event_code, "data": payloads}  # fmt: skip
+        else:
+            body = {"event_source": "app", "event_source_id": app_id, "data": payloads}
         return encode_json(body)
 
     def request_headers(self, token: str) -> dict[str, str]:
@@ -135,24 +272,45 @@ class TikTokAdapter:
     def classify(
         self, status: int, headers: Mapping[str, str], body: bytes, now: float
     ) -> AttemptResult:
-        """Read the body, not only the status: TikTok reports most errors as HTTP 200."""
+        """Read the body, not only the status: TikTok reports most errors as HTTP 200. The
+        body's code is looked up in TikTok's table (`codes.ANSWER_CLASSES`)."""
         code, message, retry_after, decided = read_answer(status, headers, body, now, "TikTok")
         if decided is not None:
             return decided
-        if code == CODE_OK:
-            return AttemptResult(AttemptKind.OK, status, code, message)
-        if code == CODE_PARTIAL_SUCCESS:
-            return AttemptResult(AttemptKind.OK, status, code, message, partial=True)
-        if code == CODE_TOO_MANY_REQUESTS:
+        kind = None if code is None else answer_class(code)
+        if kind is AnswerClass.DELIVERED:
+            return AttemptResult(
+                AttemptKind.OK, status, code, message, partial=code == CODE_PARTIAL_OK
+            )
+        if kind is AnswerClass.THROTTLED:
             return AttemptResult(
                 AttemptKind.RETRYABLE, status, code, message, retry_after, throttled=True
             )
-        if code is not None and code >= FIRST_SERVER_ERROR_CODE:
+        if kind is AnswerClass.SETUP:
+            return AttemptResult(AttemptKind.SETUP, status, code, message)
+        if kind is AnswerClass.BAD_EVENT:
+            return AttemptResult(AttemptKind.FATAL, status, code, message)
+        if kind is AnswerClass.TRANSIENT:
             return AttemptResult(
-                AttemptKind.RETRYABLE, status, code, message, retry_after, fate_unknown=True
-            )
-        return AttemptResult(AttemptKind.FATAL, status, code, message)
+                AttemptKind.RETRYABLE, status, code, message, retry_after,
+                fate_unknown=code is not None and code >= FIRST_SERVER_ERROR_CODE,
+            )  # fmt: skip
+        # In none of TikTok's lists: retried as transient (bounded by give_up_after_s); the
+        # message says so, and the request may have been processed.
+        return AttemptResult(
+            AttemptKind.RETRYABLE, status, code, f"{UNLISTED_CODE}: {message}", retry_after,
+            fate_unknown=True,
+        )  # fmt: skip
 
     def should_split(self, result: AttemptResult, size: int) -> bool:
-        """A bad parameter in one event rejects its whole request: halve to isolate it."""
-        return size > 1 and result.code == CODE_BAD_PARAMETER
+        """A bad event rejects its whole request: halve the batch until it is alone."""
+        return (
+            size > 1
+            and result.kind is AttemptKind.FATAL
+            and result.code is not None
+            and answer_class(result.code) is AnswerClass.BAD_EVENT
+        )
+
+
+# The start of the message of an answer whose code is in none of TikTok's lists.
+UNLISTED_CODE = "a code in none of TikTok's lists, retried as transient"

@@ -3,12 +3,17 @@ identifiers, and a request holds at most 1,000 events (SPEC §3, §4)."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from dispatcher.partners.tiktok.wire import MAX_EVENTS_PER_REQUEST, TIKTOK_EVENTS
+from dispatcher.partners.tiktok.wire import (
+    DESTINATION_SEPARATOR,
+    MAX_EVENTS_PER_REQUEST,
+    TIKTOK_EVENTS,
+)
 from schemas.config import (
     AppConfig,
     DeliveryConfig,
@@ -52,16 +57,36 @@ def _tiktok_app_id(value: object) -> object:
     return value
 
 
+_TEST_EVENT_CODE = re.compile(r"[A-Za-z0-9]{1,64}")
+
+
+def _test_event_code(value: object) -> object:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _TEST_EVENT_CODE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a TikTok test event code; allowed: the code Events Manager's Test "
+            "Events tab shows (letters and digits, e.g. TEST12345), or null to send for real"
+        )
+    return value
+
+
 class TikTokAppConfig(AppConfig):
     """An app's TikTok settings; `tiktok_app_id` is TikTok's `event_source_id`."""
 
     tiktok_app_id: Annotated[str, BeforeValidator(_tiktok_app_id)]
     in_app_postbacks: TikTokInAppPostbacks = TikTokInAppPostbacks(enabled=False)
+    # Events go to Events Manager's Test Events instead of being counted (bububa/tiktok-business
+    # model/event/track.go `test_event_code`; Segment's tiktok-app-events sends it when set).
+    test_event_code: Annotated[str | None, BeforeValidator(_test_event_code)] = None
 
     @property
     def destination(self) -> str:
-        """Events for one TikTok App ID are batched into one request."""
-        return self.tiktok_app_id
+        """Events for one TikTok App ID are batched into one request; an app in test mode gets
+        a destination of its own (`<App ID>:<test code>`), since the code is one per request."""
+        if self.test_event_code is None:
+            return self.tiktok_app_id
+        return f"{self.tiktok_app_id}{DESTINATION_SEPARATOR}{self.test_event_code}"
 
 
 class TikTokDeliveryConfig(DeliveryConfig):
@@ -80,3 +105,12 @@ class TikTokPartnerConfig(PartnerConfig):
     endpoint: str = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
     access_token_env: EnvName = "TIKTOK_ACCESS_TOKEN"  # noqa: S105 - a variable name
     apps: tuple[TikTokAppConfig, ...] = ()
+
+
+def apps_in_test_mode(partner: PartnerConfig) -> tuple[TikTokAppConfig, ...]:
+    """The TikTok apps of a partner file that send to Events Manager's Test Events (a
+    `test_event_code` set): their events are shown there and not counted, which an operator
+    must not miss at start-up. Empty for another partner's file."""
+    if not isinstance(partner, TikTokPartnerConfig):
+        return ()
+    return tuple(app for app in partner.apps if app.test_event_code is not None)
