@@ -11,11 +11,12 @@ from dispatcher.outcomes import AttemptKind, AttemptResult
 from dispatcher.partners.answers import read_answer
 from dispatcher.partners.base import PostbackContent, encode_json
 from dispatcher.partners.oceanengine.wire import (
-    CODE_OK,
+    DELIVERED_CODES,
     INSTALL_EVENT,
     MATCH_TYPE_CLICK,
     MATCH_TYPE_IMPRESSION,
     REVENUE_CURRENCY,
+    SIGNATURE_HEADER,
 )
 
 # The attribution link's parameter Ocean Engine fills with its `__CALLBACK_PARAM__` macro.
@@ -32,8 +33,13 @@ LINK_PARAMETERS: tuple[tuple[str, str], ...] = (
     ("af_sub5", "__MID6__"), ("af_adset", "__PROMOTION_NAME__"),
     ("af_adset_id", "__PROMOTION_ID__"), (CLICK_ID_PARAMETER, "__CALLBACK_PARAM__"),
 )  # fmt: skip
-_PLATFORMS = frozenset({"ios", "android"})
 _FEN = Decimal(100)
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The `x-signature` of a request body: lower-case hex SHA-256 of the body's bytes followed
+    by the secret's (UTF-8), as bububa/oceanengine `marketing-api/core/client.go` signs."""
+    return hashlib.sha256(body + secret.encode()).hexdigest()
 
 
 def fen(amount: Decimal) -> int:
@@ -64,9 +70,6 @@ class OceanEngineAdapter:
             ),
         }
         device: dict[str, str] = {}
-        platform = (event.platform or "").lower()
-        if platform in _PLATFORMS:
-            device["platform"] = platform
         ids = content.identifiers
         if idfa := ids.idfa:
             device["idfa"] = idfa
@@ -98,17 +101,27 @@ class OceanEngineAdapter:
         return encode_json(payloads[0])
 
     def request_headers(self, token: str) -> dict[str, str]:
-        """No credentials: the callback identifies the advertiser's click."""
+        """No token: the callback identifies the advertiser's click."""
         return {"Content-Type": "application/json"}
+
+    def body_headers(self, body: bytes, secret: str | None) -> dict[str, str]:
+        """The headers that depend on the body: `x-signature` when a signing secret is set
+        (`signing_secret_env`), none otherwise (public callers send none; whether Ocean Engine
+        requires it is not documented in anything public)."""
+        if not secret:
+            return {}
+        return {SIGNATURE_HEADER: sign(body, secret)}
 
     def classify(
         self, status: int, headers: Mapping[str, str], body: bytes, now: float
     ) -> AttemptResult:
-        """`code` 0 is success; a non-zero code on HTTP 200 is a rejection (SPEC §4b)."""
+        """`code` 0 (and 128, see `wire.CODE_ACCEPTED_128`) is success; any other code on HTTP
+        200 is a rejection of this conversion (SPEC §4b). HTTP 401/403 hold the app, 429 and 5xx
+        are retried (`answers.classify_status`)."""
         code, message, _, decided = read_answer(status, headers, body, now, "Ocean Engine")
         if decided is not None:
             return decided
-        if code == CODE_OK:
+        if code in DELIVERED_CODES:
             return AttemptResult(AttemptKind.OK, status, code, message)
         return AttemptResult(AttemptKind.FATAL, status, code, message)
 

@@ -12,6 +12,7 @@ from dispatcher.partners.oceanengine.wire import INSTALL_EVENT, OCEAN_ENGINE_EVE
 from schemas.config import (
     AppConfig,
     DeliveryConfig,
+    EnvName,
     EventMapping,
     InAppPostbacks,
     InstallPostbacks,
@@ -83,6 +84,9 @@ class OceanEngineConfig(PartnerConfig):
     endpoint: str = "https://analytics.oceanengine.com/api/v2/conversion"
     delivery: OceanEngineDeliveryConfig = OceanEngineDeliveryConfig()
     apps: tuple[OceanEngineAppConfig, ...] = ()
+    # The variable holding the secret requests are signed with (`x-signature`, bububa/oceanengine
+    # `marketing-api/core/client.go`); None: requests go unsigned. Never the secret itself.
+    signing_secret_env: EnvName | None = None
 
     @field_validator("access_token_env")
     @classmethod

@@ -3,9 +3,12 @@ one conversion (SPEC §4b).
 
 Sources (Ocean Engine's own pages are in Chinese; the fields were read from public clients): the
 Go client `bububa/oceanengine` (`marketing-api/model/conversion/request.go`: `event_type`,
-`context.ad.callback`, `context.ad.match_type`, `context.device.{imei,idfa,oaid}`,
-`properties.pay_amount`, `timestamp` in milliseconds; `marketing-api/enum/
-conversion_event_type.go`: the event types). The README's "Partners" section lists them.
+`context.ad.callback`, `context.ad.match_type`, `context.device.{imei,idfa,oaid}` (its device
+model has no `platform`, so none is sent), `properties.pay_amount` in fen, `timestamp` in
+milliseconds; `marketing-api/enum/conversion_event_type.go`: the event types;
+`marketing-api/model/response.go`: the answer `{code, message, request_id}`;
+`marketing-api/api/conversion/conversion.go`: code 128 taken as success; `marketing-api/core/
+client.go` `AnalyticsPost`: the `x-signature` header). docs/partners/oceanengine.md traces each.
 """
 
 from __future__ import annotations
@@ -33,7 +36,17 @@ OCEAN_ENGINE_EVENTS: tuple[str, ...] = (
 MATCH_TYPE_CLICK = 0
 MATCH_TYPE_IMPRESSION = 1
 
-CODE_OK = 0  # any other `code` on HTTP 200 is a rejection
+CODE_OK = 0
+# bububa/oceanengine's `Conversion` returns no error for code 128 (commit 40ad371, 2023-04-26,
+# "refactor(conversion): returns code", with no word on why). No public source explains it; the
+# client's author, who calls the API, takes it as accepted, so it is delivered here too, its
+# code and message kept in the postback log. Any other non-zero `code` on HTTP 200 is a
+# rejection of the conversion (SPEC §4b): no Ocean Engine source names a code transient or setup.
+CODE_ACCEPTED_128 = 128
+DELIVERED_CODES = frozenset({CODE_OK, CODE_ACCEPTED_128})
+# The signature header of `core/client.go` `AnalyticsPost`: lower-case hex SHA-256 of the body's
+# bytes followed by the secret's.
+SIGNATURE_HEADER = "x-signature"
 REVENUE_CURRENCY = "CNY"  # `pay_amount` is in fen: hundredths of a yuan
 
 
@@ -51,7 +64,6 @@ class OceanEngineAd(_Wire):
 class OceanEngineDevice(_Wire):
     """Device ids: `idfa` and `oaid` raw, `imei` as its lower-case MD5."""
 
-    platform: str | None = None
     idfa: str | None = None
     oaid: str | None = None
     imei: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
