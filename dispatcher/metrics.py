@@ -31,6 +31,7 @@ R = TypeVar("R")
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 REQUEST_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 750, 1000)
+THROTTLED = "throttled"  # the `result` of an attempt the partner throttled (retried, paced down)
 
 
 class BatchHistogram(Collector):
@@ -127,7 +128,8 @@ class Metrics:
         )
         self.delivery_attempts = Counter(
             "dispatcher_delivery_attempts",
-            "HTTP attempts by result: ok, retryable or fatal.",
+            "HTTP attempts by result: ok, retryable, throttled (the partner said too many "
+            "requests), fatal, or setup (the partner app is held until an operator acts).",
             ["partner", "result"],
             registry=r,
         )
@@ -214,6 +216,13 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.partner_held = Gauge(
+            "dispatcher_partner_held",
+            "1 while a setup answer (a bad token, no permission, not allowlisted) holds a partner "
+            "app: its postbacks wait, probed every delivery.setup_retry_s; 0 once it resumes.",
+            ["partner", "destination"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "dispatcher_build_info", "Version of the running dispatcher.", ["version"], registry=r
         )
@@ -230,6 +239,7 @@ class Metrics:
             self.postbacks.labels(partner, install_event, outcome.value)
         for kind in AttemptKind:
             self.delivery_attempts.labels(partner, kind.value)
+        self.delivery_attempts.labels(partner, THROTTLED)
         self.resent_events.labels(partner)
         self.revenue_unsent.labels(partner)
 
@@ -268,9 +278,13 @@ class Metrics:
             self.event_to_postback.observe_since((partner,), event_times_s, now_s)
 
     @_never_fatal
-    def attempted(self, partner: str, kind: AttemptKind, duration_s: float | None) -> None:
-        """One HTTP attempt and how long it took (None: it never left)."""
-        self.delivery_attempts.labels(partner, kind.value).inc()
+    def attempted(
+        self, partner: str, kind: AttemptKind, duration_s: float | None, throttled: bool = False
+    ) -> None:
+        """One HTTP attempt and how long it took (None: it never left); a retryable answer that
+        said "too many requests" is counted as `throttled`."""
+        result = THROTTLED if throttled and kind is AttemptKind.RETRYABLE else kind.value
+        self.delivery_attempts.labels(partner, result).inc()
         if duration_s is not None:
             self.request_duration.labels(partner).observe(duration_s)
 
@@ -298,6 +312,11 @@ class Metrics:
     def rate_limit(self, partner: str, rate: float) -> None:
         """The current request ceiling of a partner."""
         self.request_rate_limit.labels(partner).set(rate)
+
+    @_never_fatal
+    def held(self, partner: str, destination: str, held: bool) -> None:
+        """A partner app (destination) is held on a setup answer, or no longer."""
+        self.partner_held.labels(partner, destination).set(1 if held else 0)
 
     @_never_fatal
     def set_inflight(self, count: int) -> None:

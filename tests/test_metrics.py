@@ -6,7 +6,7 @@ import httpx
 
 from dispatcher.health import Health, MetricsServer
 from dispatcher.metrics import Metrics
-from dispatcher.outcomes import Outcome
+from dispatcher.outcomes import AttemptKind, Outcome
 
 
 def test_endpoints() -> None:
@@ -58,7 +58,34 @@ def test_label_sets_are_bounded_by_design() -> None:
     }
     assert "dispatcher_event_to_postback_seconds_count" in names
     assert label_names <= {"topic", "partner", "event_type", "decision", "reason", "event", "outcome",
-                           "result", "partition", "app_id", "active", "version", "le"}  # fmt: skip
+                           "result", "partition", "app_id", "active", "version", "le",
+                           "destination"}  # fmt: skip
+
+
+def test_attempts_count_throttled_and_setup_answers_apart() -> None:
+    metrics = Metrics()
+    metrics.start_partner("tiktok", "InstallApp")
+    metrics.attempted("tiktok", AttemptKind.RETRYABLE, 0.1, throttled=True)
+    metrics.attempted("tiktok", AttemptKind.RETRYABLE, 0.1)
+    metrics.attempted("tiktok", AttemptKind.SETUP, 0.1)
+
+    def attempts(result: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "dispatcher_delivery_attempts_total", {"partner": "tiktok", "result": result}
+        )
+
+    assert [attempts(r) for r in ("throttled", "retryable", "setup", "ok", "fatal")] == [
+        1, 1, 1, 0, 0,
+    ]  # fmt: skip
+
+
+def test_a_held_app_shows_one_while_held_and_zero_after() -> None:
+    metrics = Metrics()
+    labels = {"partner": "tiktok", "destination": "7300000000000000001"}
+    metrics.held("tiktok", "7300000000000000001", True)
+    assert metrics.registry.get_sample_value("dispatcher_partner_held", labels) == 1
+    metrics.held("tiktok", "7300000000000000001", False)
+    assert metrics.registry.get_sample_value("dispatcher_partner_held", labels) == 0
 
 
 def test_the_batch_histogram_agrees_with_prometheus_client() -> None:

@@ -1,6 +1,7 @@
-"""Everything that talks to one partner: its lanes, its pacing and concurrency, and the attempts
-of each batch under the partner's retry policy. Each batch's final word goes back as a `Settled`
-value; what follows (metrics of outcomes, dead letters, offsets) is the worker's."""
+"""Everything that talks to one partner: its lanes, its pacing and concurrency, the attempts
+of each batch under the partner's retry policy, and the partner apps held on a setup answer
+(`hold.py`). Each batch's final word goes back as a `Settled` value; what follows (metrics of
+outcomes, dead letters, offsets) is the worker's."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from tenacity import RetryCallState
 
+from dispatcher.delivery.hold import Hold, ends_hold
 from dispatcher.delivery.http import PartnerHttp
 from dispatcher.delivery.items import Settled, SettledCallback, WorkItem
 from dispatcher.delivery.lane import Lane
@@ -35,6 +37,10 @@ class _EmptyBatchError(Exception):
 
 class _AllTooOldError(Exception):
     """Every event of the batch passed the partner's max_event_age while it was retried."""
+
+
+class _HoldExpiredError(Exception):
+    """The batch was answered "setup" and its destination has been held past hold_max_s."""
 
 
 class _PastStopDeadlineError(Exception):
@@ -72,6 +78,8 @@ class PartnerChannel:
         self._destination_lanes: dict[str, list[Lane]] = {}  # in order of creation
         self._stop_at: float | None = None  # on `clock`; set once stopping
         self._stopping = asyncio.Event()
+        self.holds: dict[str, Hold] = {}  # destinations held on a setup answer
+        self._token: str | None = None
         self.pacer = RequestPacer(partner.delivery.max_requests_per_s, clock, sleep)
         self.configure(partner, token)
         metrics.start_partner(self.name, adapter.install_event)
@@ -85,6 +93,15 @@ class PartnerChannel:
         self.policy = RetryPolicy(partner.delivery)
         self.semaphore = asyncio.Semaphore(partner.delivery.max_concurrent_requests)
         self.pacer.set_max_rate(partner.delivery.max_requests_per_s)
+        if self._token is not None and token != self._token:
+            self.resume_held()  # a new token: what held the apps may be fixed
+        self._token = token
+
+    def resume_held(self) -> None:
+        """Probe every held destination now (SIGHUP, a new token) instead of at its next
+        `setup_retry_s`."""
+        for hold in self.holds.values():
+            hold.wake()
 
     # --- lanes -----------------------------------------------------------------------------
 
@@ -158,8 +175,9 @@ class PartnerChannel:
 
     async def deliver(self, take: Take, destination: str) -> bool:
         """Form a batch with `take` when its first request can leave, then attempt it under the
-        retry policy until it is delivered, rejected or out of attempts, and report each part
-        (a rejected batch may be split) as `Settled`. False when nothing was settled: `take`
+        retry policy until it is delivered, rejected or out of attempts (held meanwhile, without
+        the policy, while its destination answers "setup"), and report each part (a rejected
+        batch may be split) as `Settled`. False when nothing was settled: `take`
         had nothing, or, stopping, the batch's next attempt would have started after the stop
         deadline (then it is left unsettled, so its offsets stay uncommitted and it is read and
         sent again after the restart)."""
@@ -183,6 +201,17 @@ class PartnerChannel:
         return True
 
     async def _send(self, take: Take, destination: str) -> list[tuple[list[WorkItem], BatchResult]]:
+        batch = object()  # this batch, as a hold knows it
+        try:
+            return await self._attempts(take, destination, batch)
+        finally:
+            hold = self.holds.get(destination)
+            if hold is not None:
+                hold.leave(batch)
+
+    async def _attempts(
+        self, take: Take, destination: str, batch: object
+    ) -> list[tuple[list[WorkItem], BatchResult]]:
         items: list[WorkItem] = []
         body: bytes | None = None
         previous: AttemptResult | None = None
@@ -191,6 +220,10 @@ class PartnerChannel:
 
         async def attempt() -> AttemptResult:
             nonlocal items, body, previous, tries
+            # While the destination is held, a batch waits: for its turn to probe, if it was
+            # answered "setup", else for the hold to end.
+            answered_setup = previous is not None and previous.kind is AttemptKind.SETUP
+            await self._hold_turn(destination, batch, answered_setup)
             if previous is not None:  # a retry: events past the partner's age are not sent
                 kept = self._without_too_old(items, tries, previous)
                 if not kept:
@@ -218,8 +251,104 @@ class PartnerChannel:
         def before_sleep(state: RetryCallState) -> None:
             self._retrying(len(items), state)
 
-        result, attempts = await self.policy.run(attempt, self._wait_to_retry, before_sleep)
-        return await self._outcome(items, attempts, result, destination)
+        result, _ = await self.policy.run(attempt, self._wait_to_retry, before_sleep)
+        # A setup answer is no failed attempt of the events: no retry policy while held (each
+        # run below starts its attempts and give_up_after_s afresh).
+        while result.kind is AttemptKind.SETUP:
+            if self._held(destination, result, batch).expired:
+                return [(items, BatchResult(Outcome.PARTNER_SETUP, tries, result))]
+            try:
+                result, _ = await self.policy.run(attempt, self._wait_to_retry, before_sleep)
+            except _HoldExpiredError:
+                return [(items, BatchResult(Outcome.PARTNER_SETUP, tries, result))]
+        if ends_hold(result):
+            self._release(destination)
+        return await self._outcome(items, tries, result, destination)
+
+    # --- holds ---------------------------------------------------------------------------------
+
+    def _held(self, destination: str, result: AttemptResult, batch: object) -> Hold:
+        """The hold of `destination`, begun now (`batch`, which the answer held, its probe) if
+        it was not held."""
+        hold = self.holds.get(destination)
+        if hold is None:
+            now = self.clock()
+            hold = self.holds[destination] = Hold(
+                now, result.code, result.status, result.message,
+                now + self.delivery.setup_retry_s, prober=batch,
+            )  # fmt: skip
+            log.warning(
+                "partner app held: %s; its postbacks wait (nothing is dead-lettered), probed "
+                "every %.0fs, resumed on SIGHUP or a new token, dead-lettered partner_setup after "
+                "%.0fs",
+                result.message or "setup answer",
+                self.delivery.setup_retry_s,
+                self.delivery.hold_max_s,
+                extra={"partner": self.name, "destination": destination,
+                       "code": result.code, "status": result.status},
+            )  # fmt: skip
+            self.metrics.held(self.name, destination, True)
+        return hold
+
+    def _release(self, destination: str) -> None:
+        """An answer showed the partner reads this destination's requests: the hold ends."""
+        hold = self.holds.pop(destination, None)
+        if hold is None:
+            return
+        log.info(
+            "partner app no longer held after %.0fs; its postbacks go out again",
+            self.clock() - hold.since,
+            extra={"partner": self.name, "destination": destination},
+        )
+        self.metrics.held(self.name, destination, False)
+        hold.notify()
+
+    def _expire(self, destination: str, hold: Hold) -> None:
+        hold.expired = True
+        log.error(
+            'partner app held for more than hold_max_s (%.0fs): its postbacks answered "setup" '
+            "are dead-lettered partner_setup until an answer shows the setup is fixed",
+            self.delivery.hold_max_s,
+            extra={"partner": self.name, "destination": destination, "code": hold.code},
+        )
+        hold.notify()
+
+    async def _hold_turn(self, destination: str, batch: object, answered_setup: bool) -> None:
+        """Return when `batch` may be sent: its destination is not held, or the hold expired
+        (then a batch already answered "setup" raises `_HoldExpiredError`), or it is this
+        batch's turn to probe. Stopping, a held batch is given up (left unsettled)."""
+        while True:
+            hold = self.holds.get(destination)
+            if hold is None:
+                return
+            now = self.clock()
+            if not hold.expired and now >= hold.since + self.delivery.hold_max_s:
+                self._expire(destination, hold)
+            if hold.expired:
+                if answered_setup:
+                    raise _HoldExpiredError
+                return
+            if self._stop_at is not None:
+                raise _PastStopDeadlineError(max(0.0, hold.next_probe_at - now))
+            if hold.claim_probe(batch, now, self.delivery.setup_retry_s):
+                return  # its probe is due (a batch not yet sent probes when none else does)
+            wake_at = hold.since + self.delivery.hold_max_s
+            if hold.prober is batch:
+                wake_at = min(wake_at, hold.next_probe_at)
+            await self._wait_for(hold.changed, wake_at - now)
+
+    async def _wait_for(self, event: asyncio.Event, timeout_s: float) -> None:
+        """Until `event` is set, `timeout_s` passed (on the channel's sleep), or stopping."""
+        waits = [
+            asyncio.ensure_future(event.wait()),
+            asyncio.ensure_future(self._stopping.wait()),
+            asyncio.ensure_future(self.sleep(max(0.0, timeout_s))),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     def _without_too_old(
         self, items: list[WorkItem], attempts: int, last: AttemptResult
@@ -286,7 +415,7 @@ class PartnerChannel:
         started = self.clock()
         pacer = self.pacer
         result = await self.http.post(body, lambda: pacer.written(turn_at))
-        self.metrics.attempted(self.name, result.kind, self.clock() - started)
+        self.metrics.attempted(self.name, result.kind, self.clock() - started, result.throttled)
         if result.throttled:
             pacer.throttled(result.retry_after_s)
             self.metrics.rate_limit(self.name, pacer.rate)

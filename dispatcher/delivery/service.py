@@ -68,8 +68,13 @@ class DeliveryService:
             self._call(self._submit, items)
 
     def update(self, partners: PartnerSet) -> None:
-        """Use reloaded partner settings for the next batches (thread-safe)."""
+        """Use reloaded partner settings (or a new token) for the next batches, and probe held
+        partner apps at once: an operator acted (thread-safe)."""
         self._call(self._update, partners)
+
+    def resume_held(self) -> None:
+        """Probe held partner apps now (SIGHUP with a reload that failed; thread-safe)."""
+        self._call(self._resume_held)
 
     def flush(self, tps: set[Partition] | None = None) -> None:
         """Send queued items now, without lingering (thread-safe)."""
@@ -152,6 +157,11 @@ class DeliveryService:
                 self._channels[partner.partner] = self._channel_for(partner, token)
             else:
                 channel.configure(partner, token)
+                channel.resume_held()
+
+    def _resume_held(self) -> None:
+        for channel in self._channels.values():
+            channel.resume_held()
 
     def _submit(self, items: list[WorkItem]) -> None:
         by_partner: dict[str, list[WorkItem]] = {}
