@@ -10,7 +10,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,13 @@ class PartnerSet:
     partners: tuple[PartnerConfig, ...]
     tokens: Mapping[str, SecretStr] = field(repr=False)
     files: Mapping[str, Path]
+    # Partner → the file its token is read from (`access_token_file`), watched while running.
+    token_files: Mapping[str, Path] = field(default_factory=lambda: types.MappingProxyType({}))
+
+    def with_token(self, name: str, token: SecretStr) -> PartnerSet:
+        """This set with partner `name`'s token replaced (its token file changed)."""
+        tokens = types.MappingProxyType({**self.tokens, name: token})
+        return replace(self, tokens=tokens)
 
     def by_name(self, name: str) -> PartnerConfig:
         """The partner config called `name`."""
@@ -152,6 +159,7 @@ def _load_partners(
         return None
     partners: list[PartnerConfig] = []
     tokens: dict[str, SecretStr] = {}
+    token_files: dict[str, Path] = {}
     sources: dict[str, Path] = {}
     for file in files:
         data = _read_yaml(file, issues)
@@ -181,7 +189,17 @@ def _load_partners(
         partner = _validate(model, data, str(file), overridden, issues)
         # The token is checked even when the file is invalid, so every problem shows at once.
         token_env = data.get("access_token_env", model.model_fields["access_token_env"].default)
-        if isinstance(token_env, str):
+        token_file = data.get("access_token_file")
+        if isinstance(token_file, str) and token_file.strip():
+            if data.get("access_token_env") is None:  # both: the model reports it
+                path = token_file_path(file, token_file)
+                token_files[name] = path
+                token = _token_from_file(
+                    path, str(file), f"the {name} access token", issues, required=require_secrets
+                )
+                if token is not None:
+                    tokens[name] = token
+        elif isinstance(token_env, str):
             token = _secret(
                 environ, token_env, str(file), "access_token_env",
                 f"the {name} access token", issues, required=require_secrets,
@@ -193,8 +211,42 @@ def _load_partners(
     if not partners:
         return None
     return PartnerSet(
-        tuple(partners), types.MappingProxyType(tokens), types.MappingProxyType(sources)
-    )
+        tuple(partners), types.MappingProxyType(tokens), types.MappingProxyType(sources),
+        types.MappingProxyType(token_files),
+    )  # fmt: skip
+
+
+def token_file_path(partner_file: Path, value: str) -> Path:
+    """Where `access_token_file` points; a relative path is read from the partner file's folder."""
+    return (partner_file.parent / value.strip()).resolve()
+
+
+def read_token_file(path: Path) -> SecretStr | None:
+    """The token a file holds (its trailing newline and spaces stripped); None when it is
+    empty. OSError when it cannot be read."""
+    value = path.read_text(encoding="utf-8").strip()
+    return SecretStr(value) if value else None
+
+
+def _token_from_file(
+    path: Path, file: str, what: str, issues: list[ConfigIssue], *, required: bool
+) -> SecretStr | None:
+    try:
+        token = read_token_file(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if required:
+            issues.append(
+                ConfigIssue(
+                    file, "access_token_file", f"cannot read {path}: {problem}; it must hold {what}"
+                )
+            )
+        return None
+    if token is None and required:
+        issues.append(
+            ConfigIssue(file, "access_token_file", f"{path} is empty; it must hold {what}")
+        )
+    return token
 
 
 def _secret(

@@ -19,7 +19,7 @@ from typing import Any
 from kafka import AsyncConsumerRebalanceListener, TopicPartition
 
 from dispatcher import kafka_clients
-from dispatcher.config_loader import PartnerSet, Settings
+from dispatcher.config_loader import PartnerSet, Settings, read_token_file
 from dispatcher.dead_letters import DeadLetterPublisher, Producer
 from dispatcher.deadline import Deadline
 from dispatcher.delivery import DeliveryService, WorkItem
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 100
 LAG_INTERVAL_S = 5.0
+TOKEN_FILE_POLL_S = 2.0  # how often `access_token_file`s are read again (a rotated Secret)
 REBALANCE_WAIT_S = 0.02  # how often a revocation looks for finished deliveries
 # A poll's records are handled this many at a time, with a look at what is due to be committed
 # in between: a poll of thousands takes a few hundred ms to handle, and an answer that arrives
@@ -117,7 +118,10 @@ class Worker:
             settings.partners, metrics, self._completions.put, transport=transport
         )
         self._pairs: list[tuple[PartnerConfig, PartnerAdapter]] = []
+        self._partners = settings.partners
         self._set_partners(settings.partners)
+        self._next_token_poll_at = 0.0
+        self._token_file_problems: dict[str, str] = {}  # partner → what was last wrong, logged once
         self._stop = threading.Event()
         self._force_stop = threading.Event()
         self._reload = threading.Event()
@@ -174,6 +178,8 @@ class Worker:
         if self._reload.is_set():
             self._reload.clear()
             self._reload_partners()
+        elif self._partners.token_files and self._clock() >= self._next_token_poll_at:
+            self._poll_token_files()
         self._drain_completions()
         self._dead_letters.pump()
         budget = self._apply_backpressure()
@@ -441,6 +447,7 @@ class Worker:
     # --- configuration -----------------------------------------------------------------------
 
     def _set_partners(self, partners: PartnerSet) -> None:
+        self._partners = partners
         self._pairs = [(partner, adapter_for(partner.partner)) for partner in partners.partners]
         self._metrics.describe_config(
             (partner.partner, app.app_id, app.active)
@@ -456,6 +463,7 @@ class Worker:
             for issue in exc.issues:
                 log.error("config reload failed, keeping the running config: %s", issue)
             self._metrics.reloaded(ok=False)
+            self._delivery.resume_held()  # a SIGHUP all the same: an operator acted
             return
         self._set_partners(partners)
         self._delivery.update(partners)
@@ -464,6 +472,37 @@ class Worker:
             "partner config reloaded",
             extra={"partners": ",".join(p.partner for p in partners.partners)},
         )
+
+    def _poll_token_files(self) -> None:
+        """Read each `access_token_file` again; a changed token goes to delivery, which probes
+        the apps it held at once. A file that cannot be read (a Secret being swapped) keeps the
+        running token; what is wrong is logged once until it changes."""
+        self._next_token_poll_at = self._clock() + TOKEN_FILE_POLL_S
+        partners = self._partners
+        for name, path in partners.token_files.items():
+            try:
+                token = read_token_file(path)
+                problem = None if token is not None else "is empty"
+            except (OSError, UnicodeDecodeError) as exc:
+                token = None
+                problem = f"cannot be read ({type(exc).__name__})"
+            if problem is not None:
+                if self._token_file_problems.get(name) != problem:
+                    self._token_file_problems[name] = problem
+                    log.warning(
+                        "token file %s %s; keeping the running token", path, problem,
+                        extra={"partner": name},
+                    )  # fmt: skip
+                continue
+            self._token_file_problems.pop(name, None)
+            current = partners.tokens.get(name)
+            assert token is not None
+            if current is None or token.get_secret_value() != current.get_secret_value():
+                partners = partners.with_token(name, token)
+                log.info("token file changed: the new token is in use", extra={"partner": name})
+        if partners is not self._partners:
+            self._set_partners(partners)
+            self._delivery.update(partners)
 
     def _check_topics(self) -> None:
         topics = kafka_clients.list_topics(self._consumer)

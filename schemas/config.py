@@ -1,7 +1,7 @@
 """Runtime (`dispatcher.yaml`) and partner (`partners/*.yaml`) configuration (SPEC §3).
 
 Validated once at start-up (and on reload), then frozen. Secrets are never in these models: a
-partner file names the environment variable that holds its token.
+partner file names the environment variable (or the file) that holds its token.
 """
 
 from __future__ import annotations
@@ -212,6 +212,10 @@ class DeliveryConfig(_Config):
         return self
 
 
+class _BothTokenSources:
+    """Marks `access_token_file` when `access_token_env` is set too, so the error has a path."""
+
+
 class PartnerConfig(_Config):
     """A partner file: who the partner is, where and how to deliver, and its apps."""
 
@@ -220,8 +224,35 @@ class PartnerConfig(_Config):
     endpoint: str
     # The variable holding the partner's token; None for a partner that takes none.
     access_token_env: EnvName | None = None
+    # Or a file holding it (a mounted Kubernetes Secret): re-read on SIGHUP and when it changes.
+    access_token_file: str | None = None
     delivery: DeliveryConfig = DeliveryConfig()
     apps: tuple[AppConfig, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_token_source(cls, data: object) -> object:
+        # Checked on the file as written: a partner's model may give access_token_env a default.
+        if (
+            isinstance(data, dict)
+            and data.get("access_token_env") is not None
+            and data.get("access_token_file") is not None
+        ):
+            return {**data, "access_token_file": _BothTokenSources()}
+        return data
+
+    @field_validator("access_token_file", mode="before")
+    @classmethod
+    def _token_file(cls, value: object) -> object:
+        if isinstance(value, _BothTokenSources):
+            raise ValueError(
+                "access_token_env and access_token_file are both set; allowed: one of them "
+                "(access_token_file for a token mounted as a file, access_token_env for one in "
+                "the environment)"
+            )
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("empty; allowed: the path of the file holding the token")
+        return value
 
     @field_validator("endpoint")
     @classmethod

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from kafka import TopicPartition
 
-from dispatcher.config_loader import load_settings
+from dispatcher.config_loader import load_partners, load_settings
 from dispatcher.devtools.stub_kafka import StubConsumer, StubProducer
 from dispatcher.health import Health
 from dispatcher.metrics import Metrics
@@ -65,7 +65,7 @@ class Running:
     def __init__(
         self, tmp_path: Path, producer: StubProducer, tiktok_app: dict[str, Any] | None = None,
         ocean: bool = False, answers: Partner | None = None, delivery: dict[str, Any] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, token_file: Path | None = None,
     ) -> None:  # fmt: skip
         (tmp_path / "partners").mkdir()
         # (`max_event_age: lifetime`: the factories' events are dated 2025)
@@ -75,6 +75,11 @@ class Running:
         partner = partner_dict(tiktok_app or app_dict(),
                                endpoint="http://tiktok.test/open_api/v1.3/event/track/",
                                delivery=fast)  # fmt: skip
+        environ = {"TIKTOK_ACCESS_TOKEN": TOKEN}
+        if token_file is not None:  # the token from a file, not the environment
+            del partner["access_token_env"]
+            partner["access_token_file"] = str(token_file)
+            environ = {}
         (tmp_path / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner))
         if ocean:
             other = oe_partner_dict(endpoint="http://oceanengine.test/api/v2/conversion",
@@ -86,14 +91,15 @@ class Running:
                       "dead_letter_topic": DEAD_LETTERS},
             "worker": {"commit_interval_ms": 10, "shutdown_timeout_s": 5},
         }))  # fmt: skip
-        settings = load_settings(config, {"TIKTOK_ACCESS_TOKEN": TOKEN})
+        settings = load_settings(config, environ)
         self.consumer = StubConsumer({INSTALLS: 2, IN_APP: 2, DEAD_LETTERS: 1})
         self.producer = producer
         self.partner = answers or Partner()
         self.metrics = Metrics()
         self.worker = Worker(
             settings, self.consumer, producer, self.metrics, Health(),
-            load_partners=lambda: settings.partners, transport=httpx.MockTransport(self.partner),
+            load_partners=lambda: load_partners(tmp_path / "partners", environ),
+            transport=httpx.MockTransport(self.partner),
             clock=clock,
         )  # fmt: skip
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
@@ -384,3 +390,74 @@ def test_a_source_topic_gone_from_the_cluster_is_reported_and_a_metadata_gap_is_
     running.produce(IN_APP, record)
     until(lambda: event_id_of(record) in running.partner.event_ids, "the in-app event sent")
     running.stop()
+
+
+class Tokens(Partner):
+    """TikTok answering "invalid token" (40105, a setup answer) to any token but `valid`, and,
+    with `allowlisted` False, "not allowlisted" (40118) to every request."""
+
+    def __init__(self, valid: str = TOKEN) -> None:
+        super().__init__()
+        self.valid = valid
+        self.allowlisted = True
+        self.requests = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        if request.headers["Access-Token"] != self.valid:
+            body = {"code": 40105, "message": "Access token is incorrect or revoked."}
+            return httpx.Response(200, json=body | {"request_id": "r", "data": {}})
+        if not self.allowlisted:
+            body = {"code": 40118, "message": "App is not in the allowlist."}
+            return httpx.Response(200, json=body | {"request_id": "r", "data": {}})
+        return super().__call__(request)
+
+
+def held(worker: Running) -> float:
+    return worker.metric("dispatcher_partner_held", partner="tiktok")
+
+
+def test_a_rotated_token_file_resumes_a_held_app_without_a_restart(tmp_path: Path) -> None:
+    # Given a token file holding a revoked token (its next probe an hour away)
+    token = tmp_path / "token"
+    token.write_text("revoked-token\n")
+    answers = Tokens()
+    worker = Running(tmp_path, StubProducer(), answers=answers, token_file=token,
+                     delivery={"setup_retry_s": 3600})  # fmt: skip
+    worker.thread.start()
+    record = event_dict("install")
+    worker.produce(INSTALLS, record)
+    # Then the app is held: nothing dead-lettered, nothing committed past the event
+    until(lambda: held(worker) == 1, "held")
+    time.sleep(0.3)
+    assert worker.producer.sent == []
+    assert all(offset == 0 for offset in worker.committed().values())
+    # When the Secret is rotated (the file rewritten in place)
+    token.write_text(TOKEN + "\n")
+    # Then the new token is read within a few seconds, the app probed at once and delivered
+    until(lambda: event_id_of(record) in answers.event_ids, "delivered", timeout_s=10)
+    until(lambda: worker.committed() == worker.ends(), "committed")
+    assert held(worker) == 0
+    assert worker.metric("dispatcher_postbacks_total", outcome="partner_setup") == 0
+    worker.stop()
+    assert worker.producer.sent == []
+
+
+def test_sighup_probes_a_held_app_at_once(tmp_path: Path) -> None:
+    # Given an app held on "not allowlisted", its next probe an hour away
+    answers = Tokens()
+    answers.allowlisted = False
+    worker = Running(tmp_path, StubProducer(), answers=answers, delivery={"setup_retry_s": 3600})
+    worker.thread.start()
+    record = event_dict("install")
+    worker.produce(INSTALLS, record)
+    until(lambda: held(worker) == 1, "held")
+    # When TikTok allowlists the app and the operator sends SIGHUP
+    answers.allowlisted = True
+    worker.worker.request_reload()
+    # Then the held batch is sent again at once and delivered, with no dead letter
+    until(lambda: event_id_of(record) in answers.event_ids, "delivered")
+    until(lambda: worker.committed() == worker.ends(), "committed")
+    assert (held(worker), answers.requests) == (0, 2)
+    worker.stop()
+    assert worker.producer.sent == []
