@@ -115,7 +115,7 @@ def conversion(callback: str = "cb-1", **overrides: object) -> dict[str, object]
     return {
         "event_type": "active_pay",
         "context": {"ad": {"callback": callback, "match_type": 0},
-                    "device": {"platform": "android", "oaid": "o-1"}},
+                    "device": {"oaid": "o-1"}},
         "properties": {"pay_amount": 6800},
         "timestamp": 1_763_632_800_000,
     } | overrides  # fmt: skip
@@ -183,3 +183,53 @@ def test_ocean_engine_duplicates_are_the_same_conversion_again(sandbox: PartnerS
     post(sandbox, body("a"))  # a TikTok event id equal to a callback is another event
     stats = control(sandbox, "GET", "/stats")
     assert (stats["events"], stats["duplicates"]) == (4, 1)
+
+
+def test_a_code_answered_until_the_faults_are_cleared_and_listed_meanwhile(
+    sandbox: PartnerSandbox,
+) -> None:
+    # Given "invalid token" asked for until reset, after one 503
+    control(sandbox, "POST", "/faults", {"faults": [
+        {"status": 503}, {"code": 40105, "message": "Access token is incorrect or revoked.",
+                          "until_reset": True},
+    ]})  # fmt: skip
+    listed = control(sandbox, "GET", "/faults")["tiktok"]
+    assert [f["status"] for f in listed["queued"]] == [503, 200]  # type: ignore[index]
+    # Then every request gets it, however many, until the faults are cleared
+    answers = [post(sandbox, body("x")) for _ in range(4)]
+    assert [a.status_code for a in answers] == [503, 200, 200, 200]
+    assert [a.json()["code"] for a in answers[1:]] == [40105] * 3
+    [fault] = control(sandbox, "GET", "/faults")["tiktok"]["queued"]  # type: ignore[index]
+    assert (fault["code"], fault["until_reset"]) == (40105, True)  # type: ignore[index]
+    control(sandbox, "DELETE", "/faults")
+    assert post(sandbox, body("x")).json()["code"] == 0
+    assert control(sandbox, "GET", "/faults") == {
+        "tiktok": {"queued": [], "bad_events": {}},
+        "oceanengine": {"queued": [], "bad_events": {}},
+    }
+
+
+def test_a_fault_for_the_next_seconds_shows_what_is_left(sandbox: PartnerSandbox) -> None:
+    control(sandbox, "POST", "/faults", {"faults": [{"code": 61000, "for_s": 30}]})
+    assert post(sandbox, body("x")).json()["code"] == 61000
+    [fault] = control(sandbox, "GET", "/faults")["tiktok"]["queued"]  # type: ignore[index]
+    assert 0 < fault["remaining_s"] <= 30  # type: ignore[index]
+
+
+def test_a_bad_event_rejects_every_request_that_carries_it(sandbox: PartnerSandbox) -> None:
+    # Given one bad event
+    control(sandbox, "POST", "/faults", {"faults": [
+        {"code": 40002, "message": "data[0].properties: invalid", "event_ids": ["bad"]},
+    ]})  # fmt: skip
+    # Then a request carrying it is refused whole, one without it is accepted
+    refused = post(sandbox, body("a", "bad", "b"))
+    assert (refused.status_code, refused.json()["code"]) == (200, 40002)
+    assert refused.json()["message"] == "data[0].properties: invalid"
+    assert post(sandbox, body("a", "b")).json()["code"] == 0
+    assert post(sandbox, body("bad")).json()["code"] == 40002
+    assert [e.event_id for e in sandbox.events] == ["a", "b"]
+    assert [r.code for r in sandbox.requests] == [40002, 0, 40002]
+    listed = control(sandbox, "GET", "/faults")["tiktok"]["bad_events"]
+    assert list(listed) == ["bad"]  # type: ignore[call-overload]
+    control(sandbox, "POST", "/reset")
+    assert post(sandbox, body("bad")).json()["code"] == 0

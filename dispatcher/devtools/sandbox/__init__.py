@@ -19,7 +19,14 @@ body codes, slow answers, dropped connections), refuse connections, and read bac
     GET  /stats                 counts: requests, events, unique event ids, duplicates
     POST /faults                {"partner": "tiktok" (default) or "oceanengine",
                                  "faults": [{"status": 503, "count": 5}, {"code": 40100,
-                                 "for_s": 10}, ...]}
+                                 "for_s": 10}, {"code": 40105, "until_reset": true}, ...]}:
+                                 each for its `count` requests, its `for_s` seconds, or until
+                                 cleared; none of them: the next request. A fault with
+                                 "event_ids": [...] (e.g. {"code": 40002, "event_ids": ["e1"]})
+                                 answers every request carrying one of those events, until
+                                 cleared: a bad event
+    GET  /faults                per partner, the faults queued ("queued", the one applying now
+                                first, with what is left of it) and the bad events
     DELETE /faults              clear every partner's faults
     POST /listener              {"down_for_s": 60} refuses connections; {"up": true} reopens
     POST /reset                 forget everything received and every fault

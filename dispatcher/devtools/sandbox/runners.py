@@ -140,6 +140,19 @@ class SandboxProcess:
         """Queue faults for one partner's requests (see `Fault`)."""
         self._post("/faults", {"partner": partner, "faults": faults})
 
+    def faults(self) -> dict[str, Any]:
+        """Per partner, the faults still queued and the bad events (`GET /faults`)."""
+        result: dict[str, Any] = self._get("/faults")
+        return result
+
+    def reject_events(
+        self, event_ids: list[str], code: int = 40002, message: str = "Invalid parameter",
+        partner: str = "tiktok",
+    ) -> None:  # fmt: skip
+        """Answer `code` to every request carrying one of these events, until faults are
+        cleared (a bad event: the worker splits its batch until it stands alone)."""
+        self.add_faults([{"code": code, "message": message, "event_ids": event_ids}], partner)
+
     def clear_faults(self) -> None:
         """Drop every queued fault."""
         self._client.delete(f"{self.control}/faults").raise_for_status()

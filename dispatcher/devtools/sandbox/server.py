@@ -134,8 +134,9 @@ class PartnerSandbox:
             await self._open_api()
 
     def add_faults(self, faults: list[Fault], partner: str = "tiktok") -> None:
-        """Queue faults for one partner's requests; each applies in turn."""
-        self.faults[partner].add(faults)
+        """Queue faults for one partner's requests; each applies in turn (a fault naming
+        `event_ids` applies to every request carrying one of them, until cleared)."""
+        self.faults.add(partner, faults)
 
     def contract_for(self, path: str) -> Contract:
         """Ocean Engine's path is its own; any other path is TikTok's."""
@@ -175,6 +176,12 @@ class PartnerSandbox:
             self._record(partner, arrived, 404, None, 0, None)
             return 404, {}, b"not found"
         verdict = contract.read(headers, body, self.record_payloads)
+        bad = self.faults.bad_event(partner, [entry.event_id for entry in verdict.accepted])
+        if bad is not None:  # a bad event rejects its whole request: nothing accepted
+            self._record(partner, arrived, bad.status, bad.code, 0, verdict.source)
+            if bad.code is None:
+                return bad.status, {}, bad.message.encode()
+            return bad.status, {}, self._body(contract, bad.code, bad.message)
         now = time.time()
         for entry in verdict.accepted:
             self.events.append(
@@ -245,7 +252,15 @@ class PartnerSandbox:
             except TypeError as exc:
                 return json_answer(400, {"error": str(exc)})
             self.add_faults(faults, partner)
-            return json_answer(200, {"queued": len(self.faults[partner])})
+            return json_answer(
+                200,
+                {
+                    "queued": len(self.faults[partner]),
+                    "bad_events": len(self.faults.bad_events[partner]),
+                },
+            )
+        if route == ("GET", "/faults"):
+            return json_answer(200, self.faults.describe())
         if route == ("DELETE", "/faults"):
             self.faults.clear()
             return json_answer(200, {"queued": 0})
