@@ -38,8 +38,8 @@ class Att(StrEnum):
     DENIED = "denied"
     NOT_DETERMINED = "not_determined"
     RESTRICTED = "restricted"
-    UNAVAILABLE = "unavailable"  # the device has no ATT prompt (before iOS 14.5)
-    UNKNOWN = "unknown"  # the measurement platform could not tell
+    UNAVAILABLE = "unavailable"  # the IDFA is not available, for a reason not given
+    UNKNOWN = "unknown"  # a value the measurement platform does not know
 
 
 class FraudMark(NamedTuple):

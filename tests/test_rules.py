@@ -216,7 +216,8 @@ def test_scope_all_sends_unattributed_installs_without_ad_fields(
     decision = decide_for(make_install(**overrides), install_scope="all")
     assert isinstance(decision, Send)
     assert decision.reason == "scope_all"
-    assert "ad" not in decision.payload  # another partner's click id is never sent to TikTok
+    # another partner's click id is never sent to TikTok; TikTok is told the user is not its own
+    assert decision.payload["ad"] == {"is_retargeting": False, "attributed": False}
 
 
 def test_in_app_event_is_judged_by_its_install_attribution() -> None:
@@ -379,11 +380,10 @@ def test_revenue_stripped_forwards_every_other_parameter() -> None:
     assert not any(key in body for key in ('"af_revenue"', '"revenue"', '"event_revenue"'))
     properties = decision.payload["properties"]
     assert "value" not in properties
-    # And every other parameter is forwarded (with TikTok's alias for the content id)
+    # And every other parameter is forwarded (the content id in TikTok's contents)
     assert properties == {
         "af_currency": "EUR",
-        "af_content_id": "sku-9",
-        "content_id": "sku-9",
+        "contents": [{"content_id": "sku-9"}],
         "items": [{"sku": "a"}, {"sku": "b"}],
     }
 
@@ -392,12 +392,10 @@ def test_event_value_as_a_json_string_is_forwarded() -> None:
     encoded = json.dumps({"af_content_type": "shoes", "af_quantity": 2, "af_order_id": "o-1"})
     decision = decide_for(make_in_app(event_name="af_add_to_cart", event_value=encoded))
     assert isinstance(decision, Send)
+    # (a content type other than product or product_group is not TikTok's: forwarded as is)
     assert decision.payload["properties"] == {
         "af_content_type": "shoes",
-        "content_type": "shoes",
-        "af_quantity": 2,
         "num_items": 2,
-        "af_order_id": "o-1",
         "order_id": "o-1",
     }
 
@@ -525,7 +523,10 @@ def test_only_attributed_events_carry_ad_fields(event: Event) -> None:
     partner = make_partner(app_dict(in_app={"scope": "all", "window": "lifetime"}))
     decision = decide(event, partner, ADAPTER, NOW_S)
     if isinstance(decision, Send):
-        assert ("ad" in decision.payload) == (decision.reason == "attributed")
+        ad = decision.payload["ad"]
+        assert ad["attributed"] == (decision.reason == "attributed")
+        if decision.reason != "attributed":
+            assert set(ad) == {"attributed", "is_retargeting"}
 
 
 # --- whole decisions: where a postback goes, which rule decided, and the words for the operator ---

@@ -56,16 +56,16 @@ DESCRIPTION_KEY = "af_description"
 ORDER_ID_KEY = "af_order_id"
 SEARCH_STRING_KEY = "af_search_string"
 
-# `user.att_status` on iOS from the neutral ATT status. A device without the prompt (before
-# iOS 14.5, AppsFlyer's af_unavailable) is NOT_APPLICABLE, as TikTok says for iOS below 14; a
-# status nobody could tell (af_unknown) or none at all is left out rather than guessed.
+# `user.att_status` on iOS from the neutral ATT status. AppsFlyer's af_unavailable says only
+# that the IDFA is not available, not why (TikTok's NOT_APPLICABLE means iOS below 14, which
+# it may not be); it, a status nobody could tell (af_unknown) and none at all are left out
+# rather than guessed.
 ATT_STATUSES: Mapping[Att, str] = MappingProxyType(
     {
         Att.AUTHORIZED: "AUTHORIZED",
         Att.DENIED: "DENIED",
         Att.NOT_DETERMINED: "NOT_DETERMINED",
         Att.RESTRICTED: "RESTRICTED",
-        Att.UNAVAILABLE: "NOT_APPLICABLE",
     }
 )
 NOT_APPLICABLE = "NOT_APPLICABLE"  # every Android event (TikTok: "Not Applicable ... or Android")
