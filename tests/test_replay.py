@@ -114,9 +114,9 @@ def test_replay_publishes_chosen_records_once(
 def test_rejected_then_replayed_end_to_end(
     broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
-    # Given TikTok rejects the first request (e.g. a permission fixed since)
+    # Given TikTok rejects the first request's event (e.g. a parameter fixed since)
     topics = Topics.create(broker, "replay-e2e")
-    sandbox.add_faults([Fault(code=40001, message="No permission", count=1)])
+    sandbox.add_faults([Fault(code=40002, message="Batch.0.app.app_id: invalid", count=1)])
     event = event_dict("install")
     produce(broker, topics.installs, [event])
     config = write_config(tmp_path, broker, topics, sandbox.url)
