@@ -38,6 +38,10 @@ class PartnerSet:
     files: Mapping[str, Path]
     # Partner → the file its token is read from (`access_token_file`), watched while running.
     token_files: Mapping[str, Path] = field(default_factory=lambda: types.MappingProxyType({}))
+    # Partner → the secret its request bodies are signed with (`signing_secret_env`), if any.
+    signing_secrets: Mapping[str, SecretStr] = field(
+        default_factory=lambda: types.MappingProxyType({}), repr=False
+    )
 
     def with_token(self, name: str, token: SecretStr) -> PartnerSet:
         """This set with partner `name`'s token replaced (its token file changed)."""
@@ -53,7 +57,10 @@ class PartnerSet:
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redactor."""
-        return [token.get_secret_value() for token in self.tokens.values()]
+        return [
+            secret.get_secret_value()
+            for secret in (*self.tokens.values(), *self.signing_secrets.values())
+        ]
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,7 @@ def _load_partners(
     partners: list[PartnerConfig] = []
     tokens: dict[str, SecretStr] = {}
     token_files: dict[str, Path] = {}
+    signing_secrets: dict[str, SecretStr] = {}
     sources: dict[str, Path] = {}
     for file in files:
         data = _read_yaml(file, issues)
@@ -206,13 +214,21 @@ def _load_partners(
             )  # fmt: skip
             if token is not None:
                 tokens[name] = token
+        signing_env = data.get("signing_secret_env")
+        if isinstance(signing_env, str):
+            signing = _secret(
+                environ, signing_env, str(file), "signing_secret_env",
+                f"the {name} signing secret", issues, required=require_secrets,
+            )  # fmt: skip
+            if signing is not None:
+                signing_secrets[name] = signing
         if partner is not None:
             partners.append(partner)
     if not partners:
         return None
     return PartnerSet(
         tuple(partners), types.MappingProxyType(tokens), types.MappingProxyType(sources),
-        types.MappingProxyType(token_files),
+        types.MappingProxyType(token_files), types.MappingProxyType(signing_secrets),
     )  # fmt: skip
 
 

@@ -32,6 +32,7 @@ class AttemptResult:
     throttled: bool = False  # the partner said "too many requests": lower the request rate
     partial: bool = False  # accepted, but the partner reported a partial success
     fate_unknown: bool = False  # the request may have been processed: a retry may duplicate
+    unlisted: bool = False  # a code in none of the partner's lists: retried, and logged once
 
     @property
     def retryable(self) -> bool:

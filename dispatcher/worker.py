@@ -455,6 +455,12 @@ class Worker:
             for app in partner.apps
         )
         self._on_secrets(partners.secrets() + self._settings.secrets())
+        for partner in partners.partners:
+            for app in partner.apps:
+                if app.active and (test_mode := app.test_mode) is not None:
+                    log.warning(
+                        "app %s is in test mode for %s: %s", app.app_id, partner.partner, test_mode
+                    )
 
     def _reload_partners(self) -> None:
         try:

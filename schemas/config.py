@@ -175,6 +175,12 @@ class AppConfig(_Config):
         """Where this app's postbacks go at the partner; events to one destination may batch."""
         return self.app_id
 
+    @property
+    def test_mode(self) -> str | None:
+        """How the partner is told this app's events are tests (named at start-up), or None
+        when they count for real."""
+        return None
+
 
 class DeliveryConfig(_Config):
     """How postbacks are sent to one partner; every value has a default."""

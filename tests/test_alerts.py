@@ -21,7 +21,7 @@ PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 RULES = PROMETHEUS_DIR / "alerts.yml"
 RULE_TESTS = PROMETHEUS_DIR / "alerts_test.yml"
 CONFIG = PROMETHEUS_DIR / "prometheus.yml"
-README_FILES = (REPO / "README.md", REPO / "deploy" / "README-sections.md")
+README = REPO / "README.md"
 
 
 def run_promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -42,8 +42,8 @@ def github_anchor(heading: str) -> str:
 
 
 def readme_anchors() -> set[str]:
-    """Anchors of the README, and of the sections waiting to be pasted into it."""
-    text = "\n".join(path.read_text() for path in README_FILES if path.exists())
+    """Anchors of the README's headings."""
+    text = README.read_text()
     return {github_anchor(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.MULTILINE)}
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from dispatcher.config_loader import load_settings
 from dispatcher.errors import ConfigError
@@ -483,3 +484,51 @@ def test_an_unauthorized_or_forbidden_answer_holds_the_app(status: int) -> None:
     """RFC 9110 401/403: credentials or permission, nothing the conversion can fix (SPEC §4)."""
     result = ADAPTER.classify(status, {}, body(1, "forbidden"), NOW)
     assert result == AttemptResult(AttemptKind.SETUP, status, 1, "forbidden")
+
+
+def test_a_signing_secret_is_loaded_from_its_variable_and_signs_every_request(
+    tmp_path: Path,
+) -> None:
+    """bububa/oceanengine `marketing-api/core/client.go`: `x-signature` is the lower-case hex
+    SHA-256 of the body followed by the secret; the secret lives in the environment only."""
+    import asyncio
+
+    import httpx
+
+    from dispatcher.delivery.http import PartnerHttp
+
+    config = write_both(tmp_path, ocean=oe_partner_dict(signing_secret_env="OCEAN_ENGINE_SECRET"))
+    # Unset, it stops start-up like a missing token
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {"TIKTOK_ACCESS_TOKEN": "t"})
+    assert any("OCEAN_ENGINE_SECRET" in str(issue) and "signing_secret_env" in str(issue)
+               for issue in caught.value.issues)  # fmt: skip
+    settings = load_settings(config, {"TIKTOK_ACCESS_TOKEN": "t", "OCEAN_ENGINE_SECRET": "s3cret"})
+    assert "s3cret" in settings.secrets()  # redacted from every log line
+    signing = settings.partners.signing_secrets["oceanengine"].get_secret_value()
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"code": 0, "message": "s3cret ok", "request_id": "r"})
+
+    http = PartnerHttp(
+        httpx.AsyncClient(transport=httpx.MockTransport(answer)), ADAPTER, lambda: NOW
+    )
+    http.configure("http://oceanengine.test/api/v2/conversion", "", 5.0, signing)
+    body = b'{"event_type":"active"}'
+    result = asyncio.run(http.post(body, lambda: None))
+    assert result.kind is AttemptKind.OK
+    assert "s3cret" not in result.message
+    assert seen[0].headers["x-signature"] == hashlib.sha256(body + b"s3cret").hexdigest()
+    # Without a secret, nothing is signed
+    http.configure("http://oceanengine.test/api/v2/conversion", "", 5.0)
+    asyncio.run(http.post(body, lambda: None))
+    assert "x-signature" not in seen[1].headers
+
+
+@pytest.mark.parametrize("key", ["access_token_env", "access_token_file"])
+def test_ocean_engine_takes_no_token_from_a_variable_or_a_file(key: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        make_oe_partner(oe_app_dict(), **{key: "OCEAN_TOKEN"})
+    assert f"takes no token; allowed: leave {key} out" in str(caught.value)

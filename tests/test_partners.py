@@ -61,6 +61,9 @@ class ToyAdapter:
     def request_headers(self, token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"} if token else {}
 
+    def body_headers(self, body: bytes, secret: str) -> dict[str, str]:
+        return {}
+
     def classify(
         self, status: int, headers: Mapping[str, str], body: bytes, now: float
     ) -> AttemptResult:

@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from dispatcher.outcomes import AttemptKind, AttemptResult
 from dispatcher.partners.answers import parse_retry_after
 from dispatcher.partners.tiktok.adapter import UNLISTED_CODE, TikTokAdapter, store_app_id
-from dispatcher.partners.tiktok.config import apps_in_test_mode
 from dispatcher.partners.tiktok.wire import TIKTOK_CURRENCIES, TIKTOK_EVENTS, TikTokRequest
 from dispatcher.rules import Send, decide
 from tests.factories import (
@@ -278,7 +277,7 @@ NO_BODY = "HTTP 200 without a TikTok body: "
         pytest.param(200, {"retry-after": "2"}, _body(40202, "conflict"),
                      AttemptResult(RETRY, 200, 40202, "conflict", 2.0), id="transient-below-the-server-codes"),
         pytest.param(200, {}, _body(49999, "odd"),
-                     AttemptResult(RETRY, 200, 49999, f"{UNLISTED_CODE}: odd", fate_unknown=True),
+                     AttemptResult(RETRY, 200, 49999, f"{UNLISTED_CODE}: odd", fate_unknown=True, unlisted=True),
                      id="a-code-in-no-list"),
         pytest.param(200, {"retry-after": "9"}, _body(40001, "no permission"),
                      AttemptResult(SETUP, 200, 40001, "no permission"), id="setup"),
@@ -517,8 +516,11 @@ def test_an_app_in_test_mode_gets_a_destination_and_request_of_its_own() -> None
     assert (body["event_source_id"], body["test_event_code"]) == (
         "7300000000000000001", "TEST12345")  # fmt: skip
     TikTokRequest.model_validate(body)
-    assert apps_in_test_mode(partner) == partner.apps
-    assert apps_in_test_mode(make_partner(app_dict())) == ()
+    assert [app.test_mode for app in partner.apps] == [
+        "test_event_code TEST12345: its events show in TikTok Events Manager's Test Events and "
+        "are not counted"
+    ]
+    assert make_partner(app_dict()).apps[0].test_mode is None
 
 
 @pytest.mark.parametrize("code", ["", "TEST 1", "TEST-1", 12345, "x" * 65])
@@ -575,3 +577,31 @@ def test_bad_event_codes_split_the_batch(code: int) -> None:
     assert result == AttemptResult(FATAL, 200, code, "m")
     assert ADAPTER.should_split(result, 2)
     assert not ADAPTER.should_split(result, 1)
+
+
+def test_a_code_in_none_of_tiktoks_lists_is_logged_once_per_code(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SPEC: a code in none of TikTok's lists is transient, bounded by give_up_after_s, and
+    logged once per code."""
+    import asyncio
+    import logging
+
+    import httpx
+
+    from dispatcher.delivery.http import PartnerHttp
+
+    codes = iter([49999, 49999, 49998, 49999])
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"code": next(codes), "message": "odd"})
+
+    http = PartnerHttp(
+        httpx.AsyncClient(transport=httpx.MockTransport(answer)), ADAPTER, lambda: 0.0
+    )
+    http.configure("http://tiktok.test/open_api/v1.3/event/track/", "tok", 5.0)
+    caplog.set_level(logging.WARNING, logger="dispatcher.delivery.http")
+    results = [asyncio.run(http.post(b"{}", lambda: None)) for _ in range(4)]
+    assert all(result.kind is AttemptKind.RETRYABLE and result.unlisted for result in results)
+    logged = [record for record in caplog.records if "none of its lists" in record.getMessage()]
+    assert [record.code for record in logged] == [49999, 49998]  # type: ignore[attr-defined]

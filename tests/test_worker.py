@@ -286,7 +286,8 @@ def test_faults_delay_but_lose_nothing(
         wait_for(
             lambda: set(sandbox_ids(sandbox)) >= {event_id_of(e) for e in events}, 60, "all events"
         )
-        assert worker.metric("dispatcher_delivery_attempts_total", result="retryable") == 8
+        assert worker.metric("dispatcher_delivery_attempts_total", result="retryable") == 4
+        assert worker.metric("dispatcher_delivery_attempts_total", result="throttled") == 4
         assert worker.metric("dispatcher_dead_letters_total") == 0
         assert worker.stop() == 0
     assert read_all(broker, topics.dead_letters) == []
@@ -299,8 +300,9 @@ def test_rejections_are_dead_lettered_with_code_and_message_and_no_token(
     broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
 ) -> None:
     topics = Topics.create(broker, "rejected")
+    # (a parameter error: the event is bad; a permission error would hold the app instead)
     sandbox.add_faults(
-        [Fault(code=40001, message="No permission to operate this advertiser", count=1)]
+        [Fault(code=40002, message="Batch.0.app.app_id: Not a valid string", count=1)]
     )
     events = [event_dict("install") for _ in range(3)]
     produce(broker, topics.installs, events[:1])
@@ -318,8 +320,8 @@ def test_rejections_are_dead_lettered_with_code_and_message_and_no_token(
     [letter] = read_all(broker, topics.dead_letters)
     assert letter["reason"] == "partner_rejected"
     assert letter["partner"] == "tiktok"
-    assert (letter["last_code"], letter["last_status"], letter["attempts"]) == (40001, 200, 1)
-    assert letter["detail"] == "code 40001: No permission to operate this advertiser"
+    assert (letter["last_code"], letter["last_status"], letter["attempts"]) == (40002, 200, 1)
+    assert letter["detail"] == "code 40002: Batch.0.app.app_id: Not a valid string"
     assert letter["event"] == events[0]  # the record as it arrived, for a replay
     for text in [json.dumps(letter), worker.log(), metrics_text]:
         assert TOKEN not in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -461,3 +462,15 @@ def test_sighup_probes_a_held_app_at_once(tmp_path: Path) -> None:
     assert (held(worker), answers.requests) == (0, 2)
     worker.stop()
     assert worker.producer.sent == []
+
+
+def test_start_up_names_the_apps_in_test_mode(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An app sending to TikTok's Test Events is counted nowhere: the log says so at start-up."""
+    caplog.set_level(logging.WARNING, logger="dispatcher.worker")
+    Running(tmp_path, StubProducer(), tiktok_app=app_dict(test_event_code="TEST12345"))
+    assert [r.getMessage() for r in caplog.records if "test mode" in r.getMessage()] == [
+        "app id1234567890 is in test mode for tiktok: test_event_code TEST12345: its events show "
+        "in TikTok Events Manager's Test Events and are not counted"
+    ]

@@ -85,11 +85,11 @@ class PartnerChannel:
         metrics.start_partner(self.name, adapter.install_event)
         metrics.rate_limit(self.name, self.pacer.rate)
 
-    def configure(self, partner: PartnerConfig, token: str) -> None:
+    def configure(self, partner: PartnerConfig, token: str, signing_secret: str = "") -> None:
         """Apply (re)loaded settings; batches already in flight finish with the old ones."""
         self.partner = partner
         self.delivery = partner.delivery
-        self.http.configure(partner.endpoint, token, partner.delivery.timeout_s)
+        self.http.configure(partner.endpoint, token, partner.delivery.timeout_s, signing_secret)
         self.policy = RetryPolicy(partner.delivery)
         self.semaphore = asyncio.Semaphore(partner.delivery.max_concurrent_requests)
         self.pacer.set_max_rate(partner.delivery.max_requests_per_s)

@@ -53,15 +53,21 @@ class PartnerHttp:
         self.endpoint = ""
         self.headers: dict[str, str] = {}
         self.timeout_s = 10.0
+        self.signing_secret = ""
         self.redactor = SecretRedactor([])
+        self._unlisted_seen: set[int | None] = set()  # codes in none of the partner's lists
 
-    def configure(self, endpoint: str, token: str, timeout_s: float) -> None:
-        """Where and how to send; batches already in flight finish with the old settings."""
+    def configure(
+        self, endpoint: str, token: str, timeout_s: float, signing_secret: str = ""
+    ) -> None:
+        """Where and how to send (`signing_secret`: the partner's body signature, when set);
+        batches already in flight finish with the old settings."""
         self.endpoint = endpoint
         self.headers = self.adapter.request_headers(token)
         self.timeout_s = timeout_s
-        # a partner's error message may quote the token back: it must reach no log or dead letter
-        self.redactor = SecretRedactor([token])
+        self.signing_secret = signing_secret
+        # a partner's error message may quote a secret back: it must reach no log or dead letter
+        self.redactor = SecretRedactor([secret for secret in (token, signing_secret) if secret])
 
     async def post(self, body: bytes, on_written: Callable[[], None]) -> AttemptResult:
         """One attempt; `on_written` is called once the body has left (for the pacer)."""
@@ -70,11 +76,14 @@ class PartnerHttp:
             if event == "http11.send_request_body.complete":
                 on_written()
 
+        headers = self.headers
+        if self.signing_secret:
+            headers = headers | self.adapter.body_headers(body, self.signing_secret)
         try:
             response = await self.client.post(
                 self.endpoint,
                 content=body,
-                headers=self.headers,
+                headers=headers,
                 timeout=self.timeout_s,
                 extensions={"trace": trace},
             )
@@ -92,6 +101,15 @@ class PartnerHttp:
         redacted = self.redactor.redact(result.message)
         if redacted is not result.message:
             result = replace(result, message=redacted)
+        if result.unlisted and result.code not in self._unlisted_seen:
+            self._unlisted_seen.add(result.code)
+            log.warning(
+                "%s answered a code in none of its lists, retried as transient (logged once per "
+                "code): %s",
+                self.adapter.name,
+                result.message,
+                extra={"partner": self.adapter.name, "code": result.code, "status": result.status},
+            )
         return result
 
     async def aclose(self) -> None:

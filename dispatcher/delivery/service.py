@@ -152,11 +152,15 @@ class DeliveryService:
         for partner in partners.partners:
             secret = partners.tokens.get(partner.partner)  # none for a partner without a token
             token = secret.get_secret_value() if secret is not None else ""
+            signing = partners.signing_secrets.get(partner.partner)
+            signing_secret = signing.get_secret_value() if signing is not None else ""
             channel = self._channels.get(partner.partner)
             if channel is None:
-                self._channels[partner.partner] = self._channel_for(partner, token)
+                channel = self._channels[partner.partner] = self._channel_for(partner, token)
+                if signing_secret:
+                    channel.configure(partner, token, signing_secret)
             else:
-                channel.configure(partner, token)
+                channel.configure(partner, token, signing_secret)
                 channel.resume_held()
 
     def _resume_held(self) -> None:

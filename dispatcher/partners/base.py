@@ -130,6 +130,11 @@ class PartnerAdapter(Protocol):
         """Headers of every request, credentials included."""
         ...
 
+    def body_headers(self, body: bytes, secret: str) -> dict[str, str]:
+        """Headers that depend on the body (a signature), sent when the partner file names a
+        signing secret; {} for a partner that signs nothing."""
+        ...
+
     def classify(
         self, status: int, headers: Mapping[str, str], body: bytes, now: float
     ) -> AttemptResult:

@@ -727,7 +727,8 @@ def broker_restart(env: ChaosEnv, profile: Profile) -> Result:
         wait_until(lambda: env.sandbox.stats()["events"] >= 100, 60)
         # When the broker dies, and the partner rejects everything meanwhile
         env.sandbox.clear_faults()
-        env.sandbox.add_faults([{"code": 40001, "message": "No permission", "for_s": outage}])
+        # (HTTP 400: each batch rejected whole; a setup code such as 40001 would hold the app)
+        env.sandbox.add_faults([{"status": 400, "message": "Bad Request", "for_s": outage}])
         broker.kill()
         killed = time.monotonic()
         backlog = half - env.sandbox.stats()["events"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from dispatcher.partners.oceanengine.wire import INSTALL_EVENT, OCEAN_ENGINE_EVENTS
 from schemas.config import (
@@ -88,11 +88,12 @@ class OceanEngineConfig(PartnerConfig):
     # `marketing-api/core/client.go`); None: requests go unsigned. Never the secret itself.
     signing_secret_env: EnvName | None = None
 
-    @field_validator("access_token_env")
+    @field_validator("access_token_env", "access_token_file")
     @classmethod
-    def _no_token(cls, value: str | None) -> str | None:
+    def _no_token(cls, value: object, info: ValidationInfo) -> object:
         if value is not None:
             raise ValueError(
-                "Ocean Engine's conversion API takes no token; allowed: leave access_token_env out"
+                f"Ocean Engine's conversion API takes no token; allowed: leave {info.field_name} "
+                "out"
             )
         return value

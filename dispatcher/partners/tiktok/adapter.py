@@ -269,6 +269,10 @@ class TikTokAdapter:
         """TikTok authenticates with an `Access-Token` header."""
         return {"Access-Token": token, "Content-Type": "application/json"}
 
+    def body_headers(self, body: bytes, secret: str) -> dict[str, str]:
+        """None: TikTok authenticates by the token alone."""
+        return {}
+
     def classify(
         self, status: int, headers: Mapping[str, str], body: bytes, now: float
     ) -> AttemptResult:
@@ -299,7 +303,7 @@ class TikTokAdapter:
         # message says so, and the request may have been processed.
         return AttemptResult(
             AttemptKind.RETRYABLE, status, code, f"{UNLISTED_CODE}: {message}", retry_after,
-            fate_unknown=True,
+            fate_unknown=True, unlisted=True,
         )  # fmt: skip
 
     def should_split(self, result: AttemptResult, size: int) -> bool:

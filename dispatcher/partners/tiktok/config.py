@@ -81,6 +81,16 @@ class TikTokAppConfig(AppConfig):
     test_event_code: Annotated[str | None, BeforeValidator(_test_event_code)] = None
 
     @property
+    def test_mode(self) -> str | None:
+        """Events Manager's Test Events, when a `test_event_code` is set."""
+        if self.test_event_code is None:
+            return None
+        return (
+            f"test_event_code {self.test_event_code}: its events show in TikTok Events "
+            "Manager's Test Events and are not counted"
+        )
+
+    @property
     def destination(self) -> str:
         """Events for one TikTok App ID are batched into one request; an app in test mode gets
         a destination of its own (`<App ID>:<test code>`), since the code is one per request."""
@@ -105,12 +115,3 @@ class TikTokPartnerConfig(PartnerConfig):
     endpoint: str = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
     access_token_env: EnvName = "TIKTOK_ACCESS_TOKEN"  # noqa: S105 - a variable name
     apps: tuple[TikTokAppConfig, ...] = ()
-
-
-def apps_in_test_mode(partner: PartnerConfig) -> tuple[TikTokAppConfig, ...]:
-    """The TikTok apps of a partner file that send to Events Manager's Test Events (a
-    `test_event_code` set): their events are shown there and not counted, which an operator
-    must not miss at start-up. Empty for another partner's file."""
-    if not isinstance(partner, TikTokPartnerConfig):
-        return ()
-    return tuple(app for app in partner.apps if app.test_event_code is not None)
