@@ -173,18 +173,22 @@ def test_owed_postbacks_arrive_and_nothing_else(
         "event_id": event_id_of(purchase),
         "user": {"idfa": purchase["idfa"].upper(), "idfv": purchase["idfv"], "ip": purchase["ip"],
                  "user_agent": purchase["user_agent"]},
-        "app": {"app_id": "id1234567890", "app_version": "1.2.3"},
-        "ad": {"callback": click_id_of(purchase), "campaign_id": CAMPAIGN_ID, "ad_id": ADSET_ID, "creative_id": AD_ID},
-        "properties": {"af_revenue": "9.99", "af_currency": "USD", "af_content_id": "sku-1",
-                       "content_id": "sku-1", "value": 9.99, "currency": "USD"},
+        "app": {"app_id": "1234567890", "app_version": "1.2.3"},  # the App Store id's digits
+        "ad": {"callback": click_id_of(purchase), "campaign_id": CAMPAIGN_ID, "ad_id": ADSET_ID,
+               "creative_id": AD_ID, "is_retargeting": False, "attributed": True},
+        "properties": {"af_revenue": "9.99", "af_currency": "USD",
+                       "contents": [{"content_id": "sku-1"}], "value": 9.99, "currency": "USD"},
     }  # fmt: skip
     registration = next(e for e in in_app if e["event_name"] == "af_complete_registration")
     assert received[event_id_of(registration)].payload["properties"] == {
-        "af_currency": "USD", "af_content_id": "sku-1", "content_id": "sku-1",
+        "af_currency": "USD", "contents": [{"content_id": "sku-1"}],
     }  # fmt: skip
     organic_all = next(e for e in installs if e["app_id"] == "com.example.app")
     assert received[event_id_of(organic_all)].event_source_id == "7300000000000000002"
-    assert "ad" not in received[event_id_of(organic_all)].payload
+    # an organic user: TikTok is told it is not its own, and given no click or campaign id
+    assert received[event_id_of(organic_all)].payload["ad"] == {
+        "is_retargeting": False, "attributed": False,
+    }  # fmt: skip
     # And each bad input is in the dead-letter topic once, with its reason and raw bytes
     letters = read_all(broker, topics.dead_letters)
     assert len(letters) == len(BAD_INPUTS)
@@ -249,10 +253,11 @@ def test_appsflyer_records_as_sent_reach_tiktok_and_a_re_read_sends_the_same_ids
         record = by_id[event_id]
         assert payload is not None
         assert len(event_id) == 32
-        if record.get("original_url") and payload.get("ad"):
+        if record.get("original_url") and payload["ad"]["attributed"]:
             assert payload["ad"] == {
                 "callback": click_id_of(record), "campaign_id": record["af_c_id"],
                 "ad_id": record["af_adset_id"], "creative_id": record["af_ad_id"],
+                "is_retargeting": payload["ad"]["is_retargeting"], "attributed": True,
             }  # fmt: skip
     assert any("callback" in (p or {}).get("ad", {}) for p in first_read.values())
 
