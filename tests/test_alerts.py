@@ -21,7 +21,7 @@ PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 RULES = PROMETHEUS_DIR / "alerts.yml"
 RULE_TESTS = PROMETHEUS_DIR / "alerts_test.yml"
 CONFIG = PROMETHEUS_DIR / "prometheus.yml"
-README = REPO / "README.md"
+RUNBOOKS = REPO / "docs" / "operations" / "runbooks.md"
 
 
 def run_promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -41,9 +41,9 @@ def github_anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def readme_anchors() -> set[str]:
-    """Anchors of the README's headings."""
-    text = README.read_text()
+def runbook_anchors() -> set[str]:
+    """Anchors of the runbooks page's headings."""
+    text = RUNBOOKS.read_text()
     return {github_anchor(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.MULTILINE)}
 
 
@@ -101,7 +101,7 @@ def test_rule_tests_feed_only_exported_metrics() -> None:
 
 
 def test_alerts_carry_severity_annotations_and_a_runbook() -> None:
-    anchors = readme_anchors()
+    anchors = runbook_anchors()
     rules = alert_rules()
     assert {rule["alert"] for rule in rules} >= {
         "DispatcherDown",
@@ -110,7 +110,7 @@ def test_alerts_carry_severity_annotations_and_a_runbook() -> None:
         "DispatcherDeliveryFailureRatioHigh",
         "DispatcherConfigReloadFailing",
     }
-    # One README for all: moving the repository means replacing one URL everywhere.
+    # One page for all: moving the repository means replacing one URL everywhere.
     assert len({rule["annotations"]["runbook_url"].partition("#")[0] for rule in rules}) == 1
     for rule in rules:
         name = rule["alert"]
@@ -121,8 +121,9 @@ def test_alerts_carry_severity_annotations_and_a_runbook() -> None:
         assert annotations["description"], name
         url, _, anchor = annotations["runbook_url"].partition("#")
         assert url.startswith("https://"), name
+        assert url.endswith("/docs/operations/runbooks.md"), name
         assert anchor == github_anchor(f"Runbook: {name}"), name
-        assert anchor in anchors, f"{name}: the README has no section '### Runbook: {name}'"
+        assert anchor in anchors, f"{name}: the runbooks page has no section 'Runbook: {name}'"
 
 
 def test_github_anchors() -> None:

@@ -1,4 +1,4 @@
-"""What each part may import (ARCHITECTURE.md), checked in a fresh interpreter per part so that
+"""What each part may import (docs/architecture.md), checked in a fresh interpreter per part so that
 nothing the test session imported hides a dependency."""
 
 from __future__ import annotations

@@ -290,7 +290,7 @@ def test_the_token_comes_from_the_secret_and_nowhere_else(
     assert ref["key"] in secret["stringData"]
     assert ref.get("optional", False) is False  # no Secret, no pod: nothing sent with a placeholder
     assert secret["stringData"][ref["key"]].startswith("replace-")  # an example, never a token
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "deploy" / "kubernetes.md").read_text()
     assert f"create secret generic {ref['name']} --from-literal={ref['key']}=" in readme
 
 

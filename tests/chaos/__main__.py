@@ -3,7 +3,7 @@
 Runs the chaos scenarios against a broker and a sandbox it starts itself, prints one row per
 scenario (its bound, whether it held, its figures), writes the figures as JSON, and with `--write`
 merges the figures into `tests/chaos/results/PROFILE.json` (scenarios not run keep their last
-figures) and puts that profile's table into RELIABILITY.md. Exit 1 when a scenario
+figures) and puts that profile's table into docs/reliability.md. Exit 1 when a scenario
 failed.
 """
 
@@ -25,7 +25,7 @@ from dispatcher.devtools.broker import LocalBroker
 from tests.chaos.scenarios import PROFILES, SCENARIOS, ChaosEnv, Result
 from tests.pipeline import REPO
 
-RELIABILITY = REPO / "RELIABILITY.md"
+RELIABILITY = REPO / "docs" / "reliability.md"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=sorted(SCENARIOS), metavar="NAME",
                         help=f"run only these scenarios: {', '.join(SCENARIOS)}")  # fmt: skip
     parser.add_argument("--json", type=Path, help="where to write the figures (default: print)")
-    parser.add_argument("--write", action="store_true", help="update RELIABILITY.md's table")
+    parser.add_argument("--write", action="store_true", help="update docs/reliability.md's table")
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
     names = args.only or list(SCENARIOS)

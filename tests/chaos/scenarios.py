@@ -3,7 +3,7 @@ TikTok sandbox (a process of its own), under faults. Each scenario is bounded in
 no owed event is lost, reports duplicates, and checks that the access token leaked nowhere.
 
 Used by `tests/chaos/test_chaos.py` (pytest, marker `chaos`) and `python -m tests.chaos` (prints
-the table and writes RELIABILITY.md).
+the table and writes docs/reliability.md).
 """
 
 from __future__ import annotations

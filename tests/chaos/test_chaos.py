@@ -1,6 +1,6 @@
 """The chaos suite under pytest (marker `chaos`): the `short` profile by default,
 `CHAOS_PROFILE=full` for the long one. `python -m tests.chaos` runs the same scenarios and prints
-the table that RELIABILITY.md keeps."""
+the table that docs/reliability.md keeps."""
 
 from __future__ import annotations
 
