@@ -1,4 +1,4 @@
-"""Is an install attributed to this partner? Media source, touch type, lookback (SPEC §1)."""
+"""Is an install attributed to this partner? Media source, touch type, lookback."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from schemas.config import AppConfig, PartnerConfig
-from schemas.durations import format_duration
+from schemas.durations import format_duration, format_duration_s
 from schemas.events import Event
 
 ORGANIC_MEDIA_SOURCES = frozenset({"", "organic"})
@@ -81,5 +81,5 @@ def _within(touch_type: str, lookback: timedelta) -> Attribution:
 
 def _describe_gap(gap: timedelta) -> str:
     if gap < _ZERO:
-        return f"{-gap} after"
-    return f"{gap} before"
+        return f"{format_duration_s(-gap.total_seconds())} after"
+    return f"{format_duration_s(gap.total_seconds())} before"

@@ -224,6 +224,7 @@ def _load_partners(
                 signing_secrets[name] = signing
         if partner is not None:
             partners.append(partner)
+    _check_partner_overrides(environ, sources, partners_dir, issues)
     if not partners:
         return None
     return PartnerSet(
@@ -321,6 +322,31 @@ def _runtime_overrides(environ: Mapping[str, str]) -> dict[str, str]:
         and key != CONFIG_PATH_ENV
         and not key.startswith(f"{ENV_PREFIX}{PARTNERS_ENV_KEY}{ENV_SEPARATOR}")
     }
+
+
+def _check_partner_overrides(
+    environ: Mapping[str, str],
+    loaded: Mapping[str, Path],
+    partners_dir: Path,
+    issues: list[ConfigIssue],
+) -> None:
+    """An override of a partner no file names (a misspelt `TIKTOCK`) is an error, not a no-op."""
+    prefix = f"{ENV_PREFIX}{PARTNERS_ENV_KEY}{ENV_SEPARATOR}"
+    names = {name.upper() for name in loaded}
+    for key in sorted(environ):
+        if not key.startswith(prefix):
+            continue
+        partner = key.removeprefix(prefix).split(ENV_SEPARATOR, 1)[0]
+        if partner not in names:
+            allowed = ", ".join(f"{prefix}{name}{ENV_SEPARATOR}..." for name in sorted(names))
+            issues.append(
+                ConfigIssue(
+                    key,
+                    "",
+                    f"overrides partner {partner.lower()!r}, which no file in {partners_dir} "
+                    f"configures; allowed: {allowed or 'none (no partner file loaded)'}",
+                )
+            )
 
 
 def _partner_overrides(environ: Mapping[str, str], partner: str) -> dict[str, str]:

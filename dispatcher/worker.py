@@ -513,17 +513,17 @@ class Worker:
     def _check_topics(self) -> None:
         topics = kafka_clients.list_topics(self._consumer)
         dead_letter_topic = self._settings.runtime.kafka.dead_letter_topic
-        if dead_letter_topic not in topics:
-            raise PermanentError(
-                f"dead-letter topic {dead_letter_topic!r} does not exist; create it first "
-                "(nothing is consumed without a place for dead letters)"
-            )
-        missing = [topic for topic in self._topic_types if topic not in topics]
+        missing = [
+            topic for topic in (*self._topic_types, dead_letter_topic) if topic not in topics
+        ]
         if missing:
             raise PermanentError(
-                f"source topic(s) {', '.join(repr(t) for t in missing)} do not exist; create "
-                "them first, or fix kafka.topics (the worker never creates a topic: a typo would "
-                "otherwise be consumed from, silently, forever)"
+                f"topic{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(repr(t) for t in missing)} do{'es' if len(missing) == 1 else ''} "
+                f"not exist; create them with `dispatcher topics create --config "
+                f"{self._settings.path}`, or fix kafka.topics / kafka.dead_letter_topic (the "
+                "worker never creates a topic: a typo would otherwise be consumed from, "
+                "silently, forever; nothing is consumed without a place for dead letters)"
             )
 
     # --- stopping ----------------------------------------------------------------------------

@@ -362,3 +362,24 @@ def test_reload_loads_partner_files_alone(tmp_path: Path) -> None:
     write_config(tmp_path)
     partners = load_partners(tmp_path / "partners", TOKEN_ENV)
     assert [p.partner for p in partners.partners] == ["tiktok"]
+
+
+def test_an_override_of_a_partner_no_file_configures_is_an_error(tmp_path: Path) -> None:
+    """A misspelt partner in an override variable would otherwise change nothing, silently."""
+    (tmp_path / "partners").mkdir()
+    (tmp_path / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner_dict()))
+    config = tmp_path / "dispatcher.yaml"
+    config.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": "localhost:9092"}}))
+    environ = {"TIKTOK_ACCESS_TOKEN": "t",
+               "DISPATCHER_PARTNERS__TIKTOCK__ENDPOINT": "https://example.test/"}  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ)
+    [issue] = caught.value.issues
+    assert str(issue) == (
+        "DISPATCHER_PARTNERS__TIKTOCK__ENDPOINT: overrides partner 'tiktock', which no file in "
+        f"{tmp_path / 'partners'} configures; allowed: DISPATCHER_PARTNERS__TIKTOK__..."
+    )
+    environ["DISPATCHER_PARTNERS__TIKTOK__ENDPOINT"] = environ.pop(
+        "DISPATCHER_PARTNERS__TIKTOCK__ENDPOINT"
+    )
+    assert load_settings(config, environ).partners.partners[0].endpoint == "https://example.test/"

@@ -1,4 +1,4 @@
-"""The six rules of SPEC §1, one table per rule, with their boundaries; then properties."""
+"""The rules (docs/decisions.md), one table per rule, with their boundaries; then properties."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def test_in_app_disabled(event: Event, expected: SkipReason | None) -> None:
 def test_only_a_first_install_gets_an_install_postback(overrides: dict[str, Any]) -> None:
     # Given a re-engagement, re-attribution or reinstall record, attributed to TikTok
     event = make_install(**overrides)
-    # Then no install postback is owed, whatever the scope (SPEC §1 rule 2)
+    # Then no install postback is owed, whatever the scope
     for scope in ("attributed", "all"):
         decision = decide_for(event, install_scope=scope)
         expect_skip(decision, SkipReason.NOT_A_NEW_INSTALL, Rule.KIND)
@@ -246,7 +246,7 @@ def test_in_app_event_is_judged_by_its_install_attribution() -> None:
 def test_a_secondary_copy_goes_only_to_a_partner_it_is_attributed_to(
     copy: dict[str, Any], scope: str, expected: SkipReason | None
 ) -> None:
-    # Given the secondary copy of an in-app event reported twice (SPEC §1 rule 3)
+    # Given the secondary copy of an in-app event reported twice
     event = make_in_app(is_primary_attribution=False, **copy)
     decision = decide_for(event, in_app={"scope": scope})
     if expected is None:
@@ -588,13 +588,13 @@ def skip(rule: Rule, reason: SkipReason, why: str, app_id: str = APP_ID) -> Skip
                      "the lookback cannot be checked", id="no-touch-time"),
         pytest.param(make_install(attributed_touch_time=INSTALL_TIME - timedelta(days=8)), TIKTOK,
                      skip(Rule.SCOPE, SkipReason.OUT_OF_SCOPE,
-                          "click 8 days, 0:00:00 before the install, outside the 7d lookback"),
-                     "scope is attributed, but not attributed to tiktok: click 8 days, 0:00:00 before "
+                          "click 8d before the install, outside the 7d lookback"),
+                     "scope is attributed, but not attributed to tiktok: click 8d before "
                      "the install, outside the 7d lookback", id="click-too-old"),
         pytest.param(make_install(attributed_touch_time=INSTALL_TIME + timedelta(minutes=5)), TIKTOK,
                      skip(Rule.SCOPE, SkipReason.OUT_OF_SCOPE,
-                          "click 0:05:00 after the install, outside the 7d lookback"),
-                     "scope is attributed, but not attributed to tiktok: click 0:05:00 after the "
+                          "click 5m after the install, outside the 7d lookback"),
+                     "scope is attributed, but not attributed to tiktok: click 5m after the "
                      "install, outside the 7d lookback", id="click-after-the-install"),
         pytest.param(make_in_app(media_source="organic", is_primary_attribution=False), ALL_SCOPES,
                      skip(Rule.SCOPE, SkipReason.SECONDARY_ATTRIBUTION, "organic install"),
@@ -708,7 +708,7 @@ def test_revenue_is_stripped_at_any_depth(params: dict[str, Any], expected: dict
                      Attribution(False, "touch type 'engagement' is neither click nor impression"),
                      id="another-touch-type"),
         pytest.param(make_install(attributed_touch_time=INSTALL_TIME - timedelta(days=8)),
-                     Attribution(False, "click 8 days, 0:00:00 before the install, outside the 7d lookback"),
+                     Attribution(False, "click 8d before the install, outside the 7d lookback"),
                      id="too-old"),
         pytest.param(make_install(), Attribution(True, "click within the 7d lookback"), id="click"),
     ],

@@ -509,14 +509,19 @@ def test_start_up_refuses_a_broken_config_and_a_missing_dead_letter_topic(
     config.write_text(yaml.safe_dump(data))
     worker = WorkerProcess(config, tmp_path / "worker-2.log").start()
     assert worker.wait(60) == 1
-    assert "dead-letter topic 'no-such-topic' does not exist" in worker.log()
-    # A typo'd source topic stops start-up too, and is not created by asking for it
-    data["kafka"]["dead_letter_topic"] = topics.dead_letters
+    assert (
+        "topic 'no-such-topic' does not exist; create them with `dispatcher topics " in worker.log()
+    )
+    # A typo'd source topic stops start-up too, named with every other missing one and the
+    # command that creates them, and is not created by asking for it
     data["kafka"]["topics"]["installs"] = "instals-typo"
     config.write_text(yaml.safe_dump(data))
     worker = WorkerProcess(config, tmp_path / "worker-3.log").start()
     assert worker.wait(60) == 1
-    assert "source topic(s) 'instals-typo' do not exist" in worker.log()
+    assert (
+        f"topics 'instals-typo', 'no-such-topic' do not exist; create them with `dispatcher "
+        f"topics create --config {config}`" in worker.log()
+    )
     admin = KafkaConsumer(bootstrap_servers=broker.bootstrap)
     try:
         assert "instals-typo" not in admin.topics()
