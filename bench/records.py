@@ -67,7 +67,7 @@ def appsflyer(n: int, run: str, sent_at: float | None = None) -> dict[str, Any]:
 
 
 def small(n: int, run: str, sent_at: float | None = None) -> dict[str, Any]:
-    """The first benchmark's record: the fields the worker reads, under SPEC's first names, with
+    """The first benchmark's record: the fields the worker reads, under this project's first names, with
     an event id (~700 bytes)."""
     return {
         "event_id": f"{run}-{n}", "event_type": "in-app-event", "event_name": "af_purchase",

@@ -2,11 +2,11 @@
 
 kafka-python's network thread builds each fetch answer (megabytes of AppsFlyer records) in fresh
 buffers and frees them. With glibc's default (dynamic) thresholds its arena gives the freed top
-back to the kernel once it passes twice the largest buffer (`madvise(MADV_DONTNEED)`, ~16 MiB a
-few times a second in the benchmark) and the next answer faults the same pages in again: ~40,000
-page faults a second, under the GIL the worker's main thread needs. Fixed thresholds stop it:
+back to the kernel once it passes twice the largest buffer (`madvise(MADV_DONTNEED)`) and the
+next answer faults the same pages in again, tens of thousands of page faults a second under the
+GIL the worker's main thread needs. Fixed thresholds stop it:
 buffers up to `MMAP_THRESHOLD_BYTES` come from the arena and up to `TRIM_THRESHOLD_BYTES` of free
-top is kept. See README "Performance" for the measurements.
+top is kept. See docs/performance.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The `dispatcher` command line (SPEC §7). Exit codes: 0 ok, 1 runtime failure, 2 usage or config.
+"""The `dispatcher` command line. Exit codes: 0 ok, 1 runtime failure, 2 usage or config.
 
 This is the entry point: the only place that reads the environment and the configuration files.
 """

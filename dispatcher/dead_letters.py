@@ -1,4 +1,4 @@
-"""Dead letters (SPEC §6): the record, and a publisher that retries until the broker acknowledges.
+"""Dead letters: the record, and a publisher that retries until the broker acknowledges.
 
 An event that is dead-lettered is final only once the dead-letter topic acknowledged it: until
 then its offset is not committed. One thread (the worker's) calls the producer; other threads

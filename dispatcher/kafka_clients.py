@@ -25,8 +25,7 @@ log = logging.getLogger(__name__)
 
 # How much one socket read of a plaintext Kafka connection may take. kafka-python 3 reads 4 KiB
 # at a time on its network thread, one turn of a Python loop per 4 KiB, under the GIL the worker
-# needs; a fetch answer of AppsFlyer records is ~1 MB per partition (measured: see
-# `read_sockets_in_large_pieces`).
+# needs; a fetch answer of AppsFlyer records is about a megabyte per partition.
 SOCKET_READ_BYTES = 262_144
 
 
@@ -71,12 +70,8 @@ def read_sockets_in_large_pieces() -> bool:
     afterwards does (called before each client is made; again, it changes nothing). Returns
     whether the reads apply: False, with a warning, for a kafka-python whose transport no longer
     has the method replaced, which then reads as it does on its own. TLS connections keep
-    kafka-python's reads (not measured); the frame buffers are every connection's.
-
-    Measured with the benchmark's AppsFlyer records, four paired runs each: the 256 KiB reads
-    17,439 -> 18,588 events/s (ratio to the consume-only ceiling 0.64 -> 0.70; 64 KiB: 0.67);
-    then the view and the single copy 20,722 -> 21,533 events/s, CPU per event 44.2 -> 42.5 us.
-    See README "Performance"."""
+    kafka-python's reads; the frame buffers are every connection's. Why: fewer turns of a Python
+    loop and fewer copies under the GIL the worker's main thread needs (docs/performance.md)."""
     frame = getattr(kafka_frame, "KafkaBytes", None)
     if isinstance(frame, type) and issubclass(frame, bytearray) and hasattr(frame, "read"):
         frame.read = _read_frame

@@ -1,6 +1,6 @@
 """Attribution links (`dispatcher link`): the AppsFlyer click and impression links an advertiser
 gives a partner, so that its clicks reach AppsFlyer with the partner's click id and the app's
-lookback windows (SPEC §7). Pure: no I/O.
+lookback windows. Pure: no I/O.
 
 The parameters and the partner macros that fill them belong to the partner (its adapter's
 `link_parameters`); the lookbacks are written as AppsFlyer accepts them.

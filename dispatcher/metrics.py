@@ -1,4 +1,4 @@
-"""Prometheus metrics (SPEC §8); `health.py` serves them with `/healthz` and `/readyz`.
+"""Prometheus metrics; `health.py` serves them with `/healthz` and `/readyz`.
 
 Metrics observe, they do not decide: a failing metric call is logged, never fatal. Label sets are
 bounded (partners, TikTok event names, reasons, topics, partitions) — never event or user ids.

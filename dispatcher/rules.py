@@ -1,4 +1,4 @@
-"""The rules engine: is a postback owed for this event and partner app? (SPEC §1)
+"""The rules engine: is a postback owed for this event and partner app?
 
 Pure: no Kafka, no HTTP, no clock, no logging. The same event, config and time always give the
 same decision: the current time is an argument, never read here. The rules run in order and the

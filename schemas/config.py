@@ -1,4 +1,4 @@
-"""Runtime (`dispatcher.yaml`) and partner (`partners/*.yaml`) configuration (SPEC §3).
+"""Runtime (`dispatcher.yaml`) and partner (`partners/*.yaml`) configuration.
 
 Validated once at start-up (and on reload), then frozen. Secrets are never in these models: a
 partner file names the environment variable (or the file) that holds its token.

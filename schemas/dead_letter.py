@@ -1,4 +1,4 @@
-"""The dead-letter record (SPEC §6): one JSON object per message on the dead-letter topic."""
+"""The dead-letter record: one JSON object per message on the dead-letter topic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The canonical event: what the rules, the partner payloads and `explain` see (SPEC §1, §2).
+"""The canonical event: what the rules, the partner payloads and `explain` see.
 
 It is format-neutral: an input decoder (`dispatcher.inputs`) turns a record of its format into
 an `Event`, resolving field names, blank values, id derivation and revenue there. Nothing here

@@ -1,4 +1,4 @@
-"""TikTok's answers end to end (SPEC §4 "Answers", §5): real broker (Tansu), the sandbox answering
+"""TikTok's answers end to end: real broker (Tansu), the sandbox answering
 the codes on demand, `dispatcher run` as a process. Throttled answers delay and lose nothing; a
 setup answer holds the app (nothing dead-lettered, nothing committed) until the answer changes,
 SIGHUP or a new token; one bad event in a batch of 500 is the only dead letter."""

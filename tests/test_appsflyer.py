@@ -361,7 +361,7 @@ def test_without_an_event_id_one_is_derived(blank: str | None) -> None:
 
 
 def test_the_recipe_is_pinned() -> None:
-    """The README's recipe: SHA-256 of `3:id1,3:1-2,11:af_purchase,23:2025-11-20 10:00:00.000,7:{"a":1},`,
+    """The recipe of docs/input-events.md: SHA-256 of `3:id1,3:1-2,11:af_purchase,23:2025-11-20 10:00:00.000,7:{"a":1},`,
     its first 32 hex digits.
     A change here re-sends history under new ids: never change it silently."""
     assert derive_event_id("id1", "1-2", "af_purchase", "2025-11-20 10:00:00.000", '{"a":1}') == (
@@ -797,7 +797,7 @@ def test_conversion_kinds_from_every_field(
     assert decode_record(event_dict(kind, **fields), kind).conversion is conversion
 
 
-# SPEC §2's device and context fields the Event has, each carried as sent (platform lower-cased); a blank or
+# The device and context fields the Event has, each carried as sent (platform lower-cased); a blank or
 # absent one is None. No partner sends android_id or country_code today, so only this test can
 # tell if the decoder stopped reading them.
 _DEVICE_AND_CONTEXT = {

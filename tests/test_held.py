@@ -1,4 +1,4 @@
-"""A partner app held on a setup answer (SPEC §5), on httpx's MockTransport with the channel's
+"""A partner app held on a setup answer, on httpx's MockTransport with the channel's
 clock and sleep in the test's hands: a wait of a minute passes at once, or, with `hold=True`,
 lasts until something wakes the channel (a probe's interval never passes by itself)."""
 

@@ -1,8 +1,8 @@
-"""Attribution links (`dispatcher link`, SPEC §7): the parameters and macros each partner
+"""Attribution links (`dispatcher link`): the parameters and macros each partner
 documents, lookbacks as AppsFlyer accepts them, every error, and the round trip from a link to
 the click id a postback carries.
 
-Sources: TikTok's parameter mapping is SPEC §7's (TikTok's AppsFlyer integration guide).
+Sources: TikTok's parameter mapping is TikTok's AppsFlyer integration guide's.
 Ocean Engine's is the part of AppsFlyer's preset `bytedance_int` link that its Chinese help page
 (support.appsflyer.com/hc/zh-cn/articles/115003019403) shows. AppsFlyer's lookback ranges:
 support.appsflyer.com/hc/en-us/articles/208338403 (clicks 1 hour to 30 days, impressions up to

@@ -1,4 +1,4 @@
-"""Ocean Engine (SPEC §4b): the conversion built for each case, its answers, and its config.
+"""Ocean Engine: the conversion built for each case, its answers, and its config.
 
 Facts relied on, from the public Go client `bububa/oceanengine` (Ocean Engine's own pages are in
 Chinese): `marketing-api/model/conversion/request.go` gives the body (`event_type`,
@@ -481,7 +481,7 @@ def test_code_128_is_taken_as_delivered() -> None:
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_an_unauthorized_or_forbidden_answer_holds_the_app(status: int) -> None:
-    """RFC 9110 401/403: credentials or permission, nothing the conversion can fix (SPEC §4)."""
+    """RFC 9110 401/403: credentials or permission, nothing the conversion can fix."""
     result = ADAPTER.classify(status, {}, body(1, "forbidden"), NOW)
     assert result == AttemptResult(AttemptKind.SETUP, status, 1, "forbidden")
 

@@ -1,4 +1,4 @@
-"""TikTok payload (SPEC §4): user fields, ad fields, properties; and reading TikTok's answers."""
+"""TikTok payload: user fields, ad fields, properties; and reading TikTok's answers."""
 
 from __future__ import annotations
 
@@ -350,7 +350,7 @@ def test_the_event_label_is_tiktoks_event_name() -> None:
 
 
 def test_a_request_holds_at_most_1000_events() -> None:
-    """TikTok rejects a whole request of more than 1,000 events (SPEC §4)."""
+    """TikTok rejects a whole request of more than 1,000 events."""
     assert make_partner(delivery={"batch_max_events": 1000}).delivery.batch_max_events == 1000
     with pytest.raises(ValidationError, match="less than or equal to 1000"):
         make_partner(delivery={"batch_max_events": 1001})
@@ -366,7 +366,7 @@ def test_an_in_app_payload_whole_without_app_version_and_with_its_own_content_id
              "content_id": "own", "af_quantity": 2}  # fmt: skip
     event = make_in_app(event_value=json.dumps(value), app_version=None, idfv=None, ip=None,
                         user_agent=None, idfa=None, original_url=None)  # fmt: skip
-    # Then the item goes in contents, and neither content id is sent flat beside it (SPEC §4)
+    # Then the item goes in contents, and neither content id is sent flat beside it
     assert payload_of(event) == {
         "event": "Purchase",
         "event_time": int(event.event_time_s),
@@ -402,7 +402,7 @@ def test_a_non_finite_number_in_event_value_leaves_the_tiktok_body_valid_json(
     assert sent["event_id"] == event.event_id
 
 
-# --- SPEC §4 fields: app, user, ad, properties ---------------------------------------------------
+# --- fields: app, user, ad, properties (docs/partners/tiktok.md) --------------------------------
 
 
 @pytest.mark.parametrize(
@@ -582,7 +582,7 @@ def test_bad_event_codes_split_the_batch(code: int) -> None:
 def test_a_code_in_none_of_tiktoks_lists_is_logged_once_per_code(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """SPEC: a code in none of TikTok's lists is transient, bounded by give_up_after_s, and
+    """A code in none of TikTok's lists is transient, bounded by give_up_after_s, and
     logged once per code."""
     import asyncio
     import logging

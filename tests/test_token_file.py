@@ -1,4 +1,4 @@
-"""`access_token_file` (SPEC §5): a partner's token read from a file (a mounted Kubernetes Secret)
+"""`access_token_file`: a partner's token read from a file (a mounted Kubernetes Secret)
 instead of the environment; errors name the file, the path and what is allowed."""
 
 from __future__ import annotations

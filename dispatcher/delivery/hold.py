@@ -1,4 +1,4 @@
-"""A partner app held on a setup answer (SPEC §5): a bad token, no permission, not allowlisted.
+"""A partner app held on a setup answer: a bad token, no permission, not allowlisted.
 
 Nothing the events can fix, so nothing is dead-lettered and nothing is given up: the batch that
 got the answer waits and is sent again, as the one probe, every `setup_retry_s`; every other batch

@@ -15,7 +15,7 @@ from schemas.events import EventType
 
 # Push API V2's field names, in AppsFlyer's order (raw data V5, as listed by the Pull API's
 # public clients, plus the Push-only ones); a deployment selects which it receives. Sources in
-# the README's "Input events".
+# docs/input-events.md.
 APPSFLYER_FIELDS: tuple[str, ...] = (
     "attributed_touch_type", "attributed_touch_time", "install_time", "event_time", "event_name",
     "event_value", "event_revenue", "event_revenue_currency", "event_revenue_usd", "event_source",

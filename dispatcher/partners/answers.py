@@ -59,7 +59,7 @@ def classify_status(
     429 is throttling and 5xx a server error: both retried (a 5xx may have been processed, so its
     events are counted as possibly re-sent). 401 and 403 say the credentials or the permission
     are wrong, which no event can fix: a setup answer, the partner app held until an operator
-    acts (SPEC §4, §5). Any other non-2xx is a rejection. A 2xx without the partner's JSON is not
+    acts. Any other non-2xx is a rejection. A 2xx without the partner's JSON is not
     a success (it may come from a proxy): it is retried.
     """
     if status == 429:

@@ -31,13 +31,12 @@ def usable_device_id(value: str | None) -> str | None:
 def encode_json(value: Any) -> bytes:
     """A request body as compact UTF-8 JSON.
 
-    orjson writes a TikTok batch in about half the time pydantic-core takes (measured on the
-    benchmark's payloads: 0.61 against 1.34 us per event), on the delivery thread that shares the
-    GIL with the worker's loop. A value orjson refuses (an integer past 64 bits from an
-    `event_value`, a type it does not know) is written by pydantic-core, as before. Where both
+    orjson writes a TikTok batch in about half the time pydantic-core takes, on the delivery
+    thread that shares the GIL with the worker's loop. A value orjson refuses (an integer past 64
+    bits from an `event_value`, a type it does not know) is written by pydantic-core. Where both
     write a value the bytes are the same, except non-finite floats (`NaN` or `Infinity` in an
-    `event_value` is read as a float): orjson writes `null`; pydantic-core wrote `NaN`, which is
-    not JSON.
+    `event_value` is read as a float): orjson writes `null`, pydantic-core `NaN`, which is not
+    JSON.
     """
     try:
         return orjson.dumps(value)
@@ -46,9 +45,9 @@ def encode_json(value: Any) -> bytes:
 
 
 class Identifiers(NamedTuple):
-    """The user's identifiers the rules allow to be sent (SPEC §1's identifier rules): none of
-    them when the event is sent `limited`; never an all-zero id; no advertising id under limited
-    ad tracking. A partner module sends these, never the event's own fields."""
+    """The user's identifiers the rules allow to be sent (docs/signals.md): none of them when the
+    event is sent `limited`; never an all-zero id; no advertising id under limited ad tracking.
+    A partner module sends these, never the event's own fields."""
 
     idfa: str | None = None
     idfv: str | None = None

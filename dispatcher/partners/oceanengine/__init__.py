@@ -1,4 +1,4 @@
-"""Ocean Engine (ByteDance's platform for China traffic, AppsFlyer's `bytedance_int`; SPEC §4b)."""
+"""Ocean Engine (ByteDance's platform for China traffic, AppsFlyer's `bytedance_int`)."""
 
 from dispatcher.partners.base import Partner
 from dispatcher.partners.oceanengine.adapter import OceanEngineAdapter

@@ -1,4 +1,4 @@
-"""Ocean Engine: one conversion per request, matched by the click id (SPEC §4b)."""
+"""Ocean Engine: one conversion per request, matched by the click id."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ class OceanEngineAdapter:
         self, status: int, headers: Mapping[str, str], body: bytes, now: float
     ) -> AttemptResult:
         """`code` 0 (and 128, see `wire.CODE_ACCEPTED_128`) is success; any other code on HTTP
-        200 is a rejection of this conversion (SPEC §4b). HTTP 401/403 hold the app, 429 and 5xx
+        200 is a rejection of this conversion. HTTP 401/403 hold the app, 429 and 5xx
         are retried (`answers.classify_status`)."""
         code, message, _, decided = read_answer(status, headers, body, now, "Ocean Engine")
         if decided is not None:

@@ -1,6 +1,6 @@
 """The Ocean Engine partner file: its events use Ocean Engine's event types, its apps send only
 what is attributed to it (a conversion is matched by its click id alone), one conversion per
-request, and no token (SPEC §3, §4b)."""
+request, and no token."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Ocean Engine's conversion API (`POST /api/v2/conversion`): identifiers, codes and the body of
-one conversion (SPEC §4b).
+one conversion.
 
 Sources (Ocean Engine's own pages are in Chinese; the fields were read from public clients): the
 Go client `bububa/oceanengine` (`marketing-api/model/conversion/request.go`: `event_type`,
@@ -41,7 +41,7 @@ CODE_OK = 0
 # "refactor(conversion): returns code", with no word on why). No public source explains it; the
 # client's author, who calls the API, takes it as accepted, so it is delivered here too, its
 # code and message kept in the postback log. Any other non-zero `code` on HTTP 200 is a
-# rejection of the conversion (SPEC §4b): no Ocean Engine source names a code transient or setup.
+# rejection of the conversion: no Ocean Engine source names a code transient or setup.
 CODE_ACCEPTED_128 = 128
 DELIVERED_CODES = frozenset({CODE_OK, CODE_ACCEPTED_128})
 # The signature header of `core/client.go` `AnalyticsPost`: lower-case hex SHA-256 of the body's

@@ -1,4 +1,4 @@
-"""TikTok For Business: the Events API for app events (SPEC §4)."""
+"""TikTok For Business: the Events API for app events."""
 
 from dispatcher.partners.base import Partner
 from dispatcher.partners.tiktok.adapter import TikTokAdapter

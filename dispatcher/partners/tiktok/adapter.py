@@ -1,4 +1,4 @@
-"""TikTok For Business: the app-event payload, the request, and TikTok's answers (SPEC §4).
+"""TikTok For Business: the app-event payload, the request, and TikTok's answers.
 
 Every field's public source is in docs/partners/tiktok.md and in `wire.py`'s docstring; the
 answer codes and their classes are in `codes.py`.
@@ -31,7 +31,7 @@ from schemas.events import Att
 
 # The attribution link's parameter that TikTok fills with its click id (`__CALLBACK_PARAM__`).
 CLICK_ID_PARAMETER = "clickid"
-# TikTok's AppsFlyer link: each parameter and the TikTok macro that fills it (SPEC §7, as TikTok
+# TikTok's AppsFlyer link: each parameter and the TikTok macro that fills it (as TikTok
 # documents it for AppsFlyer), `clickid` carrying the click id.
 LINK_PARAMETERS: tuple[tuple[str, str], ...] = (
     ("c", "__CAMPAIGN_NAME__"), ("af_c_id", "__CAMPAIGN_ID__"), ("af_adset", "__AID_NAME__"),

@@ -1,4 +1,4 @@
-"""TikTok's answer codes, each in one of five classes (SPEC §4 "Answers"): policy as data.
+"""TikTok's answer codes, each in one of five classes: policy as data.
 
 Source of the codes: every constant of `NumericErrorCodes` in TikTok's own SDK,
 tiktok/tiktok-business-api-sdk `python_sdk/business_api_client/tiktok_business/tiktok_code.py`

@@ -1,5 +1,5 @@
 """The TikTok For Business partner file: its apps carry TikTok's App ID, its events TikTok's
-identifiers, and a request holds at most 1,000 events (SPEC §3, §4)."""
+identifiers, and a request holds at most 1,000 events."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """TikTok For Business Events API 2.0 (app events): identifiers, currencies and the request
-body's wire models (SPEC §4). docs/partners/tiktok.md traces every field to its public source.
+body's wire models. docs/partners/tiktok.md traces every field to its public source.
 
 Sources (TikTok's English page for app events is not public; these are):
 - SEG: segmentio/action-destinations `packages/destination-actions/src/destinations/
