@@ -72,9 +72,11 @@ def explain(
     decoder = DECODERS[formats.in_app_events if topic_type == IN_APP_EVENT else formats.installs]
     event = decoder.decode(raw, topic_type)
     where: dict[str, Any] = {} if line is None else {"line": line}
+    # the topic as dispatcher.yaml names it (kafka.topics.installs / in_app_events)
+    topic = "in_app_events" if topic_type == IN_APP_EVENT else "installs"
     if isinstance(event, BadInput):
         return where | {
-            "topic": topic_type,
+            "topic": topic,
             "bad_input": event.detail,
             "dead_letter_reason": "bad_input",
             "decisions": [],
@@ -108,7 +110,7 @@ def explain(
             }
         decisions.append(entry)
     return where | {
-        "topic": topic_type,
+        "topic": topic,
         "event_id": event.event_id,
         "event_id_derived": event.event_id_derived,
         "event_type": event.type,

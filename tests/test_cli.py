@@ -168,7 +168,7 @@ def test_explain_reports_bad_input(tmp_path: Path) -> None:
     result = dispatcher("explain", "--config", str(EXAMPLE), str(path))
     assert result.returncode == 0
     assert result.stdout.startswith(
-        "bad input on the install topic -> dead letter (reason bad_input): event_time"
+        "bad input on the installs topic -> dead letter (reason bad_input): event_time"
     )
 
 
@@ -209,7 +209,7 @@ def test_explain_json_lines_name_the_line_of_each_event(tmp_path: Path) -> None:
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith("line 1: event ")
     assert (
-        "\nline 3: bad input on the install topic -> dead letter (reason bad_input): event_time"
+        "\nline 3: bad input on the installs topic -> dead letter (reason bad_input): event_time"
         in text.stdout
     )
     first, second = json.loads(as_json.stdout)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +37,8 @@ def test_demo_runs_end_to_end_and_summarises(
         assert sent == accepted > 0, title
     assert re.search(r"events consumed\s+400", out)
     for reason in ["out_of_scope", "unmapped_event", "outside_window", "bad_input",
-                   "not_a_new_install", "secondary_attribution", "no_click_id"]:  # fmt: skip
+                   "not_a_new_install", "secondary_attribution", "no_click_id", "fraud_blocked",
+                   "no_consent", "too_old"]:  # fmt: skip
         assert reason in out
     assert re.search(r"^\s+install \(active\)\s+\d+$", out, re.MULTILINE)  # Ocean Engine's installs
     assert re.search(r"^\s+Add_to_cart \(AddToCart\)\s+\d+$", out, re.MULTILINE)  # as configured
@@ -48,7 +52,9 @@ def test_the_sample_covers_every_case_the_demo_promises() -> None:
                  "in_app_unmapped_event", "bad_input", "install_reinstall", "install_re_engagement",
                  "install_restricted", "in_app_re_engagement_copies", "install_oceanengine_click",
                  "install_oceanengine_no_click_id", "in_app_oceanengine_purchase",
-                 "in_app_oceanengine_registration"]:  # fmt: skip
+                 "in_app_oceanengine_registration", "install_blocked", "in_app_rejected",
+                 "in_app_no_consent", "install_android_lat", "install_att_denied",
+                 "in_app_too_old"]:  # fmt: skip
         assert cases[case] > 0, case
 
 
@@ -83,3 +89,41 @@ def test_the_summary_names_events_as_the_config_does() -> None:
     assert ["install", "(active)"] in rows
     assert ["active_pay", "1"] in rows
     assert not any(row[0] in {"AddToCart", "Purchase", "InstallApp"} for row in rows)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_the_demo_owns_its_children_and_leaves_no_folder(
+    broker: object, tmp_path: Path, signum: int
+) -> None:
+    """`kill -TERM` or a closed terminal's SIGHUP to `demo --keep-running` stops the broker, the
+    sandbox and the worker with it, and the demo's temporary folder goes too."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISPATCHER_", "TIKTOK_"))}
+    metrics_port = free_port()
+    with subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", "demo", "--events", "50", "--keep-running",
+         "--metrics-port", str(metrics_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env | {"TMPDIR": str(tmp_path)},
+    ) as demo:  # fmt: skip
+        assert demo.stdout is not None
+        lines: list[str] = []
+        for line in demo.stdout:
+            lines.append(line)
+            if "everything keeps running" in line:
+                break
+        out = "".join(lines)
+        assert "everything keeps running" in out, out
+        broker_port = int(re.search(r"broker on 127\.0\.0\.1:(\d+)", out).group(1))  # type: ignore[union-attr]
+        assert _answers(metrics_port)
+        assert _answers(broker_port)
+        demo.send_signal(signum)
+        assert demo.wait(timeout=60) == 0
+        demo.stdout.read()
+    assert not _answers(metrics_port), "the worker outlived the demo"
+    assert not _answers(broker_port), "the broker outlived the demo"
+    assert list(tmp_path.glob("dispatcher-demo-*")) == []
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

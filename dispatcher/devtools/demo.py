@@ -8,12 +8,17 @@ progress, then a summary per partner.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 import httpx
@@ -119,7 +124,8 @@ def _scrape(url: str) -> Snapshot | None:
         return None
 
 
-def _port(preferred: int) -> int:
+def _port(preferred: int, say: Any) -> int:
+    """`preferred` when it is free; else a free port, saying why it moved."""
     if not preferred:
         return free_port()
     with contextlib.suppress(OSError):
@@ -128,7 +134,29 @@ def _port(preferred: int) -> int:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", preferred))
             return preferred
-    return free_port()
+    port = free_port()
+    say(f"  metrics port {preferred} is in use (another worker or demo?): using {port}")
+    return port
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _owning_children() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a closed terminal) stop the demo as Ctrl-C does, so that what it
+    started, the broker, the sandbox and the worker, is stopped with it; the worker would take
+    a SIGHUP of its own as a reload and stay up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_demo(events: int, keep_running: bool, metrics_port: int, out: IO[str] = sys.stdout) -> int:
@@ -138,7 +166,30 @@ def run_demo(events: int, keep_running: bool, metrics_port: int, out: IO[str] = 
         print(text, file=out, flush=True)
 
     workdir = Path(tempfile.mkdtemp(prefix="dispatcher-demo-"))
-    say(f"postback dispatcher demo (files in {workdir})")
+    say(f"postback dispatcher demo (files in {workdir}, removed at the end unless it fails)")
+    code = 1
+    summarised: list[bool] = []  # set once the summary is out: a stop after it is the normal end
+    try:
+        with _owning_children():
+            code = _run(workdir, events, keep_running, metrics_port, say, summarised)
+    except KeyboardInterrupt:
+        say("stopped: the broker, the sandbox and the worker are stopped")
+        code = 0 if summarised else 130
+    if code == 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        say(f"files kept for a look: {workdir}")
+    return code
+
+
+def _run(
+    workdir: Path,
+    events: int,
+    keep_running: bool,
+    metrics_port: int,
+    say: Any,
+    summarised: list[bool],
+) -> int:
     say("  starting a local Kafka-compatible broker (Tansu, memory storage) ...")
     with LocalBroker(log_path=workdir / "broker.log") as broker:
         broker.create_topics(
@@ -153,7 +204,7 @@ def run_demo(events: int, keep_running: bool, metrics_port: int, out: IO[str] = 
         sandbox = sandbox_thread.start()
         say(f"  partner sandbox: TikTok on {sandbox.url}")
         say(f"                   Ocean Engine on {sandbox.oceanengine_url}")
-        port = _port(metrics_port)
+        port = _port(metrics_port, say)
         config = demo_config(workdir, broker, sandbox.url, sandbox.oceanengine_url, port)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         try:
@@ -173,9 +224,10 @@ def run_demo(events: int, keep_running: bool, metrics_port: int, out: IO[str] = 
                 say()
                 received = Counter(event.partner for event in list(sandbox.events))
                 _summary(snapshot, events, elapsed, received, say)
+                summarised.append(True)
                 say(f"metrics:  {metrics_url}  (also /healthz and /readyz)")
-                say(f"logs:     {workdir / 'worker.log'}")
                 if keep_running:
+                    say(f"logs:     {workdir / 'worker.log'}")
                     say("everything keeps running; press Ctrl-C to stop")
                     with contextlib.suppress(KeyboardInterrupt):
                         worker.wait(timeout_s=None)
