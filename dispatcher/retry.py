@@ -20,7 +20,7 @@ from tenacity import (
 from tenacity.wait import wait_base
 
 from dispatcher.outcomes import AttemptResult
-from dispatcher.ratelimit import Sleep
+from dispatcher.ratelimit import Clock, Sleep
 from schemas.config import DeliveryConfig
 
 
@@ -53,7 +53,8 @@ class RetryPolicy:
     `give_up_after_s` (counted from the first attempt); wait what the partner asked for in
     `Retry-After`, else the backoff. Built once per partner config."""
 
-    def __init__(self, delivery: DeliveryConfig) -> None:
+    def __init__(self, delivery: DeliveryConfig, clock: Clock = time.monotonic) -> None:
+        self.clock = clock  # the time `give_up_after_s` is counted on
         self.stop = stop_after_attempt(delivery.max_attempts) | stop_before_delay(
             delivery.give_up_after_s
         )
@@ -71,7 +72,8 @@ class RetryPolicy:
         and the number of attempts. tenacity's loop (`BaseRetrying.iter`: wait, then stop, then
         sleep) over tenacity's strategies, without a controller per batch: the first attempt is
         attempt 1, and a batch that goes through at once builds no retry state at all."""
-        started = time.monotonic()
+        clock = self.clock
+        started = clock()
         result = await attempt()
         state: RetryCallState | None = None
         while result.retryable:
@@ -79,6 +81,7 @@ class RetryPolicy:
                 state = RetryCallState(self._controller, None, (), {})
                 state.start_time = started
             state.set_result(result)
+            state.outcome_timestamp = clock()  # tenacity reads its own clock: ours instead
             state.upcoming_sleep = self.wait(state)
             if self.stop(state):
                 break

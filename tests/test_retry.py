@@ -120,6 +120,28 @@ def test_give_up_after_counts_from_before_the_first_attempt() -> None:
     assert waited == []
 
 
+def test_give_up_after_is_counted_on_the_injected_clock() -> None:
+    """Time is built, not waited for: a clock that moves 400 s an attempt gives up after
+    `give_up_after_s` (1,000 s) in three attempts, with no real time passing."""
+    now = [0.0]
+    delivery = DeliveryConfig(give_up_after_s=1000, timeout_s=5, max_attempts=100,
+                              backoff_initial_s=1, backoff_max_s=1)  # fmt: skip
+    waited: list[float] = []
+
+    async def attempt() -> AttemptResult:
+        now[0] += 400.0  # each answer takes 400 s of the injected clock
+        return RETRY
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        now[0] += seconds
+
+    policy = RetryPolicy(delivery, clock=lambda: now[0])
+    assert asyncio.run(policy.run(attempt, sleep)) == (RETRY, 3)
+    assert len(waited) == 2
+    assert now[0] == pytest.approx(1200 + sum(waited))
+
+
 def state_with(outcome: Future | None) -> RetryCallState:
     state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
     state.outcome = outcome

@@ -90,7 +90,7 @@ class PartnerChannel:
         self.partner = partner
         self.delivery = partner.delivery
         self.http.configure(partner.endpoint, token, partner.delivery.timeout_s, signing_secret)
-        self.policy = RetryPolicy(partner.delivery)
+        self.policy = RetryPolicy(partner.delivery, self.clock)
         self.semaphore = asyncio.Semaphore(partner.delivery.max_concurrent_requests)
         self.pacer.set_max_rate(partner.delivery.max_requests_per_s)
         if self._token is not None and token != self._token:
