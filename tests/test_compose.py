@@ -373,8 +373,26 @@ def test_dispatcher_configuration_points_at_the_compose_services(compose: dict[s
         assert sandbox_command[sandbox_command.index("--port") + 1] == str(endpoint.port)
     ocean = urlsplit(settings.partners.by_name("oceanengine").endpoint)
     assert ocean.path == "/api/v2/conversion"  # the sandbox's Ocean Engine path
-    # And the metrics port is the one published and scraped
-    assert f"{settings.runtime.metrics.port}:{settings.runtime.metrics.port}" in service["ports"]
+    # And the metrics port is the one published (on this machine only) and scraped
+    port = settings.runtime.metrics.port
+    assert f"127.0.0.1:{port}:{port}" in service["ports"]
+
+
+def test_every_port_is_published_on_this_machine_only(compose: dict[str, Any]) -> None:
+    """Kafka without authentication, the sandbox's control API and Grafana are for this machine;
+    a published port without an address would be open to its whole network."""
+    published = [(name, port) for name, service in compose["services"].items()
+                 for port in service.get("ports", [])]  # fmt: skip
+    assert published
+    for name, port in published:
+        assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_grafana_needs_an_admin_password_from_the_shell(compose: dict[str, Any]) -> None:
+    password = environment(compose["services"]["grafana"])["GF_SECURITY_ADMIN_PASSWORD"]
+    with pytest.raises(MissingVariableError, match="set GRAFANA_ADMIN_PASSWORD"):
+        interpolate(password)
+    assert interpolate(password, {"GRAFANA_ADMIN_PASSWORD": "s3cret"}) == "s3cret"
 
 
 def test_kafka_init_creates_the_configured_topics_with_the_dispatcher(
