@@ -477,9 +477,33 @@ def _describe(
             if allowed
             else message
         )
+    if kind.startswith(("greater", "less")):
+        allowed = _allowed_range(model, loc)
+        if allowed:
+            return f"{value!r} is out of range; allowed: {allowed}"
     if kind.endswith("_type") or kind.endswith("_parsing") or kind.startswith(("greater", "less")):
         return f"{message} (got {value!r})"
     return message
+
+
+def _allowed_range(model: type[BaseModel], loc: list[str | int]) -> str:
+    """A numeric field's bounds as an operator reads them (`0 to 65535`), or ""."""
+    parent = _model_at(model, loc[:-1])
+    info = parent.model_fields.get(str(loc[-1])) if parent is not None and loc else None
+    if info is None:
+        return ""
+    bounds = {
+        name: getattr(item, name)
+        for item in info.metadata
+        for name in ("ge", "gt", "le", "lt")
+        if getattr(item, name, None) is not None
+    }
+    if "ge" in bounds and "le" in bounds:
+        if bounds["ge"] == bounds["le"]:
+            return f"only {bounds['ge']}"
+        return f"{bounds['ge']} to {bounds['le']}"
+    words = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}
+    return " and ".join(f"{words[name]} {value}" for name, value in bounds.items())
 
 
 def _field_names(model: type[BaseModel], loc: list[str | int]) -> list[str]:

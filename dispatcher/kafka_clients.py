@@ -170,9 +170,8 @@ def create_topics(
                 continue
             except KafkaError as exc:
                 raise BrokerUnavailableError(f"cannot create topic {topic!r}: {exc}") from exc
-            report.append(
-                (topic, f"created ({count} partitions, replication {replication_factor})")
-            )
+            partitions_text = f"{count} partition" + ("" if count == 1 else "s")
+            report.append((topic, f"created ({partitions_text}, replication {replication_factor})"))
     finally:
         admin.close()
     return report

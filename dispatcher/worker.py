@@ -69,6 +69,11 @@ def chunked(
         yield chunk
 
 
+def _consuming(partitions: int) -> str:
+    """The readiness detail while consuming."""
+    return f"consuming {partitions} partition" + ("" if partitions == 1 else "s")
+
+
 class Worker:
     """One consumer-group member: the product's main job."""
 
@@ -222,7 +227,7 @@ class Worker:
             self._broker_lost_at = None
             assigned = self._consumer.assignment()
             if assigned:
-                self._health.set_ready(True, f"consuming {len(assigned)} partitions")
+                self._health.set_ready(True, _consuming(len(assigned)))
 
     def _watch_topics(self) -> None:
         """Report a source topic deleted while running (the worker never recreates one): an
@@ -441,7 +446,7 @@ class Worker:
             self._offsets.partition(tp)
         if self._paused and assigned:
             self._consumer.pause(*assigned)
-        self._health.set_ready(True, f"consuming {len(tps)} partitions")
+        self._health.set_ready(True, _consuming(len(tps)))
         log.info("partitions assigned: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps)))
 
     # --- configuration -----------------------------------------------------------------------

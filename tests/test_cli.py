@@ -301,7 +301,7 @@ def test_topics_create_makes_the_configured_topics_once_and_reports_what_exists(
     assert first.stdout.splitlines() == [
         f"i-{suffix}: created (4 partitions, replication 1)",
         f"e-{suffix}: created (4 partitions, replication 1)",
-        f"d-{suffix}: created (1 partitions, replication 1)",
+        f"d-{suffix}: created (1 partition, replication 1)",
     ]
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
     try:

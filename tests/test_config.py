@@ -383,3 +383,21 @@ def test_an_override_of_a_partner_no_file_configures_is_an_error(tmp_path: Path)
         "DISPATCHER_PARTNERS__TIKTOCK__ENDPOINT"
     )
     assert load_settings(config, environ).partners.partners[0].endpoint == "https://example.test/"
+
+
+@pytest.mark.parametrize(
+    ("runtime", "expected"),
+    [({"metrics": {"port": 70000}}, "metrics.port: 70000 is out of range; allowed: 0 to 65535"),
+     ({"worker": {"max_inflight_events": 5}},
+      "worker.max_inflight_events: 5 is out of range; allowed: 10 to 1000000")],
+)  # fmt: skip
+def test_a_number_out_of_range_names_the_allowed_range(
+    tmp_path: Path, runtime: dict[str, Any], expected: str
+) -> None:
+    (tmp_path / "partners").mkdir()
+    (tmp_path / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner_dict()))
+    config = tmp_path / "dispatcher.yaml"
+    config.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": "localhost:9092"}} | runtime))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {"TIKTOK_ACCESS_TOKEN": "t"})
+    assert [str(issue) for issue in caught.value.issues] == [f"{config}: {expected}"]

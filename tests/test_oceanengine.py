@@ -417,7 +417,7 @@ TIKTOK_IN_OCEAN = {"sdk_event": "af_purchase", "partner_event": "Pay(Purchase)"}
         ({}, {"access_token_env": "OCEAN_TOKEN"},
          "access_token_env: Ocean Engine's conversion API takes no token"),
         ({}, {"delivery": {"batch_max_events": 2}},
-         "delivery.batch_max_events: Input should be less than or equal to 1"),
+         "delivery.batch_max_events: 2 is out of range; allowed: only 1"),
     ],
 )  # fmt: skip
 def test_config_errors_name_file_path_and_what_is_allowed(
