@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -291,6 +292,24 @@ def _tune_garbage_collector() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
+def _broker(args: argparse.Namespace) -> int:
+    from dispatcher.devtools.broker import LocalBroker  # noqa: PLC0415
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    with LocalBroker(port=args.port, log_path=args.log) as broker:
+        topics = args.topic or []
+        if topics:
+            broker.create_topics({name: args.partitions for name in topics})
+        print(f"local broker (Tansu, memory storage) on {broker.bootstrap}", flush=True)
+        if topics:
+            print(f"  topics: {', '.join(topics)} ({args.partitions} partitions each)", flush=True)
+        print("  its data lives in memory: gone when it stops (Ctrl-C, SIGTERM)", flush=True)
+        stop.wait()
+    return EXIT_OK
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from dispatcher.devtools.sandbox import PartnerSandbox, serve_forever  # noqa: PLC0415
 
@@ -551,6 +570,24 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=9108, help="worker metrics port (default: 9108)"
     )
     demo.set_defaults(command=_demo)
+
+    broker_cmd = commands.add_parser(
+        "broker",
+        parents=[common],
+        help="a local Kafka-compatible broker (Tansu, memory storage), for local runs",
+        description="Start the local Kafka-compatible broker the demo and the tests use (Tansu, "
+        "shipped in the `local` extra), on 127.0.0.1, until Ctrl-C or SIGTERM. Its data lives in "
+        "memory. Not for production.",
+    )
+    broker_cmd.add_argument("--port", type=int, default=9092, help="default: 9092")
+    broker_cmd.add_argument(
+        "--topic", action="append", metavar="NAME", help="create this topic (repeatable)"
+    )
+    broker_cmd.add_argument(
+        "--partitions", type=_positive, default=6, help="partitions of each --topic (default: 6)"
+    )
+    broker_cmd.add_argument("--log", type=Path, metavar="FILE", help="the broker's own log")
+    broker_cmd.set_defaults(command=_broker)
 
     sandbox = commands.add_parser(
         "sandbox",

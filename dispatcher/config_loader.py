@@ -478,9 +478,9 @@ def _describe(
             else message
         )
     if kind.startswith(("greater", "less")):
-        allowed = _allowed_range(model, loc)
-        if allowed:
-            return f"{value!r} is out of range; allowed: {allowed}"
+        bounds = _allowed_range(model, loc)
+        if bounds:
+            return f"{value!r} is out of range; allowed: {bounds}"
     if kind.endswith("_type") or kind.endswith("_parsing") or kind.startswith(("greater", "less")):
         return f"{message} (got {value!r})"
     return message

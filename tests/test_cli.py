@@ -318,3 +318,36 @@ def test_explain_refuses_json_nested_too_deep_to_read_instead_of_crashing() -> N
     deep = "[" * 5000 + "]" * 5000
     with pytest.raises(NotJsonError, match=r"^neither one JSON document \(maximum recursion depth"):
         read_events(deep)
+
+
+@pytest.mark.broker
+def test_broker_starts_the_local_broker_alone_and_stops_on_sigterm(broker: object) -> None:
+    """`dispatcher broker`: the demo's and the tests' broker, for a local run of `dispatcher run`."""
+    import signal
+    import socket
+
+    from kafka import KafkaConsumer
+
+    from dispatcher.devtools.broker import free_port
+
+    port = free_port()
+    with subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", "broker", "--port", str(port), "--topic", "installs",
+         "--topic", "in-app-events", "--partitions", "2"],
+        stdout=subprocess.PIPE, text=True,
+    ) as process:  # fmt: skip
+        assert process.stdout is not None
+        assert (
+            process.stdout.readline().strip()
+            == f"local broker (Tansu, memory storage) on 127.0.0.1:{port}"
+        )
+        consumer = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{port}")
+        try:
+            assert consumer.partitions_for_topic("installs") == {0, 1}
+        finally:
+            consumer.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        process.stdout.read()
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0  # the broker went with it

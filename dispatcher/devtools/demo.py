@@ -269,7 +269,7 @@ def _follow(url: str, total: int, worker: WorkerProcess, say: Any) -> Snapshot |
             line = (
                 f"  consumed {int(snapshot.consumed):>6}/{total}"
                 f"   sent {sum(snapshot.delivered.values()):>6}"
-                f"   skipped {sum(snapshot.skipped.values()):>6}"
+                f"   not owed {sum(snapshot.skipped.values()):>6} (each partner decides)"
                 f"   dead-lettered {sum(snapshot.dead_letters.values()):>4}"
                 f"   in flight {int(snapshot.inflight):>5}"
             )
