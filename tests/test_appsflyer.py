@@ -840,3 +840,18 @@ def test_a_record_without_an_event_name_derives_its_id_from_an_empty_name() -> N
                   f"{len(record['appsflyer_id'])}:{record['appsflyer_id']},0:,"
                   "23:2025-11-20 10:00:00.000,0:,").encode()  # fmt: skip
     assert event.event_id == hashlib.sha256(netstrings).hexdigest()[:32]
+
+
+def test_a_message_that_is_not_utf_8_says_which_byte() -> None:
+    """JSON is UTF-8 text: a message with another encoding is told apart from broken JSON."""
+    record = (
+        json.dumps(event_dict("install", app_name="Caf\u00e9"), ensure_ascii=False)
+        .encode()
+        .replace("Caf\u00e9".encode(), b"Caf\xe9")
+    )
+    result = decode(record, "install")
+    assert isinstance(result, BadInput)
+    offset = record.index(b"\xe9")
+    assert result.detail == (
+        f"not valid JSON: not UTF-8 text (byte 0xe9 at offset {offset}: invalid continuation byte)"
+    )

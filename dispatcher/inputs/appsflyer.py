@@ -709,6 +709,15 @@ def _bad_input(raw: bytes, exc: ValidationError) -> BadInput:
     errors = exc.errors(include_url=False, include_context=False)
     first = errors[0]
     if (first["type"] == "json_invalid" or first["type"] == "json_type") and not first["loc"]:
+        try:
+            raw.decode()
+        except UnicodeDecodeError as exc:  # JSON is UTF-8 text: say which byte is not
+            return BadInput(
+                f"not valid JSON: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                f"{exc.start}: {exc.reason})",
+                raw,
+                None,
+            )
         return BadInput(f"not valid JSON: {first['msg']}", raw, None)  # the message, not a field
     if first["type"] == "dict_type" and not first["loc"]:
         return BadInput(f"not a JSON object: {_describe_json(raw)}", raw, None)
