@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
         # where postbacks go, so a sandbox endpoint left in a production config shows (the
         # host only: a URL could carry a credential, and the token is never logged)
         active = sum(1 for app in partner.apps if app.active)
-        log.info("partner %s: postbacks to %s (%d of %d apps active)", partner.partner,
+        log.info("partner %s: postbacks to %s (%d of %d apps active)", partner.name,
                  urlsplit(partner.endpoint).netloc, active, len(partner.apps))  # fmt: skip
     keep_freed_memory(os.environ, libc_mallopt())  # before the Kafka clients' threads allocate
     metrics, health = Metrics(), Health()
@@ -201,12 +201,12 @@ def _print_links(args: argparse.Namespace) -> int:
 
     settings = load_settings(_config_path(args), os.environ, require_secrets=False)
     partners = settings.partners.partners
-    if args.partner is not None and args.partner not in {p.partner for p in partners}:
+    if args.partner is not None and args.partner not in {p.name for p in partners}:
         raise LinkError(
             f"partner {args.partner!r} has no file in the partners directory; allowed: "
-            + ", ".join(sorted(p.partner for p in partners))
+            + ", ".join(sorted(p.name for p in partners))
         )
-    chosen = [p for p in partners if args.partner in (None, p.partner)]
+    chosen = [p for p in partners if args.partner in (None, p.name)]
     if args.media_source and args.partner is None:
         chosen = [p for p in chosen if p.is_partner_media_source(args.media_source)] or chosen
     with_app = [(p, app) for p in chosen if (app := p.app(args.app)) is not None]
@@ -220,7 +220,7 @@ def _print_links(args: argparse.Namespace) -> int:
     links = [
         build_links(
             partner,
-            adapter_for(partner.partner),
+            adapter_for(partner.name),
             app,
             media_source=args.media_source,
             click_lookback=args.click_lookback,
@@ -339,7 +339,7 @@ def _check_config(args: argparse.Namespace) -> int:
     for partner in settings.partners.partners:
         active = sum(1 for app in partner.apps if app.active)
         print(
-            f"  partner {partner.partner} ({settings.partners.files[partner.partner]}): "
+            f"  partner {partner.name} ({settings.partners.files[partner.name]}): "
             f"{len(partner.apps)} apps, {active} active"
         )
     return EXIT_OK

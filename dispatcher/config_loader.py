@@ -51,7 +51,7 @@ class PartnerSet:
     def by_name(self, name: str) -> PartnerConfig:
         """The partner config called `name`."""
         for partner in self.partners:
-            if partner.partner == name:
+            if partner.name == name:
                 return partner
         raise KeyError(name)
 

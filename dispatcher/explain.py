@@ -83,10 +83,10 @@ def explain(
         }
     decisions = []
     for partner in partners.partners:
-        adapter = adapter_for(partner.partner)
+        adapter = adapter_for(partner.name)
         decision = decide(event, partner, adapter, now_s)
         entry: dict[str, Any] = {
-            "partner": partner.partner,
+            "partner": partner.name,
             "app_id": event.app_id,
             "decision": "send" if isinstance(decision, Send) else "skip",
         }

@@ -116,7 +116,7 @@ def build_links(
     source = media_source.strip().lower() if media_source else partner.media_sources[0]
     if source not in partner.media_sources:
         raise LinkError(
-            f"media source {media_source!r} is not {partner.partner}'s; allowed: "
+            f"media source {media_source!r} is not {partner.name}'s; allowed: "
             + ", ".join(partner.media_sources)
         )
     where = f"apps[{partner.apps.index(app)}]"
@@ -145,12 +145,12 @@ def build_links(
         impression_url = _url(IMPRESSION_HOST, app.app_id, impression)
         if not app.view_through:
             warnings.append(
-                f"app {app.app_id} has view_through: false in the {partner.partner} file: "
+                f"app {app.app_id} has view_through: false in the {partner.name} file: "
                 "installs from impressions on this link will not count as "
-                f"{partner.partner}'s (set view_through: true to count them)"
+                f"{partner.name}'s (set view_through: true to count them)"
             )
     return AttributionLinks(
-        partner.partner, app.app_id, source, _url(CLICK_HOST, app.app_id, click), impression_url,
+        partner.name, app.app_id, source, _url(CLICK_HOST, app.app_id, click), impression_url,
         click, impression, tuple(warnings),
     )  # fmt: skip
 

@@ -211,7 +211,7 @@ class Checkpoint:
 
     def commit_soon(self) -> None:
         """Start an asynchronous commit of what became final since the last one was sent."""
-        self.settle()
+        self.take_commit_answers()
         if self._commit_async is None:
             self.commit()
             return
@@ -241,7 +241,7 @@ class Checkpoint:
         # Any thread (the client's network thread): only hand the answer over.
         self._answers.put((offsets, error))
 
-    def settle(self) -> None:
+    def take_commit_answers(self) -> None:
         """Take in the answers to asynchronous commits (on the loop's thread)."""
         while True:
             try:
@@ -283,7 +283,7 @@ class Checkpoint:
         """Commit every partition (or those of `tps`) whose final offset moved forward, and wait;
         False when the broker refused, in which case the same offsets are tried again next
         time."""
-        self.settle()
+        self.take_commit_answers()
         offsets = self._tracker.to_commit(tps)
         if not offsets:
             return True
@@ -299,14 +299,14 @@ class Checkpoint:
     def offsets_to_commit(self, tps: Iterable[Partition]) -> dict[Partition, int]:
         """What `commit(tps)` would commit now, for a caller that must commit it itself (inside
         the Kafka client's own loop, where `commit` cannot wait) and then calls `answered`."""
-        self.settle()
+        self.take_commit_answers()
         return self._tracker.to_commit(tps)
 
     def answered(self, offsets: dict[Partition, int], error: Exception | None) -> bool:
         """The answer to a commit of `offsets_to_commit`'s offsets, taken in at once; True when
         the broker accepted them."""
         self._answers.put((offsets, error))
-        self.settle()
+        self.take_commit_answers()
         return error is None
 
     def close(self) -> bool:

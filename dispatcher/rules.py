@@ -153,7 +153,7 @@ def decide(event: Event, partner: PartnerConfig, adapter: PartnerAdapter, now_s:
     The adapter builds the payload and says what the partner needs (a click id, a currency);
     the rules read those capabilities, never a partner's name.
     """
-    name = partner.partner
+    name = partner.name
     app = partner.app(event.app_id)
     if app is None:
         return Skip(name, event.app_id, Rule.APP_ACTIVE, SkipReason.UNKNOWN_APP,

@@ -207,7 +207,7 @@ class Worker:
         interval, and the loop never waits for the broker's answer. Called between chunks of a
         large poll too, so a busy loop does not hold back the commit of what was answered."""
         now = self._clock()
-        self._checkpoint.settle()
+        self._checkpoint.take_commit_answers()
         if now >= self._next_commit_at:
             self._drain_completions()
             self._checkpoint.commit_soon()
@@ -283,9 +283,9 @@ class Worker:
                     decision = decide(event, partner, adapter, now_s)
                     if isinstance(decision, Send):
                         units += 1
-                        decisions[(partner.partner, event_type, "send", decision.reason)] += 1
+                        decisions[(partner.name, event_type, "send", decision.reason)] += 1
                         if decision.content.unsent_revenue is not None:
-                            revenue_unsent[partner.partner] += 1
+                            revenue_unsent[partner.name] += 1
                         items.append(
                             WorkItem(
                                 topic,
@@ -293,7 +293,7 @@ class Worker:
                                 offset,
                                 message.key,
                                 message.value,
-                                partner.partner,
+                                partner.name,
                                 decision.destination,
                                 decision.payload,
                                 adapter.event_label(decision.payload),
@@ -302,7 +302,7 @@ class Worker:
                             )
                         )
                     else:
-                        decisions[(partner.partner, event_type, "skip", decision.reason)] += 1
+                        decisions[(partner.name, event_type, "skip", decision.reason)] += 1
                 state.track(offset, units)
         self._delivery.submit(items)
         self._dead_letters.pump()
@@ -453,9 +453,9 @@ class Worker:
 
     def _set_partners(self, partners: PartnerSet) -> None:
         self._partners = partners
-        self._pairs = [(partner, adapter_for(partner.partner)) for partner in partners.partners]
+        self._pairs = [(partner, adapter_for(partner.name)) for partner in partners.partners]
         self._metrics.describe_config(
-            (partner.partner, app.app_id, app.active)
+            (partner.name, app.app_id, app.active)
             for partner in partners.partners
             for app in partner.apps
         )
@@ -464,7 +464,7 @@ class Worker:
             for app in partner.apps:
                 if app.active and (test_mode := app.test_mode) is not None:
                     log.warning(
-                        "app %s is in test mode for %s: %s", app.app_id, partner.partner, test_mode
+                        "app %s is in test mode for %s: %s", app.app_id, partner.name, test_mode
                     )
 
     def _reload_partners(self) -> None:
@@ -481,7 +481,7 @@ class Worker:
         self._metrics.reloaded(ok=True)
         log.info(
             "partner config reloaded",
-            extra={"partners": ",".join(p.partner for p in partners.partners)},
+            extra={"partners": ",".join(p.name for p in partners.partners)},
         )
 
     def _poll_token_files(self) -> None:

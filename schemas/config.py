@@ -279,6 +279,11 @@ class PartnerConfig(_Config):
             apps, lambda app: app.app_id, "app_id {!r} is configured twice; keep one entry"
         )
 
+    @property
+    def name(self) -> str:
+        """The partner's name: the file's `partner:` key."""
+        return self.partner
+
     @cached_property
     def app(self) -> Callable[[str], AppConfig | None]:
         """`app(app_id)`: this partner's config for an app, or None when it is not configured."""

@@ -237,7 +237,7 @@ def test_prompt_commits_do_not_wait_for_the_previous_answer() -> None:
     assert tracker.committed(("t", 0)) is None  # not before the broker said so
     broker.answer()
     broker.answer()
-    checkpoint.settle()
+    checkpoint.take_commit_answers()
     assert (tracker.committed(("t", 0)), tracker.committed(("t", 1))) == (2, 1)
     # A refusal changes nothing, and the same offsets go again
     state.track(2, 0)
@@ -254,7 +254,7 @@ def test_prompt_commits_do_not_wait_for_the_previous_answer() -> None:
     checkpoint.commit_soon()
     assert len(broker.sent) == 5
     broker.answer()
-    checkpoint.settle()
+    checkpoint.take_commit_answers()
     assert tracker.committed(("t", 0)) == 4
     assert results == [True, True, False, False, True]
 
@@ -270,7 +270,7 @@ def test_answers_arriving_out_of_order_never_move_an_offset_back() -> None:
     checkpoint.commit_soon()
     broker.waiting.pop(1)(None)  # the later commit's answer first
     broker.answer()
-    checkpoint.settle()
+    checkpoint.take_commit_answers()
     assert tracker.committed(("t", 0)) == 2
     checkpoint.commit_soon()
     assert len(broker.sent) == 2  # and nothing is left to send
@@ -291,7 +291,7 @@ def test_an_unanswered_commit_is_given_up_after_a_while() -> None:
     assert len(broker.sent) == 2  # tried again
     # A late answer to the first still counts, and offsets never move back
     broker.answer()
-    checkpoint.settle()
+    checkpoint.take_commit_answers()
     assert tracker.committed(("t", 0)) == 1
 
 
@@ -450,7 +450,7 @@ def test_a_refused_asynchronous_commit_names_its_partitions_and_the_error(
     tracker.partition(TP).track(0, 0)
     checkpoint.commit_soon()
     broker.answer(RuntimeError("rebalancing"))
-    checkpoint.settle()
+    checkpoint.take_commit_answers()
     assert results == [False]
     assert caplog.messages == [
         "offset commit of installs[0], installs[1] failed: rebalancing; will try again"
@@ -495,7 +495,7 @@ def test_while_commits_keep_failing_the_operator_reads_one_line_a_minute(
         clock.now = now
         checkpoint.commit_soon()
         broker.answer(RuntimeError("NodeNotReadyError: coordinator"))
-        checkpoint.settle()
+        checkpoint.take_commit_answers()
 
     for now in (500.0, 500.2, 559.9):
         refused_at(now)
@@ -505,7 +505,7 @@ def test_while_commits_keep_failing_the_operator_reads_one_line_a_minute(
     clock.now = 621.0
     checkpoint.commit_soon()
     broker.answer()
-    checkpoint.settle()
+    checkpoint.take_commit_answers()
     failed = "offset commit of t[0] failed: NodeNotReadyError: coordinator; will try again"
     assert caplog.messages == [
         failed,

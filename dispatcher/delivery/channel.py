@@ -66,7 +66,7 @@ class PartnerChannel:
         wall_clock: Clock = time.time,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
-        self.name = partner.partner
+        self.name = partner.name
         self.adapter = adapter
         self.http = http
         self.metrics = metrics

@@ -135,7 +135,7 @@ class DeliveryService:
             max_keepalive_connections=partner.delivery.max_concurrent_requests,
         )
         client = httpx.AsyncClient(transport=self._transport, limits=limits, http2=False)
-        adapter = adapter_for(partner.partner)
+        adapter = adapter_for(partner.name)
         return PartnerChannel(
             partner,
             adapter,
@@ -150,13 +150,13 @@ class DeliveryService:
     def _update(self, partners: PartnerSet) -> None:
         self._partners = partners
         for partner in partners.partners:
-            secret = partners.tokens.get(partner.partner)  # none for a partner without a token
+            secret = partners.tokens.get(partner.name)  # none for a partner without a token
             token = secret.get_secret_value() if secret is not None else ""
-            signing = partners.signing_secrets.get(partner.partner)
+            signing = partners.signing_secrets.get(partner.name)
             signing_secret = signing.get_secret_value() if signing is not None else ""
-            channel = self._channels.get(partner.partner)
+            channel = self._channels.get(partner.name)
             if channel is None:
-                channel = self._channels[partner.partner] = self._channel_for(partner, token)
+                channel = self._channels[partner.name] = self._channel_for(partner, token)
                 if signing_secret:
                     channel.configure(partner, token, signing_secret)
             else:

@@ -711,10 +711,10 @@ def _bad_input(raw: bytes, exc: ValidationError) -> BadInput:
     if (first["type"] == "json_invalid" or first["type"] == "json_type") and not first["loc"]:
         try:
             raw.decode()
-        except UnicodeDecodeError as exc:  # JSON is UTF-8 text: say which byte is not
+        except UnicodeDecodeError as undecodable:  # JSON is UTF-8 text: say which byte is not
             return BadInput(
-                f"not valid JSON: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
-                f"{exc.start}: {exc.reason})",
+                f"not valid JSON: not UTF-8 text (byte 0x{raw[undecodable.start]:02x} at offset "
+                f"{undecodable.start}: {undecodable.reason})",
                 raw,
                 None,
             )
