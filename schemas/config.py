@@ -41,22 +41,22 @@ def _view_through_lookback(value: timedelta) -> timedelta:
     return check_range(value, HOUR, DAY)
 
 
-def _parse_window(value: object) -> timedelta | None:
-    if value is None or value == "lifetime":
-        return None
-    try:
-        return check_range(parse_duration(value), HOUR, timedelta(days=365))
-    except ValueError as exc:
-        raise ValueError(f"{exc}; or write `lifetime` for no limit") from None
+def _duration_or_lifetime(lifetime_means: str) -> Callable[[object], timedelta | None]:
+    """A parser of `1h`..`365d`, or `lifetime` (None); its error says what `lifetime` means."""
+
+    def parse(value: object) -> timedelta | None:
+        if value is None or value == "lifetime":
+            return None
+        try:
+            return check_range(parse_duration(value), HOUR, timedelta(days=365))
+        except ValueError as exc:
+            raise ValueError(f"{exc}; or write `lifetime` {lifetime_means}") from None
+
+    return parse
 
 
-def _parse_max_event_age(value: object) -> timedelta | None:
-    if value is None or value == "lifetime":
-        return None
-    try:
-        return check_range(parse_duration(value), HOUR, timedelta(days=365))
-    except ValueError as exc:
-        raise ValueError(f"{exc}; or write `lifetime` to send events of any age") from None
+_parse_window = _duration_or_lifetime("for no limit")
+_parse_max_event_age = _duration_or_lifetime("to send events of any age")
 
 
 ClickLookback = Annotated[
