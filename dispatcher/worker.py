@@ -69,6 +69,17 @@ def chunked(
         yield chunk
 
 
+def _log_apps_in_test_mode(partners: PartnerSet) -> None:
+    """Name the active apps whose events the partner shows as tests and does not count (at
+    start-up and on a reload, not on a token rotation)."""
+    for partner in partners.partners:
+        for app in partner.apps:
+            if app.active and (test_mode := app.test_mode) is not None:
+                log.warning(
+                    "app %s is in test mode for %s: %s", app.app_id, partner.name, test_mode
+                )
+
+
 def _consuming(partitions: int) -> str:
     """The readiness detail while consuming."""
     return f"consuming {partitions} partition" + ("" if partitions == 1 else "s")
@@ -123,8 +134,8 @@ class Worker:
             settings.partners, metrics, self._completions.put, transport=transport
         )
         self._pairs: list[tuple[PartnerConfig, PartnerAdapter]] = []
-        self._partners = settings.partners
         self._set_partners(settings.partners)
+        _log_apps_in_test_mode(settings.partners)
         self._next_token_poll_at = 0.0
         self._token_file_problems: dict[str, str] = {}  # partner → what was last wrong, logged once
         self._stop = threading.Event()
@@ -460,12 +471,6 @@ class Worker:
             for app in partner.apps
         )
         self._on_secrets(partners.secrets() + self._settings.secrets())
-        for partner in partners.partners:
-            for app in partner.apps:
-                if app.active and (test_mode := app.test_mode) is not None:
-                    log.warning(
-                        "app %s is in test mode for %s: %s", app.app_id, partner.name, test_mode
-                    )
 
     def _reload_partners(self) -> None:
         try:
@@ -477,6 +482,7 @@ class Worker:
             self._delivery.resume_held()  # a SIGHUP all the same: an operator acted
             return
         self._set_partners(partners)
+        _log_apps_in_test_mode(partners)
         self._delivery.update(partners)
         self._metrics.reloaded(ok=True)
         log.info(

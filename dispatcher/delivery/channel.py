@@ -65,6 +65,8 @@ class PartnerChannel:
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        *,
+        signing_secret: str = "",
     ) -> None:
         self.name = partner.name
         self.adapter = adapter
@@ -81,7 +83,7 @@ class PartnerChannel:
         self.holds: dict[str, Hold] = {}  # destinations held on a setup answer
         self._token: str | None = None
         self.pacer = RequestPacer(partner.delivery.max_requests_per_s, clock, sleep)
-        self.configure(partner, token)
+        self.configure(partner, token, signing_secret)
         metrics.start_partner(self.name, adapter.install_event)
         metrics.rate_limit(self.name, self.pacer.rate)
 

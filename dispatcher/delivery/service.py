@@ -129,7 +129,9 @@ class DeliveryService:
         self._ready.set()
         await done.wait()
 
-    def _channel_for(self, partner: PartnerConfig, token: str) -> PartnerChannel:
+    def _channel_for(
+        self, partner: PartnerConfig, token: str, signing_secret: str
+    ) -> PartnerChannel:
         limits = httpx.Limits(
             max_connections=partner.delivery.max_concurrent_requests,
             max_keepalive_connections=partner.delivery.max_concurrent_requests,
@@ -145,6 +147,7 @@ class DeliveryService:
             self._on_settled,
             self._clock,
             self._wall_clock,
+            signing_secret=signing_secret,
         )
 
     def _update(self, partners: PartnerSet) -> None:
@@ -156,9 +159,7 @@ class DeliveryService:
             signing_secret = signing.get_secret_value() if signing is not None else ""
             channel = self._channels.get(partner.name)
             if channel is None:
-                channel = self._channels[partner.name] = self._channel_for(partner, token)
-                if signing_secret:
-                    channel.configure(partner, token, signing_secret)
+                self._channels[partner.name] = self._channel_for(partner, token, signing_secret)
             else:
                 channel.configure(partner, token, signing_secret)
                 channel.resume_held()

@@ -37,11 +37,11 @@ MATCH_TYPE_CLICK = 0
 MATCH_TYPE_IMPRESSION = 1
 
 CODE_OK = 0
-# bububa/oceanengine's `Conversion` returns no error for code 128 (commit 40ad371, 2023-04-26,
+# bububa/oceanengine's `Conversion` returns no error for code 128 (its commit 40ad371,
 # "refactor(conversion): returns code", with no word on why). No public source explains it; the
-# client's author, who calls the API, takes it as accepted, so it is delivered here too, its
-# code and message kept in the postback log. Any other non-zero `code` on HTTP 200 is a
-# rejection of the conversion: no Ocean Engine source names a code transient or setup.
+# client's author, who calls the API, takes it as accepted, so it is delivered here too. Any
+# other non-zero `code` on HTTP 200 is a rejection of the conversion: no Ocean Engine source
+# names a code transient or setup.
 CODE_ACCEPTED_128 = 128
 DELIVERED_CODES = frozenset({CODE_OK, CODE_ACCEPTED_128})
 # The signature header of `core/client.go` `AnalyticsPost`: lower-case hex SHA-256 of the body's
