@@ -9,25 +9,30 @@ probing both; each guard has an example below that fails without it.
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from bench.records import SHAPES
 from dispatcher.devtools.samples import APPSFLYER_FIELDS, SampleGenerator
 from dispatcher.inputs import BadInput
 from dispatcher.inputs.appsflyer import (
     AppsFlyerRecord,
+    Checked,
+    Lowered,
     Record,
     _read_checked,
     _read_fast,
+    checked_reader,
 )
 from schemas.events import Event
 from tests.factories import decode, event_dict, raw
@@ -55,10 +60,6 @@ def assert_agree(message: bytes) -> Record | None:
     return fast
 
 
-def test_the_record_has_the_checked_reader_fields() -> None:
-    assert set(Record.__struct_fields__) == set(AppsFlyerRecord.__annotations__)
-
-
 def test_the_records_the_worker_meets_are_read_fast() -> None:
     """The benchmark's records, the demo's and the corpus's: the fast reader takes them (else
     each would cost its checks and the checked reading too), with the same result."""
@@ -72,6 +73,108 @@ def test_the_records_the_worker_meets_are_read_fast() -> None:
         message = path.read_bytes()
         fast = assert_agree(message)
         assert (fast is None) == isinstance(json.loads(message).get("event_revenue"), float), path
+
+
+# --- one declaration per field -----------------------------------------------------------------
+# `Record` declares each field once; msgspec's reader is its decoder, the checked reader is made
+# from its fields (`checked_reader`).
+
+
+def test_msgspec_reads_a_field_as_its_type_whatever_its_checked_rule() -> None:
+    """A `Checked` rule is `Annotated` metadata that msgspec ignores: every field of `Record` is
+    read as its type alone, and a `msgspec.Meta` beside a rule still applies."""
+    for field in msgspec.structs.fields(Record):
+        bare = get_args(field.type)[0] if get_origin(field.type) is Annotated else field.type
+        assert msgspec.inspect.type_info(field.type) == msgspec.inspect.type_info(bare), field
+    assert msgspec.json.decode(b'"x"', type=Annotated[str, Checked(int)]) == "x"
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(b"7", type=Annotated[str, Checked(int)])
+    with pytest.raises(msgspec.ValidationError, match="length >= 2"):
+        msgspec.json.decode(b'"x"', type=Annotated[str, msgspec.Meta(min_length=2), Checked(int)])
+
+
+def test_the_checked_reader_has_every_field_under_its_rule() -> None:
+    assert list(AppsFlyerRecord.__annotations__) == list(Record.__struct_fields__)
+    assert AppsFlyerRecord.__required_keys__ == {
+        "app_id", "appsflyer_id", "event_time", "event_time_text", "install_time",
+    }  # fmt: skip
+
+
+class _Renamed(msgspec.Struct):
+    app_id: str = msgspec.field(name="appId")
+
+
+class _RenamedAll(msgspec.Struct, rename="camel"):
+    app_id: str
+
+
+class _Constrained(msgspec.Struct):
+    app_id: Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class _Unchecked(msgspec.Struct):
+    event_time: Any
+
+
+class _TwoRules(msgspec.Struct):
+    platform: Annotated[Lowered, Checked(str | None)] = None
+
+
+@pytest.mark.parametrize(
+    ("struct", "problem"),
+    [
+        (_Renamed, "reads it from key 'appId'"),
+        (_RenamedAll, "reads it from key 'appId'"),
+        (_Constrained, "metadata other than one Checked rule"),
+        (_Unchecked, "typed Any without a Checked rule"),
+        (_TwoRules, "metadata other than one Checked rule"),
+    ],
+)
+def test_a_field_the_readers_would_read_differently_is_refused(
+    struct: type[msgspec.Struct], problem: str
+) -> None:
+    """A field read under another key or with a constraint by msgspec alone, or one no reader
+    checks: deriving the checked reader raises, so `Record` with such a field does not import."""
+    with pytest.raises(TypeError, match=re.escape(problem)):
+        checked_reader(struct, "Broken")
+
+
+class _Extended(Record, kw_only=True):
+    """`Record` as a contributor extends it: one line per field, nothing else."""
+
+    af_sub1: str | None = None
+    af_channel: Lowered = None
+
+
+def test_a_field_added_to_record_is_read_by_both_readers() -> None:
+    """Adding a field is one edit: declared in `Record`, it is in msgspec's reader and in the
+    checked reader, under its rule there (a shared rule's check in `_read_fast` is the test
+    below's business)."""
+    message = raw(event_dict("in-app-event", af_sub1="creative-7", af_channel=" TikTok "))
+    reader = checked_reader(_Extended, "Extended")
+    checked_record = TypeAdapter(reader).validate_json(message)
+    fast_record = msgspec.json.decode(message, type=_Extended)
+    assert set(reader.__annotations__) == {
+        *AppsFlyerRecord.__annotations__,
+        "af_sub1",
+        "af_channel",
+    }
+    assert checked_record["af_sub1"] == fast_record.af_sub1 == "creative-7"
+    assert checked_record["af_channel"] == "tiktok"
+    assert fast_record.af_channel == " TikTok "  # as read; `_read_fast` applies `Lowered`
+
+
+def test_the_fast_reader_checks_every_field_that_has_a_rule() -> None:
+    """A field whose checked rule is more than its msgspec type needs its check in `_read_fast`
+    too: a field that has a rule and that `_read_fast` never touches would be read unchecked."""
+    source = inspect.getsource(_read_fast)
+    unchecked = [
+        field.name
+        for field in msgspec.structs.fields(Record)
+        if get_origin(field.type) is Annotated
+        and not re.search(rf"\brecord\.{field.name}\b", source)
+    ]
+    assert unchecked == []
 
 
 # --- generated records --------------------------------------------------------------------------
@@ -112,7 +215,7 @@ _EVENT_VALUE = st.one_of(
 )
 _VALUE = st.one_of(_EDGE_TEXT, st.text(max_size=10), _JSON)
 _FIELDS = sorted(
-    {*APPSFLYER_FIELDS, *AppsFlyerRecord.__annotations__} - {"event_time_text", "event_value_text"}
+    {*APPSFLYER_FIELDS, *Record.__struct_fields__} - {"event_time_text", "event_value_text"}
 )
 
 

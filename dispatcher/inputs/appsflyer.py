@@ -5,6 +5,10 @@ key, `null` and `""` mean the same), `"true"` booleans, `event_value` as a JSON 
 object, revenue as a string or a number, the revenue keys and well-known keys of `event_value`,
 the `event_type` values of Push API, and the derived event id. Field names and values
 follow AppsFlyer's Push API and raw data documentation (docs/input-events.md).
+
+Each field the worker reads is declared once, in `Record`: both readers are made from it, the
+fast one in msgspec and the checked one in pydantic-core (`AppsFlyerRecord`), which says what is
+wrong with a bad record.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, Required
+from typing import Annotated, Any, Literal, Required, get_args, get_origin
 
 import msgspec
 from pydantic import (
@@ -96,138 +101,92 @@ ATT_STATUSES: Mapping[str, Att] = MappingProxyType(
     }
 )
 _MAX_ERRORS_IN_DETAIL = 5
-# Fields validated as unions: one plain sentence instead of one message per union member.
-_FIELD_RULES = {
-    "event_value": "must be an object, or a JSON string of one",
-    "event_revenue": "must be a finite decimal string or number",
-    "is_retargeting": "must be true or false (or the string of one)",
-    "is_primary_attribution": "must be true or false (or the string of one)",
-    "gdpr_applies": "must be true or false (or the string of one)",
-    "ad_user_data_enabled": "must be true or false (or the string of one)",
-    "ad_personalization_enabled": "must be true or false (or the string of one)",
-    "is_lat": "must be true or false (or the string of one)",
-}
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A `Record` field's rule in the checked reader, where it is more than the type msgspec reads
+    the field as. Given as `Annotated` metadata, which msgspec ignores (it reads only its `Meta`).
+
+    `rule` is the field's type in pydantic-core; `required` makes the field required there though
+    msgspec has a default for it (a value `_read_fast` fills in itself); `sentence` says what the
+    value must be, in the error that names the field, instead of one message per union member
+    (for a field read from its own key).
+    """
+
+    rule: Any
+    required: bool = False
+    sentence: str | None = None
 
 
 def _optional_timestamp(value: object) -> datetime | None:
     return None if value is None or value == "" else parse_timestamp(value)
 
 
-Timestamp = Annotated[datetime, PlainValidator(parse_timestamp)]
-OptionalTimestamp = Annotated[datetime | None, PlainValidator(_optional_timestamp)]
-# Lower-cased in pydantic-core (no Python call per event); "" stays "" and means absent.
-Lowered = Annotated[str | None, StringConstraints(strip_whitespace=True, to_lower=True)]
+# The rules several fields share: the type msgspec reads (and mypy sees) with the rule
+# pydantic-core checks; `_read_fast` checks the same rule by hand.
+
 # Required identifiers must hold a non-blank character (checked in pydantic-core).
-Identifier = Annotated[str, StringConstraints(pattern=r"\S")]
+Identifier = Annotated[str, Checked(Annotated[str, StringConstraints(pattern=r"\S")])]
+# Text when read; the parsed time once checked.
+Timestamp = Annotated[Any, Checked(Annotated[datetime, PlainValidator(parse_timestamp)])]
+OptionalTimestamp = Annotated[
+    Any, Checked(Annotated[datetime | None, PlainValidator(_optional_timestamp)])
+]
+# Lower-cased in pydantic-core (no Python call per event); "" stays "" and means absent.
+Lowered = Annotated[
+    str | None,
+    Checked(Annotated[str | None, StringConstraints(strip_whitespace=True, to_lower=True)]),
+]
 # `true`, `"true"`, `1`, ...; "" and null mean absent.
-Flag = bool | Literal[""] | None
+Flag = Annotated[
+    bool | str | None,
+    Checked(bool | Literal[""] | None, sentence="must be true or false (or the string of one)"),
+]
 
 
-@with_config(ConfigDict(extra="ignore", coerce_numbers_to_str=True))
-class AppsFlyerRecord(TypedDict, total=False):
-    """The fields of a Push API V2 message that the worker reads; every other one is ignored.
+class Record(msgspec.Struct, gc=False, kw_only=True):
+    """The fields of a Push API V2 message that the worker reads, each declared once here; every
+    other one is ignored, an absent one None.
 
-    The rules of the record, validated in pydantic-core: the reference that `_read_fast` must
-    match, and the reader of every record it declines (with the error that names the field).
-    """
+    Both readers are made from these declarations: msgspec's decoder of this Struct, whose record
+    `_read_fast` then checks field by field, and pydantic-core's `AppsFlyerRecord`, which takes
+    each field's `Checked` rule, else its type here (`_read_checked`: the reference that
+    `_read_fast` must match, and the reader of every record it declines, with the error that
+    names the field). Typed as msgspec reads them from JSON; the `Any` ones hold their text when
+    read and their value once `_read_fast` has checked them. In the order pydantic-core checks
+    them and lists their errors in (`kw_only`: so a field with a default may come before a
+    required one). Never in a reference cycle, so not tracked by the garbage collector."""
 
-    app_id: Required[Identifier]
-    appsflyer_id: Required[Identifier]
-    event_time: Required[Timestamp]
-    event_time_text: Required[Annotated[str, Field(validation_alias="event_time")]]  # for the id
-    install_time: Required[Timestamp]
-    event_name: str | None
-    event_type: Lowered
-    event_id: str | None  # not AppsFlyer's: a producer may add one
-    conversion_type: Lowered  # documented: Install, Re-engagement, Reinstall
-    retargeting_conversion_type: Lowered  # re-engagement or re-attribution
-    is_retargeting: Flag
-    is_primary_attribution: Flag
-    media_source: str | None
-    attributed_touch_type: Lowered
-    attributed_touch_time: OptionalTimestamp
-    click_id: str | None  # not AppsFlyer's: a producer may add the click id itself
-    original_url: str | None
-    af_c_id: str | None
-    af_adset_id: str | None
-    af_ad_id: str | None
-    # The names of this project's first record format, accepted as aliases of the three above.
-    campaign_id: str | None
-    adset_id: str | None
-    ad_id: str | None
-    platform: Lowered
-    idfa: str | None
-    idfv: str | None
-    advertising_id: str | None
-    android_id: str | None
-    oaid: str | None
-    imei: str | None
-    ip: str | None
-    user_agent: str | None
-    app_version: str | None
-    country_code: str | None
-    # Parsed in pydantic-core; the text as sent is kept for the derived id. Tried in order, the
-    # JSON string (as Push API sends it) first: a smart union tries every member on every event.
-    event_value: Annotated[
-        Json[dict[str, Any]] | dict[str, Any] | Literal[""] | None,
-        Field(validation_alias="event_value", union_mode="left_to_right"),
-    ]
-    event_value_text: Annotated[str | dict[str, Any] | None, Field(validation_alias="event_value")]
-    event_revenue: Annotated[
-        Annotated[Decimal, Field(allow_inf_nan=False)] | Literal[""] | None,
-        Field(validation_alias="event_revenue"),
-    ]
-    event_revenue_currency: str | None
-    # Fraud: Protect360's blocks and the validation rules' rejections.
-    blocked_reason: str | None
-    blocked_reason_value: str | None
-    blocked_sub_reason: str | None
-    blocked_reason_rule: str | None
-    rejected_reason: str | None
-    rejected_reason_value: str | None
-    # Consent and tracking signals.
-    gdpr_applies: Flag
-    ad_user_data_enabled: Flag
-    ad_personalization_enabled: Flag
-    att: Lowered
-    is_lat: Flag
-    app_name: str | None
-    language: str | None
-
-
-_RECORD = TypeAdapter(AppsFlyerRecord)
-_validate_record = _RECORD.validate_json
-
-
-class Record(msgspec.Struct, gc=False):
-    """A record as the decoder reads it: `AppsFlyerRecord`'s fields (a test holds the names
-    equal), an absent one None. Typed as msgspec reads them from JSON; the `Any` ones hold
-    their text when read and their value once `_read_fast` has checked them. Never in a
-    reference cycle, so not tracked by the garbage collector."""
-
-    app_id: str
-    appsflyer_id: str
-    event_time: Any
-    install_time: Any
+    app_id: Identifier
+    appsflyer_id: Identifier
+    event_time: Timestamp
+    # The text of event_time as sent, for the derived id: read from event_time's key by the
+    # checked reader, set from event_time by `_read_fast`.
+    event_time_text: Annotated[
+        str, Checked(Annotated[str, Field(validation_alias="event_time")], required=True)
+    ] = ""
+    install_time: Timestamp
     event_name: str | None = None
-    event_type: str | None = None
-    event_id: str | None = None
-    conversion_type: str | None = None
-    retargeting_conversion_type: str | None = None
-    is_retargeting: bool | str | None = None
-    is_primary_attribution: bool | str | None = None
+    event_type: Lowered = None
+    event_id: str | None = None  # not AppsFlyer's: a producer may add one
+    conversion_type: Lowered = None  # documented: Install, Re-engagement, Reinstall
+    retargeting_conversion_type: Lowered = None  # re-engagement or re-attribution
+    is_retargeting: Flag = None
+    is_primary_attribution: Flag = None
     media_source: str | None = None
-    attributed_touch_type: str | None = None
-    attributed_touch_time: Any = None
-    click_id: str | None = None
+    attributed_touch_type: Lowered = None
+    attributed_touch_time: OptionalTimestamp = None
+    click_id: str | None = None  # not AppsFlyer's: a producer may add the click id itself
     original_url: str | None = None
     af_c_id: str | None = None
     af_adset_id: str | None = None
     af_ad_id: str | None = None
+    # The names of this project's first record format, accepted as aliases of the three above.
     campaign_id: str | None = None
     adset_id: str | None = None
     ad_id: str | None = None
-    platform: str | None = None
+    platform: Lowered = None
     idfa: str | None = None
     idfv: str | None = None
     advertising_id: str | None = None
@@ -238,24 +197,97 @@ class Record(msgspec.Struct, gc=False):
     user_agent: str | None = None
     app_version: str | None = None
     country_code: str | None = None
-    event_value: str | dict[str, Any] | None = None
-    event_value_text: Any = None  # set from event_value, like event_time_text from event_time
-    event_time_text: str = ""
-    event_revenue: Any = None
+    # Parsed in pydantic-core; the text as sent is kept for the derived id. Tried in order, the
+    # JSON string (as Push API sends it) first: a smart union tries every member on every event.
+    event_value: Annotated[
+        str | dict[str, Any] | None,
+        Checked(
+            Annotated[
+                Json[dict[str, Any]] | dict[str, Any] | Literal[""] | None,
+                Field(validation_alias="event_value", union_mode="left_to_right"),
+            ],
+            sentence="must be an object, or a JSON string of one",
+        ),
+    ] = None
+    # The text of event_value as sent, for the derived id (read as event_time_text is).
+    event_value_text: Annotated[
+        Any, Checked(Annotated[str | dict[str, Any] | None, Field(validation_alias="event_value")])
+    ] = None
+    event_revenue: Annotated[
+        Any,
+        Checked(
+            Annotated[
+                Annotated[Decimal, Field(allow_inf_nan=False)] | Literal[""] | None,
+                Field(validation_alias="event_revenue"),
+            ],
+            sentence="must be a finite decimal string or number",
+        ),
+    ] = None
     event_revenue_currency: str | None = None
+    # Fraud: Protect360's blocks and the validation rules' rejections.
     blocked_reason: str | None = None
     blocked_reason_value: str | None = None
     blocked_sub_reason: str | None = None
     blocked_reason_rule: str | None = None
     rejected_reason: str | None = None
     rejected_reason_value: str | None = None
-    gdpr_applies: bool | str | None = None
-    ad_user_data_enabled: bool | str | None = None
-    ad_personalization_enabled: bool | str | None = None
-    att: str | None = None
-    is_lat: bool | str | None = None
+    # Consent and tracking signals.
+    gdpr_applies: Flag = None
+    ad_user_data_enabled: Flag = None
+    ad_personalization_enabled: Flag = None
+    att: Lowered = None
+    is_lat: Flag = None
     app_name: str | None = None
     language: str | None = None
+
+
+def checked_rule(field: msgspec.structs.FieldInfo) -> Checked:
+    """A Struct field's rule in the checked reader: its `Checked` metadata, else the type msgspec
+    reads it as. TypeError, so that the module does not import rather than the readers
+    disagreeing, for a field pydantic-core would read from another key than msgspec, one with
+    a constraint only msgspec checks (`msgspec.Meta`) or more than one rule, and an `Any` field
+    without a rule (nothing would check it)."""
+    args = get_args(field.type) if get_origin(field.type) is Annotated else (field.type,)
+    kind, metadata = args[0], args[1:]
+    if field.encode_name != field.name:
+        raise TypeError(f"{field.name}: msgspec reads it from key {field.encode_name!r}")
+    rules = [item for item in metadata if isinstance(item, Checked)]
+    if len(rules) != len(metadata) or len(rules) > 1:
+        raise TypeError(f"{field.name}: metadata other than one Checked rule: {metadata!r}")
+    if rules:
+        return rules[0]
+    if kind is Any:
+        raise TypeError(f"{field.name}: typed Any without a Checked rule")
+    return Checked(kind)
+
+
+# mypy reads only a TypedDict call spelled out field by field; this one is made from a Struct's.
+_typed_dict: Any = TypedDict
+
+
+def checked_reader(struct: type[msgspec.Struct], name: str) -> type:
+    """The TypedDict that pydantic-core validates for `struct`: each field under its
+    `checked_rule`, required where msgspec requires it or its rule does; other keys are ignored
+    and numbers are read as text where text is expected."""
+    fields = {}
+    for field in msgspec.structs.fields(struct):
+        rule = checked_rule(field)
+        fields[field.name] = Required[rule.rule] if field.required or rule.required else rule.rule
+    reader: type = _typed_dict(name, fields, total=False)
+    return with_config(ConfigDict(extra="ignore", coerce_numbers_to_str=True))(reader)
+
+
+# The checked reader's record: `Record`'s fields under their rules, validated in pydantic-core.
+AppsFlyerRecord = checked_reader(Record, "AppsFlyerRecord")
+_RECORD: TypeAdapter[dict[str, Any]] = TypeAdapter(AppsFlyerRecord)
+_validate_record = _RECORD.validate_json
+# Fields validated as unions: one plain sentence instead of one message per union member. An
+# error is under the key its field is read from: event_value_text's are event_value's.
+_FIELD_RULES = {
+    field.name: sentence
+    for field in msgspec.structs.fields(Record)
+    if (sentence := checked_rule(field).sentence) is not None
+}
 
 
 def _read_checked(raw: bytes) -> Record:
