@@ -19,7 +19,7 @@ from dispatcher.metrics import Metrics
 from dispatcher.outcomes import Outcome
 from dispatcher.settle import Coordinates, Settlement
 from tests.factories import make_partner
-from tests.test_delivery import Letters, ids, item, ok_body, tiktok_channel, until
+from tests.test_delivery import TOKEN, Letters, ids, item, ok_body, tiktok_channel, until
 
 SETUP = httpx.Response(200, json=ok_body(40105, "Access token is incorrect or revoked."))
 OK = httpx.Response(200, json=ok_body())
@@ -174,8 +174,7 @@ def test_sighup_or_a_new_token_probes_at_once(how: str) -> None:
         if how == "resume_held":
             channel.resume_held()
         else:
-            token = "rotated-token-1" if how == "new_token" else channel._token
-            assert token is not None
+            token = "rotated-token-1" if how == "new_token" else TOKEN
             channel.configure(channel.partner, token)
         if how != "same_token":
             await until(lambda: len(h.final) == 1, "delivered")
@@ -282,7 +281,7 @@ def test_stopping_leaves_a_held_batch_unsettled() -> None:
     # Then nothing is settled (uncommitted: read again after the restart), nothing more sent
     assert h.settled == []
     assert len(h.sent) == 1
-    assert all(not lane.items for lane in channel.lanes.values())
+    assert channel.queued() == 0
 
 
 def test_events_past_max_event_age_while_held_are_too_old() -> None:

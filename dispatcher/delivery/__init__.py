@@ -1,5 +1,6 @@
-"""Delivering owed postbacks: lanes (batching, order), the channel (attempts under the retry
-policy, pacing), the HTTP edge, and the service that hosts them on a loop of its own."""
+"""Delivering owed postbacks: each partner app's queue (order, what is in flight), the lanes that
+linger and deliver, the channel (attempts under the retry policy, pacing, held apps), the HTTP
+edge, and the service that hosts them on a loop of its own."""
 
 from dispatcher.delivery.channel import PartnerChannel
 from dispatcher.delivery.http import PartnerHttp, transport_failure

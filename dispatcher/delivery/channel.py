@@ -1,7 +1,8 @@
-"""Everything that talks to one partner: its lanes, its pacing and concurrency, the attempts
-of each batch under the partner's retry policy, and the partner apps held on a setup answer
-(`hold.py`). Each batch's final word goes back as a `Settled` value; what follows (metrics of
-outcomes, dead letters, offsets) is the worker's."""
+"""Everything that talks to one partner: the queue of each destination (`queue.py`) and the lane
+of each of its partitions (`lane.py`), pacing and concurrency, the attempts of each batch under
+the partner's retry policy, and the partner apps held on a setup answer (`hold.py`).
+Each batch's final word goes back as a `Settled` value; what follows (metrics of outcomes,
+dead letters, offsets) is the worker's."""
 
 from __future__ import annotations
 
@@ -17,18 +18,17 @@ from tenacity import RetryCallState
 from dispatcher.delivery.hold import Hold, ends_hold
 from dispatcher.delivery.http import PartnerHttp
 from dispatcher.delivery.items import Settled, SettledCallback, WorkItem
-from dispatcher.delivery.lane import Lane
+from dispatcher.delivery.lane import Lane, Take
+from dispatcher.delivery.queue import DestinationQueue
 from dispatcher.metrics import Metrics
 from dispatcher.offsets import Partition
 from dispatcher.outcomes import AttemptKind, AttemptResult, BatchResult, Outcome
 from dispatcher.partners import PartnerAdapter
 from dispatcher.ratelimit import Clock, RequestPacer
 from dispatcher.retry import RetryPolicy
-from schemas.config import PartnerConfig
+from schemas.config import DeliveryConfig, PartnerConfig
 
 log = logging.getLogger(__name__)
-
-Take = Callable[[], list[WorkItem]]  # forms a batch at the moment its request can leave
 
 
 class _EmptyBatchError(Exception):
@@ -52,7 +52,8 @@ class _PastStopDeadlineError(Exception):
 
 
 class PartnerChannel:
-    """Lanes, pacing, concurrency and retries for one partner."""
+    """Attempts, pacing, concurrency and held apps for one partner, and the lanes and queues of
+    its destinations. Its state is its own: callers submit, flush, discard, reconfigure, stop."""
 
     def __init__(
         self,
@@ -68,33 +69,42 @@ class PartnerChannel:
         *,
         signing_secret: str = "",
     ) -> None:
-        self.name = partner.name
-        self.adapter = adapter
-        self.http = http
-        self.metrics = metrics
-        self.on_settled = on_settled
-        self.clock = clock
-        self.wall_clock = wall_clock
-        self.sleep = sleep
-        self.lanes: dict[tuple[str, str, int], Lane] = {}
-        self._destination_lanes: dict[str, list[Lane]] = {}  # in order of creation
+        self._name = partner.name
+        self._adapter = adapter
+        self._http = http
+        self._metrics = metrics
+        self._on_settled = on_settled
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._sleep = sleep
+        self._queues: dict[str, DestinationQueue] = {}
+        self._lanes: dict[tuple[str, Partition], Lane] = {}
         self._stop_at: float | None = None  # on `clock`; set once stopping
         self._stopping = asyncio.Event()
-        self.holds: dict[str, Hold] = {}  # destinations held on a setup answer
+        self._holds: dict[str, Hold] = {}  # destinations held on a setup answer
         self._token: str | None = None
-        self.pacer = RequestPacer(partner.delivery.max_requests_per_s, clock, sleep)
+        self._pacer = RequestPacer(partner.delivery.max_requests_per_s, clock, sleep)
         self.configure(partner, token, signing_secret)
-        metrics.start_partner(self.name, adapter.install_event)
-        metrics.rate_limit(self.name, self.pacer.rate)
+        metrics.start_partner(self._name, adapter.install_event)
+        metrics.rate_limit(self._name, self._pacer.rate)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def partner(self) -> PartnerConfig:
+        """The settings in use (the last `configure`)."""
+        return self._partner
 
     def configure(self, partner: PartnerConfig, token: str, signing_secret: str = "") -> None:
         """Apply (re)loaded settings; batches already in flight finish with the old ones."""
-        self.partner = partner
-        self.delivery = partner.delivery
-        self.http.configure(partner.endpoint, token, partner.delivery.timeout_s, signing_secret)
-        self.policy = RetryPolicy(partner.delivery, self.clock)
-        self.semaphore = asyncio.Semaphore(partner.delivery.max_concurrent_requests)
-        self.pacer.set_max_rate(partner.delivery.max_requests_per_s)
+        self._partner = partner
+        self._delivery = partner.delivery
+        self._http.configure(partner.endpoint, token, partner.delivery.timeout_s, signing_secret)
+        self._policy = RetryPolicy(partner.delivery, self._clock)
+        self._semaphore = asyncio.Semaphore(partner.delivery.max_concurrent_requests)
+        self._pacer.set_max_rate(partner.delivery.max_requests_per_s)
         if self._token is not None and token != self._token:
             self.resume_held()  # a new token: what held the apps may be fixed
         self._token = token
@@ -102,13 +112,14 @@ class PartnerChannel:
     def resume_held(self) -> None:
         """Probe every held destination now (SIGHUP, a new token) instead of at its next
         `setup_retry_s`."""
-        for hold in self.holds.values():
+        for hold in self._holds.values():
             hold.wake()
 
-    # --- lanes -----------------------------------------------------------------------------
+    # --- queues and lanes --------------------------------------------------------------------
 
     def submit(self, items: Iterable[WorkItem]) -> None:
-        """Queue items in their lanes; runs of items bound for one lane are queued at once."""
+        """Queue items in their destinations' queues; runs of items of one partition bound for
+        one destination are queued at once."""
         run: list[WorkItem] = []
         for item in items:
             if run and (
@@ -116,31 +127,40 @@ class PartnerChannel:
                 or item.destination != run[0].destination
                 or item.topic != run[0].topic
             ):
-                self._lane_for(run[0]).put(run)
+                self._queue_run(run)
                 run = []
             run.append(item)
         if run:
-            self._lane_for(run[0]).put(run)
+            self._queue_run(run)
 
-    def _lane_for(self, item: WorkItem) -> Lane:
-        key = (item.destination, item.topic, item.partition)
-        lane = self.lanes.get(key)
+    def _queue_run(self, run: list[WorkItem]) -> None:
+        first = run[0]
+        destination, partition = first.destination, (first.topic, first.partition)
+        queue = self._queues.get(destination)
+        if queue is None:
+            queue = self._queues[destination] = DestinationQueue()
+        queue.put(partition, run)
+        lane = self._lanes.get((destination, partition))
         if lane is None:
-            lane = self.lanes[key] = Lane(self, item.destination, (item.topic, item.partition))
-            self._destination_lanes.setdefault(item.destination, []).append(lane)
-        return lane
+            lane = self._lanes[(destination, partition)] = Lane(
+                queue, destination, partition, self.deliver, self._settings, self._free,
+                self._clock, self._sleep,
+            )  # fmt: skip
+        lane.wake()
 
-    def lanes_after(self, lane: Lane) -> list[Lane]:
-        """The other lanes of `lane`'s destination, starting after it and wrapping round, so
-        each lane fills its spare room from its neighbours in turn rather than from the
-        first lanes ever created."""
-        lanes = self._destination_lanes[lane.destination]
-        at = lanes.index(lane)
-        return lanes[at + 1 :] + lanes[:at]
+    def _settings(self) -> DeliveryConfig:
+        return self._delivery
+
+    def _free(self, destination: str, partitions: list[Partition]) -> None:
+        """A batch no longer keeps `partitions` in flight: their lanes look again."""
+        for partition in partitions:
+            lane = self._lanes.get((destination, partition))
+            if lane is not None:
+                lane.wake()
 
     def flush(self, tps: set[Partition] | None = None) -> None:
         """Send what is queued now, without lingering (shutdown, revoked partitions)."""
-        for lane in self.lanes.values():
+        for lane in self._lanes.values():
             if tps is None or lane.partition in tps:
                 lane.flush()
 
@@ -153,18 +173,23 @@ class PartnerChannel:
 
     def discard(self, tps: set[Partition]) -> int:
         """Drop queued (not in-flight) items of partitions this worker no longer owns."""
-        return sum(lane.discard() for lane in self.lanes.values() if lane.partition in tps)
+        return sum(queue.discard(tps) for queue in self._queues.values())
+
+    def queued(self) -> int:
+        """Items queued (not in flight), over every destination and partition."""
+        queues = self._queues
+        return sum(queues[destination].queued(partition) for destination, partition in self._lanes)
 
     def is_idle(self) -> bool:
-        """No lane has anything queued or in flight."""
-        return all(lane.is_idle() for lane in self.lanes.values())
+        """Nothing queued or in flight for any destination."""
+        return all(queue.is_idle() for queue in self._queues.values())
 
     async def close(self) -> None:
         """Stop every lane (in-flight batches are abandoned, never committed) and the client."""
-        for lane in self.lanes.values():
+        for lane in self._lanes.values():
             lane.task.cancel()
-        await asyncio.gather(*(lane.task for lane in self.lanes.values()), return_exceptions=True)
-        await self.http.aclose()
+        await asyncio.gather(*(lane.task for lane in self._lanes.values()), return_exceptions=True)
+        await self._http.aclose()
 
     # --- one batch ---------------------------------------------------------------------------
 
@@ -172,8 +197,8 @@ class PartnerChannel:
     async def turn(self) -> AsyncIterator[float]:
         """A concurrency slot and this request's pacing slot; send at once when it is yours.
         Yields the turn's time, which the pacer is told about once the body has left."""
-        async with self.semaphore:
-            yield await self.pacer.acquire()  # inside the semaphore: the pacing holds at the wire
+        async with self._semaphore:
+            yield await self._pacer.acquire()  # inside the semaphore: the pacing holds at the wire
 
     async def deliver(self, take: Take, destination: str) -> bool:
         """Form a batch with `take` when its first request can leave, then attempt it under the
@@ -194,12 +219,12 @@ class PartnerChannel:
                 "stopping: the next attempt (in %.1fs) would come after the stop deadline; "
                 "left unsent, to be read and sent again after the restart",
                 exc.wait_s,
-                extra={"partner": self.name, "destination": destination},
+                extra={"partner": self._name, "destination": destination},
             )
             return False
-        now = self.wall_clock()
+        now = self._wall_clock()
         for items, result in parts:
-            self.on_settled(Settled(items, result, now))
+            self._on_settled(Settled(items, result, now))
         return True
 
     async def _send(self, take: Take, destination: str) -> list[tuple[list[WorkItem], BatchResult]]:
@@ -207,7 +232,7 @@ class PartnerChannel:
         try:
             return await self._attempts(take, destination, batch)
         finally:
-            hold = self.holds.get(destination)
+            hold = self._holds.get(destination)
             if hold is not None:
                 hold.leave(batch)
 
@@ -232,19 +257,19 @@ class PartnerChannel:
                     raise _AllTooOldError
                 if len(kept) < len(items):
                     items = kept
-                    body = self.adapter.encode_request(
+                    body = self._adapter.encode_request(
                         destination, [item.payload for item in items]
                     )
             tries += 1
             if previous is not None and previous.fate_unknown:
-                self.metrics.resent(self.name, len(items))
+                self._metrics.resent(self._name, len(items))
             async with self.turn() as turn_at:
                 if body is None:
                     items = take()
                     if not items:
                         raise _EmptyBatchError
-                    self.metrics.batch_sent(self.name, len(items))
-                    body = self.adapter.encode_request(
+                    self._metrics.batch_sent(self._name, len(items))
+                    body = self._adapter.encode_request(
                         destination, [item.payload for item in items]
                     )
                 previous = await self._post(body, turn_at)
@@ -253,14 +278,14 @@ class PartnerChannel:
         def before_sleep(state: RetryCallState) -> None:
             self._retrying(len(items), state)
 
-        result, _ = await self.policy.run(attempt, self._wait_to_retry, before_sleep)
+        result, _ = await self._policy.run(attempt, self._wait_to_retry, before_sleep)
         # A setup answer is no failed attempt of the events: no retry policy while held (each
         # run below starts its attempts and give_up_after_s afresh).
         while result.kind is AttemptKind.SETUP:
             if self._held(destination, result, batch).expired:
                 return [(items, BatchResult(Outcome.PARTNER_SETUP, tries, result))]
             try:
-                result, _ = await self.policy.run(attempt, self._wait_to_retry, before_sleep)
+                result, _ = await self._policy.run(attempt, self._wait_to_retry, before_sleep)
             except _HoldExpiredError:
                 return [(items, BatchResult(Outcome.PARTNER_SETUP, tries, result))]
         if ends_hold(result):
@@ -272,37 +297,37 @@ class PartnerChannel:
     def _held(self, destination: str, result: AttemptResult, batch: object) -> Hold:
         """The hold of `destination`, begun now (`batch`, which the answer held, its probe) if
         it was not held."""
-        hold = self.holds.get(destination)
+        hold = self._holds.get(destination)
         if hold is None:
-            now = self.clock()
-            hold = self.holds[destination] = Hold(
+            now = self._clock()
+            hold = self._holds[destination] = Hold(
                 now, result.code, result.status, result.message,
-                now + self.delivery.setup_retry_s, prober=batch,
+                now + self._delivery.setup_retry_s, prober=batch,
             )  # fmt: skip
             log.warning(
                 "partner app held: %s; its postbacks wait (nothing is dead-lettered), probed "
                 "every %.0fs, resumed on SIGHUP or a new token, dead-lettered partner_setup after "
                 "%.0fs",
                 result.message or "setup answer",
-                self.delivery.setup_retry_s,
-                self.delivery.hold_max_s,
-                extra={"partner": self.name, "destination": destination,
+                self._delivery.setup_retry_s,
+                self._delivery.hold_max_s,
+                extra={"partner": self._name, "destination": destination,
                        "code": result.code, "status": result.status},
             )  # fmt: skip
-            self.metrics.held(self.name, destination, True)
+            self._metrics.held(self._name, destination, True)
         return hold
 
     def _release(self, destination: str) -> None:
         """An answer showed the partner reads this destination's requests: the hold ends."""
-        hold = self.holds.pop(destination, None)
+        hold = self._holds.pop(destination, None)
         if hold is None:
             return
         log.info(
             "partner app no longer held after %.0fs; its postbacks go out again",
-            self.clock() - hold.since,
-            extra={"partner": self.name, "destination": destination},
+            self._clock() - hold.since,
+            extra={"partner": self._name, "destination": destination},
         )
-        self.metrics.held(self.name, destination, False)
+        self._metrics.held(self._name, destination, False)
         hold.notify()
 
     def _expire(self, destination: str, hold: Hold) -> None:
@@ -310,8 +335,8 @@ class PartnerChannel:
         log.error(
             'partner app held for more than hold_max_s (%.0fs): its postbacks answered "setup" '
             "are dead-lettered partner_setup until an answer shows the setup is fixed",
-            self.delivery.hold_max_s,
-            extra={"partner": self.name, "destination": destination, "code": hold.code},
+            self._delivery.hold_max_s,
+            extra={"partner": self._name, "destination": destination, "code": hold.code},
         )
         hold.notify()
 
@@ -320,11 +345,11 @@ class PartnerChannel:
         (then a batch already answered "setup" raises `_HoldExpiredError`), or it is this
         batch's turn to probe. Stopping, a held batch is given up (left unsettled)."""
         while True:
-            hold = self.holds.get(destination)
+            hold = self._holds.get(destination)
             if hold is None:
                 return
-            now = self.clock()
-            if not hold.expired and now >= hold.since + self.delivery.hold_max_s:
+            now = self._clock()
+            if not hold.expired and now >= hold.since + self._delivery.hold_max_s:
                 self._expire(destination, hold)
             if hold.expired:
                 if answered_setup:
@@ -332,9 +357,9 @@ class PartnerChannel:
                 return
             if self._stop_at is not None:
                 raise _PastStopDeadlineError(max(0.0, hold.next_probe_at - now))
-            if hold.claim_probe(batch, now, self.delivery.setup_retry_s):
+            if hold.claim_probe(batch, now, self._delivery.setup_retry_s):
                 return  # its probe is due (a batch not yet sent probes when none else does)
-            wake_at = hold.since + self.delivery.hold_max_s
+            wake_at = hold.since + self._delivery.hold_max_s
             if hold.prober is batch:
                 wake_at = min(wake_at, hold.next_probe_at)
             await self._wait_for(hold.changed, wake_at - now)
@@ -344,7 +369,7 @@ class PartnerChannel:
         waits = [
             asyncio.ensure_future(event.wait()),
             asyncio.ensure_future(self._stopping.wait()),
-            asyncio.ensure_future(self.sleep(max(0.0, timeout_s))),
+            asyncio.ensure_future(self._sleep(max(0.0, timeout_s))),
         ]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -357,10 +382,10 @@ class PartnerChannel:
     ) -> list[WorkItem]:
         """`items` less those now older than the partner's `max_event_age`, which are settled
         as too old (their dead letters say so) instead of being retried."""
-        max_age_s = self.delivery.max_event_age_s
+        max_age_s = self._delivery.max_event_age_s
         if max_age_s is None:
             return items
-        now = self.wall_clock()
+        now = self._wall_clock()
         oldest = now - max_age_s
         if all(item.event_time_s >= oldest for item in items):
             return items
@@ -368,17 +393,17 @@ class PartnerChannel:
         log.warning(
             "%d events passed max_event_age while retrying; not sent, dead-lettered too_old",
             len(expired),
-            extra={"partner": self.name, "code": last.code, "status": last.status},
+            extra={"partner": self._name, "code": last.code, "status": last.status},
         )
-        self.on_settled(Settled(expired, BatchResult(Outcome.TOO_OLD, attempts, last), now))
+        self._on_settled(Settled(expired, BatchResult(Outcome.TOO_OLD, attempts, last), now))
         return [item for item in items if item.event_time_s >= oldest]
 
     async def _wait_to_retry(self, wait_s: float) -> None:
         """The wait before a retry. Stopping (now or while it waits), a retry that would start
         after the stop deadline is not waited for: the batch is given up at once."""
-        wake_at = self.clock() + wait_s
+        wake_at = self._clock() + wait_s
         if self._stop_at is None:
-            sleeping = asyncio.ensure_future(self.sleep(wait_s))
+            sleeping = asyncio.ensure_future(self._sleep(wait_s))
             stopping = asyncio.ensure_future(self._stopping.wait())
             try:
                 await asyncio.wait((sleeping, stopping), return_when=asyncio.FIRST_COMPLETED)
@@ -389,7 +414,7 @@ class PartnerChannel:
                 return
         if wake_at > self._stop_at:
             raise _PastStopDeadlineError(wait_s)
-        await self.sleep(max(0.0, wake_at - self.clock()))
+        await self._sleep(max(0.0, wake_at - self._clock()))
 
     async def _outcome(
         self, items: list[WorkItem], attempts: int, result: AttemptResult, destination: str
@@ -398,13 +423,13 @@ class PartnerChannel:
         if result.kind is AttemptKind.OK:
             return [(items, BatchResult(Outcome.DELIVERED, attempts, result))]
         if result.kind is AttemptKind.FATAL:
-            if self.adapter.should_split(result, len(items)):
+            if self._adapter.should_split(result, len(items)):
                 # One bad event rejects the whole request: halve until it stands alone.
                 middle = len(items) // 2
                 head, tail = items[:middle], items[middle:]
                 log.info(
                     "batch rejected, splitting to isolate the bad events",
-                    extra={"partner": self.name, "size": len(items), "code": result.code},
+                    extra={"partner": self._name, "size": len(items), "code": result.code},
                 )
                 return await self._send(lambda: head, destination) + await self._send(
                     lambda: tail, destination
@@ -414,17 +439,17 @@ class PartnerChannel:
 
     async def _post(self, body: bytes, turn_at: float) -> AttemptResult:
         """One attempt (inside `turn()`); counted, and fed back to the pacer."""
-        started = self.clock()
-        pacer = self.pacer
-        result = await self.http.post(body, lambda: pacer.written(turn_at))
-        self.metrics.attempted(self.name, result.kind, self.clock() - started, result.throttled)
+        started = self._clock()
+        pacer = self._pacer
+        result = await self._http.post(body, lambda: pacer.written(turn_at))
+        self._metrics.attempted(self._name, result.kind, self._clock() - started, result.throttled)
         if result.throttled:
             pacer.throttled(result.retry_after_s)
-            self.metrics.rate_limit(self.name, pacer.rate)
+            self._metrics.rate_limit(self._name, pacer.rate)
         elif result.retry_after_s:
             pacer.pause(result.retry_after_s)
         elif result.kind is AttemptKind.OK and pacer.succeeded():
-            self.metrics.rate_limit(self.name, pacer.rate)
+            self._metrics.rate_limit(self._name, pacer.rate)
         return result
 
     def _retrying(self, events: int, state: RetryCallState) -> None:
@@ -435,7 +460,7 @@ class PartnerChannel:
             state.upcoming_sleep,
             result.message,
             extra={
-                "partner": self.name,
+                "partner": self._name,
                 "attempt": state.attempt_number,
                 "status": result.status,
                 "code": result.code,

@@ -1,48 +1,66 @@
-"""A lane: the items of one source partition bound for one destination, sent one batch at a time,
-so one partition's events reach a partner app in offset order and a failing batch holds back the
-ones behind it instead of being overtaken.
+"""A lane: the task that sends one source partition's items to one destination, one batch at a
+time. It waits for items, lingers until its batch is full or the oldest item has waited
+`batch_linger_ms` (or it is told to flush), claims its partition in the destination's queue and
+hands the channel a `take` that forms the batch when its request can leave, so the batch keeps
+growing while it waits for its turn (pacing, concurrency). What the queue lends it from other
+partitions rides along (a *joined* batch); those partitions wait for the batch as its own does.
 
-When a lane's request can leave with room to spare, it also carries what other lanes of the same
-destination have queued, if they have nothing in flight (a *joined* batch): a few full requests
-instead of one small request per partition, so the partner's request ceiling does not make
-events wait at moderate load. A lane whose items ride in another lane's request is *held* until
-that request is settled, so each partition still has one request in flight at a time."""
+The lane knows the queue and the channel's `deliver` as a function, not the channel itself."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from dispatcher.delivery.items import WorkItem
+from dispatcher.delivery.queue import Batch, DestinationQueue
 from dispatcher.offsets import Partition
-
-if TYPE_CHECKING:
-    from dispatcher.delivery.channel import PartnerChannel
+from dispatcher.ratelimit import Clock
+from schemas.config import DeliveryConfig
 
 log = logging.getLogger(__name__)
 
+Take = Callable[[], list[WorkItem]]  # forms a batch at the moment its request can leave
+# Sends what `take` forms and reports each part's final word; False when nothing was settled.
+Deliver = Callable[[Take, str], Awaitable[bool]]
+DEFECT_PAUSE_S = 1.0  # after a defect, before this lane tries again
+
 
 class Lane:
-    """Items of one source partition bound for one destination, sent one batch at a time."""
+    """The task sending one partition's items to one destination."""
 
-    def __init__(self, channel: PartnerChannel, destination: str, partition: Partition) -> None:
-        self.channel = channel
+    __slots__ = (
+        "_clock", "_deliver", "_flush", "_on_free", "_queue", "_settings", "_sleep", "_wake",
+        "destination", "partition", "task",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        queue: DestinationQueue,
+        destination: str,
+        partition: Partition,
+        deliver: Deliver,
+        settings: Callable[[], DeliveryConfig],
+        on_free: Callable[[str, list[Partition]], None],
+        clock: Clock,
+        sleep: Callable[[float], Any],
+    ) -> None:
         self.destination = destination
         self.partition = partition
-        self.items: deque[WorkItem] = deque()
-        self.busy = False
-        self.held = False  # its first items ride in another lane's request: it waits for that
-        self._taken: list[WorkItem] = []  # own part of the batch in flight, put back on a defect
-        self._joined: list[tuple[Lane, list[WorkItem]]] = []  # the other lanes' parts of it
+        self._queue = queue
+        self._deliver = deliver
+        self._settings = settings  # read per batch: a reload applies to the next one
+        self._on_free = on_free  # partitions a batch no longer keeps in flight
+        self._clock = clock
+        self._sleep = sleep
         self._wake = asyncio.Event()
         self._flush = False
         self.task = asyncio.get_running_loop().create_task(self._run())
 
-    def put(self, items: list[WorkItem]) -> None:
-        """Queue items (in offset order)."""
-        self.items.extend(items)
+    def wake(self) -> None:
+        """Look at the queue again: items were queued, or the partition is free."""
         self._wake.set()
 
     def flush(self) -> None:
@@ -50,93 +68,49 @@ class Lane:
         self._flush = True
         self._wake.set()
 
-    def discard(self) -> int:
-        """Drop queued items; return how many."""
-        count = len(self.items)
-        self.items.clear()
-        return count
-
-    def is_idle(self) -> bool:
-        """Nothing queued and nothing in flight."""
-        return not self.items and not self.busy
-
-    def release(self) -> None:
-        """The request that carried this lane's items is settled: it may send again."""
-        self.held = False
-        self._wake.set()
-
     async def _run(self) -> None:
-        channel = self.channel
+        queue, partition, destination = self._queue, self.partition, self.destination
         while True:
-            if not self.items:
+            if not queue.queued(partition):
                 self._flush = False
-            if not self.items or self.held:
+            if not queue.ready(partition):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             await self._linger()
-            if not self.items or self.held:
-                continue  # joined into another lane's request while it lingered
-            self.busy = True
+            if not queue.claim(partition):
+                continue  # its items rode in another lane's request while it lingered
+            batch = Batch(partition)
+
+            def take() -> list[WorkItem]:
+                nonlocal batch
+                batch = queue.take(partition, self._settings().batch_max_events)
+                return batch.items
+
             try:
-                if not await channel.deliver(self._take, self.destination):
-                    # Nothing settled: nothing was queued, or, stopping, the batch was given up;
-                    # what queued behind it would only be sent again after the restart as well.
-                    self.discard()
-                    for lane, _ in self._joined:
-                        lane.discard()
-                self._taken = []
-                self._release_joined()
-                continue
+                settled = await self._deliver(take, destination)
             except Exception:
-                log.exception("lane for %s failed; retrying its batch", self.destination)
-            finally:
-                self.busy = False
-            # A defect: put the batch back where it came from (nothing is lost), try again later.
-            self.items.extendleft(reversed(self._taken))
-            self._taken = []
-            for lane, items in self._joined:
-                lane.items.extendleft(reversed(items))
-            self._release_joined()
-            await channel.sleep(1.0)
-
-    def _release_joined(self) -> None:
-        joined, self._joined = self._joined, []
-        for lane, _ in joined:
-            lane.release()
-
-    def _take(self) -> list[WorkItem]:
-        """The batch, formed once its request can leave: while the lane waits for its turn
-        (pacing, concurrency) the batch keeps growing, up to batch_max_events. Room left is
-        filled from the other lanes of this destination that have nothing in flight, each
-        lane's items in offset order; those lanes are held until this request is settled."""
-        limit = self.channel.delivery.batch_max_events
-        size = min(len(self.items), limit)
-        self._taken = [self.items.popleft() for _ in range(size)]
-        batch = list(self._taken)
-        room = limit - size
-        if size and room:
-            for lane in self.channel.lanes_after(self):
-                if lane.busy or lane.held or not lane.items:
-                    continue
-                count = min(room, len(lane.items))
-                part = [lane.items.popleft() for _ in range(count)]
-                lane.held = True
-                self._joined.append((lane, part))
-                batch.extend(part)
-                room -= count
-                if not room:
-                    break
-        return batch
+                log.exception("lane for %s failed; retrying its batch", destination)
+                # A defect: the batch goes back where it came from (nothing is lost).
+                self._on_free(destination, queue.put_back(batch))
+                await self._sleep(DEFECT_PAUSE_S)
+                continue
+            if not settled:
+                # Nothing settled: nothing was queued, or, stopping, the batch was given up;
+                # what queued behind it would only be sent again after the restart as well.
+                queue.discard(batch.partitions)
+            self._on_free(destination, queue.settled(batch))
 
     async def _linger(self) -> None:
         """Wait until the batch is full, the linger has passed since the oldest item, or flush."""
-        channel = self.channel
-        linger_s = channel.delivery.batch_linger_ms / 1000
-        while (
-            self.items and len(self.items) < channel.delivery.batch_max_events and not self._flush
-        ):
-            remaining = self.items[0].queued_at + linger_s - channel.clock()
+        queue, partition = self._queue, self.partition
+        settings = self._settings()
+        linger_s = settings.batch_linger_ms / 1000
+        while not self._flush:
+            oldest = queue.oldest(partition)
+            if oldest is None or queue.queued(partition) >= settings.batch_max_events:
+                return
+            remaining = oldest.queued_at + linger_s - self._clock()
             if remaining <= 0:
                 return
             self._wake.clear()
