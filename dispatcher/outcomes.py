@@ -5,7 +5,7 @@ The delivery loop, the offsets, the metrics and the dead letters all read these 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -33,6 +33,9 @@ class AttemptResult:
     partial: bool = False  # accepted, but the partner reported a partial success
     fate_unknown: bool = False  # the request may have been processed: a retry may duplicate
     unlisted: bool = False  # a code in none of the partner's lists: retried, and logged once
+    # The partner's id of the request, when its answer gives one: kept for the postback log, not
+    # part of what the answer means (two answers that differ only in it are equal).
+    request_id: str | None = field(default=None, compare=False)
 
     @property
     def retryable(self) -> bool:
@@ -57,6 +60,7 @@ class BatchResult:
     outcome: Outcome
     attempts: int
     last: AttemptResult
+    first_attempt_at: float | None = None  # Unix seconds; None when no attempt was made
 
     @property
     def dead_letter_reason(self) -> str | None:

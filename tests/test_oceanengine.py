@@ -477,6 +477,14 @@ def test_code_128_is_taken_as_delivered() -> None:
     (commit 40ad371, unexplained); its code and message are kept for the postback log."""
     result = ADAPTER.classify(200, {}, body(128, "already reported"), NOW)
     assert result == AttemptResult(OK, 200, 128, "already reported")
+    assert result.request_id == "r-1"  # Ocean Engine's request id, for the postback log
+
+
+@pytest.mark.parametrize("status", [200, 400, 500])
+def test_the_request_id_is_kept_on_every_answer(status: int) -> None:
+    assert ADAPTER.classify(status, {}, body(0), NOW).request_id == "r-1"
+    no_id = json.dumps({"code": 0, "message": "ok"}).encode()
+    assert ADAPTER.classify(status, {}, no_id, NOW).request_id is None
 
 
 @pytest.mark.parametrize("status", [401, 403])

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
 from dispatcher.outcomes import AttemptKind, AttemptResult
 
 
-def read_code(body: bytes) -> tuple[int | None, str]:
-    """The body's integer `code` and its `message`; (None, a short excerpt) when the body is not
+def read_code(body: bytes) -> tuple[int | None, str, str | None]:
+    """The body's integer `code`, its `message` and its `request_id` (the partner's id of the
+    request, which its support asks for); (None, a short excerpt, None) when the body is not
     such an object."""
     try:
         decoded = json.loads(body) if body else None
@@ -25,9 +27,14 @@ def read_code(body: bytes) -> tuple[int | None, str]:
     if isinstance(decoded, dict):
         code = decoded.get("code")
         message = decoded.get("message")
+        request_id = decoded.get("request_id")
         if isinstance(code, int) and not isinstance(code, bool):
-            return code, message if isinstance(message, str) else ""
-    return None, body[:200].decode("utf-8", "replace")
+            return (
+                code,
+                message if isinstance(message, str) else "",
+                request_id if isinstance(request_id, str) and request_id else None,
+            )
+    return None, body[:200].decode("utf-8", "replace"), None
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -92,13 +99,20 @@ class Answer(NamedTuple):
     message: str
     retry_after: float | None
     decided: AttemptResult | None  # None: a 2xx with a body code, for the partner to read
+    request_id: str | None = None
+
+
+def with_request_id(result: AttemptResult, request_id: str | None) -> AttemptResult:
+    """`result` carrying the partner's request id (the postback log keeps it)."""
+    return result if request_id is None else replace(result, request_id=request_id)
 
 
 def read_answer(
     status: int, headers: Mapping[str, str], body: bytes, now: float, partner: str
 ) -> Answer:
     """`read_code`, `parse_retry_after` and `classify_status` of one answer."""
-    code, message = read_code(body)
+    code, message, request_id = read_code(body)
     retry_after = parse_retry_after(headers.get("retry-after"), now)
-    return Answer(code, message, retry_after,
-                  classify_status(status, code, message, retry_after, partner))  # fmt: skip
+    decided = classify_status(status, code, message, retry_after, partner)
+    return Answer(code, message, retry_after, with_request_id(decided, request_id)
+                  if decided is not None else None, request_id)  # fmt: skip

@@ -118,12 +118,12 @@ class OceanEngineAdapter:
         """`code` 0 (and 128, see `wire.CODE_ACCEPTED_128`) is success; any other code on HTTP
         200 is a rejection of this conversion. HTTP 401/403 hold the app, 429 and 5xx
         are retried (`answers.classify_status`)."""
-        code, message, _, decided = read_answer(status, headers, body, now, "Ocean Engine")
-        if decided is not None:
-            return decided
-        if code in DELIVERED_CODES:
-            return AttemptResult(AttemptKind.OK, status, code, message)
-        return AttemptResult(AttemptKind.FATAL, status, code, message)
+        answer = read_answer(status, headers, body, now, "Ocean Engine")
+        if answer.decided is not None:
+            return answer.decided
+        kind = AttemptKind.OK if answer.code in DELIVERED_CODES else AttemptKind.FATAL
+        return AttemptResult(kind, status, answer.code, answer.message,
+                             request_id=answer.request_id)  # fmt: skip
 
     def should_split(self, result: AttemptResult, size: int) -> bool:
         """Never: every request holds one conversion."""

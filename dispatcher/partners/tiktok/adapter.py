@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from dispatcher.outcomes import AttemptKind, AttemptResult
-from dispatcher.partners.answers import read_answer
+from dispatcher.partners.answers import Answer, read_answer, with_request_id
 from dispatcher.partners.base import PostbackContent, encode_json
 from dispatcher.partners.tiktok.codes import (
     CODE_PARTIAL_OK,
@@ -278,9 +278,14 @@ class TikTokAdapter:
     ) -> AttemptResult:
         """Read the body, not only the status: TikTok reports most errors as HTTP 200. The
         body's code is looked up in TikTok's table (`codes.ANSWER_CLASSES`)."""
-        code, message, retry_after, decided = read_answer(status, headers, body, now, "TikTok")
-        if decided is not None:
-            return decided
+        answer = read_answer(status, headers, body, now, "TikTok")
+        if answer.decided is not None:
+            return answer.decided
+        return with_request_id(self._read_code(status, answer), answer.request_id)
+
+    @staticmethod
+    def _read_code(status: int, answer: Answer) -> AttemptResult:
+        code, message, retry_after = answer.code, answer.message, answer.retry_after
         kind = None if code is None else answer_class(code)
         if kind is AnswerClass.DELIVERED:
             return AttemptResult(
