@@ -30,6 +30,7 @@ from dispatcher.moments import parse_moment
 from dispatcher.partners import names as partner_names
 from schemas.dead_letter import DEAD_LETTER_REASONS, DEFAULT_REPLAY_REASONS
 from schemas.events import IN_APP_EVENT, INSTALL, EventType
+from schemas.postback_log import LOGGED_OUTCOMES
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -78,7 +79,11 @@ def _config_path(args: argparse.Namespace) -> Path:
 def _run(args: argparse.Namespace) -> int:
     from dispatcher.allocator import keep_freed_memory, libc_mallopt  # noqa: PLC0415
     from dispatcher.health import Health, MetricsServer  # noqa: PLC0415
-    from dispatcher.kafka_clients import make_consumer, make_producer  # noqa: PLC0415
+    from dispatcher.kafka_clients import (  # noqa: PLC0415
+        make_consumer,
+        make_log_reader,
+        make_producer,
+    )
     from dispatcher.metrics import Metrics  # noqa: PLC0415
     from dispatcher.worker import Worker  # noqa: PLC0415
 
@@ -125,6 +130,7 @@ def _run(args: argparse.Namespace) -> int:
             health,
             load_partners=lambda: load_partners(settings.partners_dir, os.environ),
             on_secrets=redactor.update,
+            log_reader=lambda: make_log_reader(settings),
         )
 
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -252,10 +258,8 @@ def _replay(args: argparse.Namespace) -> int:
     settings = load_settings(_config_path(args), os.environ, require_secrets=False)
     reasons = tuple(args.reason) if args.reason else DEFAULT_REASONS
 
-    done = "would replay" if args.dry_run else "replayed"  # a dry run replays nothing
-
     def progress(report: ReplayReport) -> None:
-        print(f"  scanned {report.scanned}, {done} {report.replayed}", file=sys.stderr)
+        print(f"  scanned {report.scanned} dead letters", file=sys.stderr)
 
     verb = "would replay" if args.dry_run else "replaying"
     whose = f" of partner {args.partner}" if args.partner else ""
@@ -266,8 +270,8 @@ def _replay(args: argparse.Namespace) -> int:
     summary = "would be replayed" if args.dry_run else "replayed"
     other_partners = f"; other partners {report.skipped_other_partner}" if args.partner else ""
     print(f"{report.replayed} {summary} (scanned {report.scanned}; other reasons "
-          f"{report.skipped_other_reason}{other_partners}; not replayable "
-          f"{report.unreplayable})")  # fmt: skip
+          f"{report.skipped_other_reason}{other_partners}; already_delivered "
+          f"{report.already_delivered}; not replayable {report.unreplayable})")  # fmt: skip
     for topic, count in sorted(report.by_topic.items()):
         print(f"  topic {topic}: {count}")
     for partner, count in sorted(report.by_partner.items()):
@@ -378,6 +382,78 @@ def _explain(args: argparse.Namespace) -> int:
     else:
         print("\n".join(render_text(explanation) for explanation in explanations), end="")
     return EXIT_OK
+
+
+def _postbacks(args: argparse.Namespace) -> int:
+    import shutil  # noqa: PLC0415
+
+    from kafka.errors import KafkaError  # noqa: PLC0415
+
+    from dispatcher.kafka_clients import make_log_reader  # noqa: PLC0415
+    from dispatcher.postback_log import read_log  # noqa: PLC0415
+    from dispatcher.postbacks import DEFAULT_SINCE, Query, Tally, iso_z, search, writer_for  # noqa: PLC0415
+
+    now_s = time.time()
+    moments: dict[str, float | None] = {}
+    for flag, text in (("--since", args.since or DEFAULT_SINCE), ("--until", args.until)):
+        try:
+            moments[flag] = None if text is None else parse_moment(text, now_s)
+        except ValueError as exc:
+            print(f"{flag}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    since_s, until_s = moments["--since"], moments["--until"]
+    assert since_s is not None
+    if until_s is not None and until_s < since_s:
+        print(f"--until ({iso_z(until_s)}) is before --since ({iso_z(since_s)})", file=sys.stderr)
+        return EXIT_USAGE
+    settings = load_settings(_config_path(args), os.environ, require_secrets=False)
+    topic = settings.runtime.kafka.postback_log_topic
+    if topic is None:
+        print(f"{settings.path}: kafka.postback_log_topic is null: the postback log is off, "
+              "there is nothing to read", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    query = Query(args.event_id, args.appsflyer_id, args.app, args.partner, args.outcome,
+                  since_s, until_s)  # fmt: skip
+    tally = Tally()
+    started = last_shown = time.monotonic()
+
+    def progress(read: int) -> None:  # a line every 2 s once a read takes longer than that
+        nonlocal last_shown
+        now = time.monotonic()
+        if now - last_shown >= 2:
+            print(f"read {read} records ({tally.matched} matched)...", file=sys.stderr)
+            last_shown = now
+
+    write = writer_for(args.format, shutil.get_terminal_size((160, 24)).columns)
+    consumer = make_log_reader(settings)
+    try:
+        records = read_log(consumer, topic, since_s, progress)
+        found = search(((r.timestamp, r.value) for r in records), query, args.limit, tally)
+        write(found, sys.stdout)
+        sys.stdout.flush()
+    except LookupError as exc:  # no such topic
+        print(f"{exc} (kafka.postback_log_topic of {settings.path})", file=sys.stderr)
+        return EXIT_FAILURE
+    except KafkaError as exc:
+        print(f"cannot read the postback log {topic!r}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        consumer.close()
+    if tally.invalid:
+        print(f"skipped {tally.invalid} records that are not postback log records (not JSON of "
+              "schemas/postback_log.py)", file=sys.stderr)  # fmt: skip
+    if tally.limited:
+        print(f"stopped at --limit {args.limit}", file=sys.stderr)
+    if tally.matched:
+        return EXIT_OK
+    what = query.describe()
+    until = "now" if until_s is None else iso_z(until_s)
+    print(f"no postback{f' with {what}' if what else ''} in {topic} from {iso_z(since_s)} to "
+          f"{until} ({tally.read} records read in {time.monotonic() - started:.1f}s)",
+          file=sys.stderr)  # fmt: skip
+    return EXIT_FAILURE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,6 +586,48 @@ def _parser() -> argparse.ArgumentParser:
         help="ignore earlier replays of these reasons and start at the oldest record",
     )
     replay.set_defaults(command=_replay)
+
+    postbacks = commands.add_parser(
+        "postbacks",
+        parents=[common, with_config],
+        help="find postbacks in the postback log: was it sent, and what did the partner say",
+        description="Read the postback log (kafka.postback_log_topic) from --since to its end "
+        "and print the records that match every filter given: one per postback once final "
+        "(when it was final, the outcome, the partner app, the event, the attempts, the HTTP "
+        "status and partner code, the partner's request id and message). Exit 0 with a match, 1 "
+        "with none (saying so on stderr, and over which time range), 2 on a usage or config "
+        "error. Records that are not postback log records are skipped and counted on stderr.",
+        epilog="Times: ISO 8601 (2026-12-01T00:00:00Z; UTC unless it names an offset) or a "
+        "duration ago (30m, 2h, 3d). Example: dispatcher postbacks --config dispatcher.yaml "
+        "--event-id 4a5c... --since 3d",
+    )
+    postbacks.add_argument("--event-id", metavar="ID", help="the event's event_id")
+    postbacks.add_argument("--appsflyer-id", metavar="ID",
+                           help="AppsFlyer's id of the app install (appsflyer_id)")  # fmt: skip
+    postbacks.add_argument(
+        "--app", metavar="A",
+        help="the AppsFlyer app id (app_id) or the partner app the postback went to "
+        "(destination, e.g. a TikTok App ID)",
+    )  # fmt: skip
+    postbacks.add_argument("--partner", choices=partner_names(), help="one partner's postbacks")
+    postbacks.add_argument("--outcome", choices=LOGGED_OUTCOMES, help="one outcome")
+    postbacks.add_argument(
+        "--since", metavar="T",
+        help="read the records written to the log from this moment (default: 24h, i.e. 24 "
+        "hours ago)",
+    )  # fmt: skip
+    postbacks.add_argument("--until", metavar="T",
+                           help="only records final (final_at) at or before this moment "
+                           "(default: no bound)")  # fmt: skip
+    postbacks.add_argument(
+        "--format", choices=["table", "json", "csv"], default="table",
+        help="table: one line per record, the message cut to fit the terminal (default); json: "
+        "each record as stored, one per line; csv: a header and the flat fields (source as "
+        "source_topic/source_partition/source_offset, payload as JSON text)",
+    )  # fmt: skip
+    postbacks.add_argument("--limit", type=_positive, metavar="N",
+                           help="stop after N matching records")  # fmt: skip
+    postbacks.set_defaults(command=_postbacks)
 
     topics = commands.add_parser(
         "topics",

@@ -1,4 +1,5 @@
-"""Dead letters: the record, and a publisher that retries until the broker acknowledges.
+"""Dead letters: the record, and a publisher that retries until the broker acknowledges (the
+postback log's records are written by the same publisher).
 
 An event that is dead-lettered is final only once the dead-letter topic acknowledged it: until
 then its offset is not committed. One thread (the worker's) calls the producer; other threads
@@ -14,7 +15,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -115,34 +116,49 @@ class Producer(Protocol):
 
 @dataclass(slots=True)
 class _Pending:
-    letter: DeadLetter
+    value: bytes
     key: bytes | None
     on_ack: Callable[[], None]
+    label: str  # what the record is (a dead letter's reason, a logged outcome), for metrics
+    where: Mapping[str, Any]  # what to name when writing it fails
     not_before: float = 0.0
 
 
-class DeadLetterPublisher:
-    """Writes dead letters and calls `on_ack` once the broker has them; retries failures."""
+class AckedPublisher:
+    """Writes records to one topic and calls each one's `on_ack` once the broker has it;
+    retries failures. Records are handed over from any thread and written on the worker's
+    (`pump`); acknowledgements arrive on the producer's thread."""
 
     def __init__(
         self,
         producer: Producer,
         topic: str,
-        metrics: Metrics,
+        what: str,
+        on_written: Callable[[str], None],
+        on_failed: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._producer = producer
         self._topic = topic
-        self._metrics = metrics
+        self._what = what  # "dead letter", "postback log record": for the log
+        self._on_written = on_written
+        self._on_failed = on_failed
         self._clock = clock
         self._incoming: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._retry: deque[_Pending] = deque()
-        self._lock = threading.Lock()  # acknowledgements arrive on the producer's thread
+        self._lock = threading.Lock()
         self._unacknowledged = 0
 
-    def submit(self, letter: DeadLetter, key: bytes | None, on_ack: Callable[[], None]) -> None:
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+    def submit_value(
+        self, value: bytes, key: bytes | None, on_ack: Callable[[], None], label: str,
+        where: Mapping[str, Any],
+    ) -> None:  # fmt: skip
         """Queue a record (any thread); it is written by the next `pump()`."""
-        self._incoming.put(_Pending(letter, key, on_ack))
+        self._incoming.put(_Pending(value, key, on_ack, label, where))
 
     def pump(self) -> None:
         """Write queued records and retry failed ones whose wait is over (worker thread)."""
@@ -174,11 +190,11 @@ class DeadLetterPublisher:
         try:
             self._producer.flush(timeout=timeout_s)
         except Exception:
-            log.warning("dead-letter flush did not complete", exc_info=True)
+            log.warning("%s flush did not complete", self._what, exc_info=True)
 
     def _send(self, pending: _Pending) -> None:
         try:
-            future = self._producer.send(self._topic, value=encode(pending.letter), key=pending.key)
+            future = self._producer.send(self._topic, value=pending.value, key=pending.key)
         except Exception as exc:
             self._failed(pending, exc)
             return
@@ -190,7 +206,7 @@ class DeadLetterPublisher:
     def _acknowledged(self, pending: _Pending) -> None:
         with self._lock:
             self._unacknowledged -= 1
-        self._metrics.dead_lettered(pending.letter.reason)
+        self._on_written(pending.label)
         pending.on_ack()
 
     def _errored(self, pending: _Pending, exc: BaseException) -> None:
@@ -199,18 +215,37 @@ class DeadLetterPublisher:
         self._failed(pending, exc)
 
     def _failed(self, pending: _Pending, exc: BaseException) -> None:
-        letter = pending.letter
         log.warning(
-            "dead letter not written, will retry: %s",
-            exc,
-            extra={
-                "reason": letter.reason,
-                "source_topic": letter.source_topic,
-                "source_partition": letter.source_partition,
-                "source_offset": letter.source_offset,
-            },
-        )
-        self._metrics.dead_letter_failed()
+            "%s not written, will retry: %s", self._what, exc,
+            extra={"label": pending.label, **pending.where},
+        )  # fmt: skip
+        self._on_failed()
         pending.not_before = self._clock() + RETRY_AFTER_FAILURE_S
         # From the producer's thread: hand back through the queue; pump() picks it up.
         self._incoming.put(pending)
+
+
+class DeadLetterPublisher(AckedPublisher):
+    """Writes dead letters and calls `on_ack` once the broker has them; retries failures."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        topic: str,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            producer, topic, "dead letter", metrics.dead_lettered, metrics.dead_letter_failed,
+            clock,
+        )  # fmt: skip
+
+    def submit(self, letter: DeadLetter, key: bytes | None, on_ack: Callable[[], None]) -> None:
+        """Queue a dead letter (any thread); it is written by the next `pump()`."""
+        where = {
+            "reason": letter.reason,
+            "source_topic": letter.source_topic,
+            "source_partition": letter.source_partition,
+            "source_offset": letter.source_offset,
+        }
+        self.submit_value(encode(letter), key, on_ack, letter.reason, where)

@@ -143,14 +143,29 @@ def make_replay_consumer(settings: Settings, group_id: str) -> KafkaConsumer:
     return _consumer(settings, group_id=group_id, enable_auto_commit=False, client_id=client_id)
 
 
+def make_log_reader(settings: Settings) -> KafkaConsumer:
+    """A consumer of no group that reads the postback log (assigned, never committed)."""
+    client_id = f"{settings.runtime.kafka.client_id}-log"
+    return _consumer(
+        settings, group_id=None, enable_auto_commit=False, client_id=client_id,
+        allow_auto_create_topics=False,
+    )  # fmt: skip
+
+
 def create_topics(
     settings: Settings, partitions: int, replication_factor: int
 ) -> list[tuple[str, str]]:
-    """Create the source topics (`partitions` each) and the dead-letter topic (one partition)
-    when they do not exist; (topic, what happened) for each, in order. Idempotent."""
+    """Create the source topics (`partitions` each), the dead-letter topic (one partition) and
+    the postback log (`partitions`, compacted: each postback's latest outcome is kept) when
+    they do not exist; (topic, what happened) for each, in order. Idempotent."""
     kafka = settings.runtime.kafka
-    wanted = [(kafka.topics.installs, partitions), (kafka.topics.in_app_events, partitions),
-              (kafka.dead_letter_topic, 1)]  # fmt: skip
+    wanted: list[tuple[str, int, dict[str, str]]] = [
+        (kafka.topics.installs, partitions, {}),
+        (kafka.topics.in_app_events, partitions, {}),
+        (kafka.dead_letter_topic, 1, {}),
+    ]
+    if kafka.postback_log_topic is not None:
+        wanted.append((kafka.postback_log_topic, partitions, dict(POSTBACK_LOG_TOPIC_CONFIG)))
     try:
         admin = KafkaAdminClient(**_common(settings))
     except KafkaError as exc:
@@ -159,32 +174,44 @@ def create_topics(
     report: list[tuple[str, str]] = []
     try:
         existing = set(admin.list_topics())
-        for topic, count in wanted:
+        for topic, count, configs in wanted:
             if topic in existing:
                 report.append((topic, "exists"))
                 continue
             try:
-                admin.create_topics([NewTopic(topic, count, replication_factor)])
+                admin.create_topics(
+                    [NewTopic(topic, count, replication_factor, topic_configs=configs)]
+                )
             except TopicAlreadyExistsError:
                 report.append((topic, "exists"))
                 continue
             except KafkaError as exc:
                 raise BrokerUnavailableError(f"cannot create topic {topic!r}: {exc}") from exc
             partitions_text = f"{count} partition" + ("" if count == 1 else "s")
-            report.append((topic, f"created ({partitions_text}, replication {replication_factor})"))
+            compacted = ", compacted" if configs else ""
+            report.append(
+                (topic, f"created ({partitions_text}, replication {replication_factor}{compacted})")
+            )
     finally:
         admin.close()
     return report
 
 
+# The postback log keeps each postback's latest outcome (its key names the event and the partner
+# app); how long a record stays before compaction may remove an older one is the operator's.
+POSTBACK_LOG_TOPIC_CONFIG = (("cleanup.policy", "compact"),)
+
+
 def make_producer(settings: Settings) -> KafkaProducer:
-    """A producer for dead letters (and replays): acknowledged by every in-sync replica."""
+    """A producer for dead letters, postback log records and replays: acknowledged by every
+    in-sync replica. Log records come one per postback: batches of up to 256 KiB."""
     kafka = settings.runtime.kafka
     try:
         return KafkaProducer(
             **_common(settings),
             acks="all",
             linger_ms=20,
+            batch_size=262_144,
             max_block_ms=10_000,
             max_request_size=1_048_576,
         )

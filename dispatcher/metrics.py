@@ -22,6 +22,7 @@ from prometheus_client.utils import floatToGoString
 from dispatcher import __version__
 from dispatcher.outcomes import AttemptKind, Outcome
 from schemas.dead_letter import DEAD_LETTER_REASONS
+from schemas.postback_log import LOGGED_OUTCOMES
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,25 @@ class Metrics:
             "Failed attempts to write a dead letter (retried until acknowledged).",
             registry=r,
         )
+        self.postback_log_records = Counter(
+            "dispatcher_postback_log_records",
+            "Postback log records the log topic acknowledged, by outcome (skipped only with "
+            "postback_log.skips).",
+            ["outcome"],
+            registry=r,
+        )
+        self.postback_log_publish_errors = Counter(
+            "dispatcher_postback_log_publish_errors",
+            "Failed attempts to write a postback log record (retried until acknowledged).",
+            registry=r,
+        )
+        self.duplicates_avoided = Counter(
+            "dispatcher_duplicates_avoided",
+            "Postbacks not sent again after a partition was assigned (start-up, restart, "
+            "rebalance): the postback log shows them final for that partner app.",
+            ["partner"],
+            registry=r,
+        )
         self.source_topic_deleted = Gauge(
             "dispatcher_source_topic_deleted",
             "1 once a source topic was deleted while the worker runs (gone, or back under a new "
@@ -229,6 +249,9 @@ class Metrics:
         self.build_info.labels(__version__).set(1)
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason)
+        self._logged: dict[str, Counter] = {
+            outcome: self.postback_log_records.labels(outcome) for outcome in LOGGED_OUTCOMES
+        }
         for result in ("success", "error"):
             self.config_reloads.labels(result)
             self.offset_commits.labels(result)
@@ -242,6 +265,7 @@ class Metrics:
         self.delivery_attempts.labels(partner, THROTTLED)
         self.resent_events.labels(partner)
         self.revenue_unsent.labels(partner)
+        self.duplicates_avoided.labels(partner)
 
     @_never_fatal
     def consumed(self, topic: str, count: int) -> None:
@@ -302,6 +326,21 @@ class Metrics:
     def dead_lettered(self, reason: str) -> None:
         """The dead-letter topic acknowledged a record."""
         self.dead_letters.labels(reason).inc()
+
+    @_never_fatal
+    def logged(self, outcome: str) -> None:
+        """The postback log topic acknowledged a record."""
+        self._logged[outcome].inc()
+
+    @_never_fatal
+    def log_failed(self) -> None:
+        """Writing a postback log record failed; it will be tried again."""
+        self.postback_log_publish_errors.inc()
+
+    @_never_fatal
+    def avoided_duplicates(self, partner: str, count: int) -> None:
+        """Postbacks a newly assigned partition did not send: the log shows them final."""
+        self.duplicates_avoided.labels(partner).inc(count)
 
     @_never_fatal
     def dead_letter_failed(self) -> None:

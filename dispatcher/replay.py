@@ -6,7 +6,9 @@ Progress is kept per reason selection in a consumer group of its own
 
 A dead letter of one partner is re-published with the header `REPLAY_PARTNER_HEADER` naming it:
 the worker then decides that record for that partner alone, so a replay of Ocean Engine's
-rejection never sends TikTok its postback a second time.
+rejection never sends TikTok its postback a second time. With the postback log on, a dead
+letter whose event the log shows as delivered to that partner since it was dead-lettered (an
+earlier replay got it through) is not published again (`already_delivered`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -25,13 +28,16 @@ from pydantic import ValidationError
 
 from dispatcher.config_loader import Settings
 from dispatcher.errors import PermanentError
-from dispatcher.kafka_clients import make_producer, make_replay_consumer
+from dispatcher.inputs import DECODERS, BadInput
+from dispatcher.kafka_clients import make_log_reader, make_producer, make_replay_consumer
+from dispatcher.postback_log import delivered_ids
 from schemas.dead_letter import (
     DEAD_LETTER_REASONS,
     DEFAULT_REPLAY_REASONS,
     REPLAY_PARTNER_HEADER,
     DeadLetter,
 )
+from schemas.events import IN_APP_EVENT, INSTALL
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,7 @@ class ReplayReport:
     replayed: int = 0
     skipped_other_reason: int = 0
     skipped_other_partner: int = 0
+    already_delivered: int = 0  # the postback log shows the event delivered to that partner
     unreplayable: int = 0
     by_topic: dict[str, int] = field(default_factory=dict)
     by_partner: dict[str, int] = field(default_factory=dict)  # "-" for bad input (no partner)
@@ -102,7 +109,14 @@ def replay_dead_letters(
             else:
                 consumer.seek(tp, committed)
         wanted = _Wanted(reasons, partner)
-        next_offsets = _scan(consumer, tps, wanted, limit, producer, report, progress)
+        chosen: list[_Chosen] = []
+        next_offsets = _scan(consumer, tps, wanted, limit, chosen, report, progress)
+        delivered = _delivered(settings, chosen)
+        for one in chosen:
+            if (one.letter.partner, _event_id(settings, one)) in delivered:
+                report.already_delivered += 1
+                continue
+            _publish(one, producer, report)
         if producer is not None:
             producer.flush(timeout=30)
             if next_offsets:
@@ -122,16 +136,25 @@ class _Wanted:
     partner: str | None
 
 
+@dataclass(frozen=True)
+class _Chosen:
+    """A dead letter chosen for replay: its record's key, the letter, and the value to publish."""
+
+    key: bytes | None
+    letter: DeadLetter
+    value: bytes
+
+
 def _scan(
     consumer: KafkaConsumer,
     tps: list[TopicPartition],
     wanted: _Wanted,
     limit: int | None,
-    producer: Any,
+    chosen: list[_Chosen],
     report: ReplayReport,
     progress: Callable[[ReplayReport], None],
 ) -> dict[TopicPartition, int]:
-    """Replay matching records until the end of the topic or the limit; return next offsets."""
+    """Choose matching records until the end of the topic or the limit; return next offsets."""
     next_offsets: dict[TopicPartition, int] = {}
     idle_polls = 0
     last_progress = 0.0
@@ -148,18 +171,20 @@ def _scan(
         idle_polls = 0
         for tp, records in batch.items():
             for record in records:
-                if limit is not None and report.replayed >= limit:
+                if limit is not None and len(chosen) >= limit:
                     return next_offsets
                 report.scanned += 1
                 next_offsets[tp] = record.offset + 1
-                _replay_one(record, wanted, producer, report)
+                one = _choose(record, wanted, report)
+                if one is not None:
+                    chosen.append(one)
         if time.monotonic() - last_progress > 1:
             progress(report)
             last_progress = time.monotonic()
     return next_offsets
 
 
-def _replay_one(record: Any, wanted: _Wanted, producer: Any, report: ReplayReport) -> None:
+def _choose(record: Any, wanted: _Wanted, report: ReplayReport) -> _Chosen | None:
     try:
         letter = DeadLetter.model_validate_json(record.value)
     except ValidationError:
@@ -167,13 +192,13 @@ def _replay_one(record: Any, wanted: _Wanted, producer: Any, report: ReplayRepor
             "offset %d of the dead-letter topic is not a dead letter; skipped", record.offset
         )
         report.unreplayable += 1
-        return
+        return None
     if letter.reason not in wanted.reasons:
         report.skipped_other_reason += 1
-        return
+        return None
     if wanted.partner is not None and letter.partner != wanted.partner:
         report.skipped_other_partner += 1
-        return
+        return None
     value = replay_value(letter)
     if value is None:
         log.warning(
@@ -181,12 +206,55 @@ def _replay_one(record: Any, wanted: _Wanted, producer: Any, report: ReplayRepor
             record.offset,
         )
         report.unreplayable += 1
-        return
+        return None
+    return _Chosen(record.key, letter, value)
+
+
+def _delivered(settings: Settings, chosen: list[_Chosen]) -> set[tuple[str | None, str]]:
+    """(partner, event id) of what the postback log shows delivered since the oldest chosen
+    letter failed; nothing without a log (or chosen partner letters)."""
+    topic = settings.runtime.kafka.postback_log_topic
+    times = [_failed_at(one.letter) for one in chosen if one.letter.partner is not None]
+    if topic is None or not times:
+        return set()
+    since_s = min(times) - settings.runtime.postback_log.lookback_margin_s
+    reader = make_log_reader(settings)
+    try:
+        return set(delivered_ids(reader, topic, since_s))
+    except LookupError as exc:
+        raise PermanentError(f"{exc}; create it with `dispatcher topics create`") from exc
+    finally:
+        reader.close(autocommit=False)
+
+
+def _failed_at(letter: DeadLetter) -> float:
+    try:
+        return datetime.fromisoformat(letter.failed_at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0  # unreadable: look from the log's start
+
+
+def _event_id(settings: Settings, one: _Chosen) -> str | None:
+    """The event id the worker gives the replayed record (the decoder derives it when the
+    record has none)."""
+    kafka = settings.runtime.kafka
+    if one.letter.source_topic == kafka.topics.installs:
+        event_type, decoder = INSTALL, DECODERS[kafka.formats.installs]
+    elif one.letter.source_topic == kafka.topics.in_app_events:
+        event_type, decoder = IN_APP_EVENT, DECODERS[kafka.formats.in_app_events]
+    else:
+        return None
+    event = decoder.decode(one.value, event_type)
+    return None if isinstance(event, BadInput) else event.event_id
+
+
+def _publish(one: _Chosen, producer: Any, report: ReplayReport) -> None:
+    letter, value = one.letter, one.value
     if producer is not None:
         headers = (
             [(REPLAY_PARTNER_HEADER, letter.partner.encode())] if letter.partner is not None else []
         )
-        producer.send(letter.source_topic, key=record.key, value=value, headers=headers)
+        producer.send(letter.source_topic, key=one.key, value=value, headers=headers)
     report.replayed += 1
     report.by_topic[letter.source_topic] = report.by_topic.get(letter.source_topic, 0) + 1
     partner = letter.partner or "-"

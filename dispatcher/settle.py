@@ -3,23 +3,27 @@ metrics, dead letters, and the events that become final.
 
 Everything arrives as a value: a delivered, rejected or exhausted batch (`Settled`, from
 delivery), a message that is not an event (`BadInputRead`, from the worker), and the broker's
-acknowledgement of dead letters (`Acknowledged`). A dead-lettered event becomes final only once
-its dead letter is acknowledged, so a crash before that re-reads it.
+acknowledgement of dead letters and postback log records (`Acknowledged`). A dead-lettered event
+becomes final only once its dead letter is acknowledged, so a crash before that re-reads it.
+With the postback log on, an owed postback becomes final only once its log record is
+acknowledged too; a failed one's record is written after its dead letter is acknowledged, so
+the log never shows final what has no dead letter yet.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections import Counter
-from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, NamedTuple, Protocol
 
 from dispatcher.dead_letters import bad_input_letter, delivery_letter
-from dispatcher.delivery import Settled
+from dispatcher.delivery import Settled, WorkItem
 from dispatcher.inputs import BadInput
 from dispatcher.metrics import Metrics
 from dispatcher.outcomes import Outcome
+from dispatcher.postback_log import PostbackLog
 from schemas.dead_letter import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -54,8 +58,36 @@ class DeadLetterSink(Protocol):
         ...
 
 
+class LogSink(Protocol):
+    """Where postback log records go (an acknowledged publisher)."""
+
+    def submit_value(
+        self, value: bytes, key: bytes | None, on_ack: Callable[[], None], label: str,
+        where: Mapping[str, Any],
+    ) -> None:  # fmt: skip
+        """Write a record; call `on_ack` once the broker acknowledged it."""
+        ...
+
+
+class _Countdown:
+    """Calls `done` once `one` was called `left` times (every record of a batch acknowledged;
+    acknowledgements arrive on the producer's one thread)."""
+
+    __slots__ = ("done", "left")
+
+    def __init__(self, left: int, done: Callable[[], None]) -> None:
+        self.left = left
+        self.done = done
+
+    def one(self) -> None:
+        self.left -= 1
+        if not self.left:
+            self.done()
+
+
 class Settlement:
-    """Settles completions: counts them, dead-letters what failed, reports what is final."""
+    """Settles completions: counts them, dead-letters what failed, logs each postback's final
+    outcome (with a postback log), reports what is final."""
 
     def __init__(
         self,
@@ -63,11 +95,14 @@ class Settlement:
         dead_letters: DeadLetterSink,
         final: Callable[[list[Coordinates]], None],
         acknowledged: Callable[[Acknowledged], None],
+        postback_log: tuple[PostbackLog, LogSink] | None = None,
     ) -> None:
         self._metrics = metrics
         self._dead_letters = dead_letters
         self._final = final  # units of work that are done (the offsets tracker)
         self._acknowledged = acknowledged  # how an acknowledgement comes back to `settle`
+        self._log: PostbackLog | None = postback_log[0] if postback_log else None
+        self._log_sink: LogSink | None = postback_log[1] if postback_log else None
 
     def settle(self, completion: Completion) -> None:
         """Settle one completion."""
@@ -92,7 +127,12 @@ class Settlement:
                     result.last.message,
                     extra={"partner": partner, "events": len(items)},
                 )
-            self._final([(item.topic, item.partition, item.offset) for item in items])
+            units = [(item.topic, item.partition, item.offset) for item in items]
+            if self._log is None:
+                self._final(units)
+            else:
+                done = _Countdown(len(items), partial(self._acknowledged, Acknowledged(units)))
+                self._write_log(items, settled, lambda _unit: done.one)
             return
         self._metrics.finished(partner, result.outcome, labels, (), 0.0)
         log.warning(
@@ -107,12 +147,49 @@ class Settlement:
                 "code": result.last.code,
             },
         )
-        for item in items:
+        records = None if self._log is None else self._records(items, settled)
+        for n, item in enumerate(items):
             letter = delivery_letter(
                 partner, item.topic, item.partition, item.offset, item.raw, result
             )
             unit = (item.topic, item.partition, item.offset)
-            self._dead_letter(letter, item.key, unit)
+            acknowledged = partial(self._acknowledged, Acknowledged([unit]))
+            if records is None:
+                self._dead_letters.submit(letter, item.key, acknowledged)
+                continue
+            key, value = records[n]
+            sink, where = self._log_sink, {"partner": partner, "outcome": result.outcome.value}
+            assert sink is not None
+            label = result.outcome.value
+            self._dead_letters.submit(
+                letter, item.key,
+                partial(sink.submit_value, value, key, acknowledged, label, where),
+            )  # fmt: skip
+
+    def _records(self, items: list[WorkItem], settled: Settled) -> list[tuple[bytes, bytes]]:
+        assert self._log is not None
+        return list(self._log.records(items, settled.result, settled.at))
+
+    def _write_log(
+        self, items: list[WorkItem], settled: Settled,
+        on_ack: Callable[[Coordinates], Callable[[], None]],
+    ) -> None:  # fmt: skip
+        """Write each item's log record; `on_ack(unit)` is called back once it is acknowledged."""
+        sink = self._log_sink
+        assert sink is not None
+        label = settled.result.outcome.value
+        where = {"partner": items[0].partner, "outcome": label}
+        for item, (key, value) in zip(items, self._records(items, settled), strict=True):
+            sink.submit_value(value, key, on_ack((item.topic, item.partition, item.offset)),
+                              label, where)  # fmt: skip
+
+    def log_skip(self, key: bytes, value: bytes, unit: Coordinates) -> None:
+        """Write the log record of a decision not to send; the unit is final once it is
+        acknowledged (`postback_log.skips`)."""
+        sink = self._log_sink
+        assert sink is not None
+        acknowledged = partial(self._acknowledged, Acknowledged([unit]))
+        sink.submit_value(value, key, acknowledged, "skipped", {"outcome": "skipped"})
 
     def _bad_input(self, read: BadInputRead) -> None:
         letter = bad_input_letter(read.topic, read.partition, read.offset, read.bad)
@@ -124,5 +201,5 @@ class Settlement:
         )
 
     def _dead_letter(self, letter: DeadLetter, key: bytes | None, unit: Coordinates) -> None:
-        on_ack = functools.partial(self._acknowledged, Acknowledged([unit]))
+        on_ack = partial(self._acknowledged, Acknowledged([unit]))
         self._dead_letters.submit(letter, key, on_ack)

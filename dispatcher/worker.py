@@ -20,15 +20,16 @@ from kafka import AsyncConsumerRebalanceListener, TopicPartition
 
 from dispatcher import kafka_clients
 from dispatcher.config_loader import PartnerSet, Settings, read_token_file
-from dispatcher.dead_letters import DeadLetterPublisher, Producer
+from dispatcher.dead_letters import AckedPublisher, DeadLetterPublisher, Producer
 from dispatcher.deadline import Deadline
 from dispatcher.delivery import DeliveryService, WorkItem
 from dispatcher.errors import BrokerUnavailableError, ConfigError, PermanentError
 from dispatcher.health import Health
 from dispatcher.inputs import DECODERS, BadInput, Decoder
 from dispatcher.metrics import Metrics
-from dispatcher.offsets import Checkpoint, OffsetTracker
+from dispatcher.offsets import Checkpoint, OffsetTracker, Partition
 from dispatcher.partners import PartnerAdapter, adapter_for
+from dispatcher.postback_log import PostbackLog, final_in
 from dispatcher.rules import Send, decide
 from dispatcher.settle import BadInputRead, Completion, Coordinates, Settlement
 from dispatcher.topic_watch import SourceTopicWatch
@@ -100,6 +101,7 @@ class Worker:
         transport: Any = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        log_reader: Callable[[], Any] | None = None,
     ) -> None:
         runtime = settings.runtime
         self._settings = settings
@@ -127,9 +129,31 @@ class Worker:
         # this thread, in `_drain_completions`.
         self._completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
         self._dead_letters = DeadLetterPublisher(producer, runtime.kafka.dead_letter_topic, metrics)
+        # The postback log: each owed postback's final outcome, final once acknowledged.
+        self._log_topic = kafka.postback_log_topic
+        self._postback_log: PostbackLog | None = None
+        self._log_records: AckedPublisher | None = None
+        self._publishers: tuple[AckedPublisher, ...] = (self._dead_letters,)
+        if self._log_topic is not None:
+            self._postback_log = PostbackLog(runtime.postback_log)
+            self._log_records = AckedPublisher(
+                producer, self._log_topic, "postback log record", metrics.logged,
+                metrics.log_failed,
+            )  # fmt: skip
+            self._publishers = (self._dead_letters, self._log_records)
+        self._log_skips = self._postback_log is not None and runtime.postback_log.skips
         self._settlement = Settlement(
-            metrics, self._dead_letters, self._final, self._completions.put
-        )
+            metrics, self._dead_letters, self._final, self._completions.put,
+            (self._postback_log, self._log_records)
+            if self._postback_log is not None and self._log_records is not None else None,
+        )  # fmt: skip
+        # Newly assigned partitions whose first records have not been read yet: before they are
+        # handled, the postback log says which of their events are final already (`_look_up`).
+        self._make_log_reader = log_reader if self._log_topic is not None else None
+        self._log_reader: Any = None
+        self._unscanned: set[Partition] = set()
+        # partition → offset → the partner apps the log shows its postback final for
+        self._already: dict[Partition, dict[int, set[tuple[str, str | None]]]] = {}
         self._delivery = DeliveryService(
             settings.partners, metrics, self._completions.put, transport=transport
         )
@@ -197,11 +221,13 @@ class Worker:
         elif self._partners.token_files and self._clock() >= self._next_token_poll_at:
             self._poll_token_files()
         self._drain_completions()
-        self._dead_letters.pump()
+        self._pump()
         budget = self._apply_backpressure()
         records = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=budget)
         if records:
             self._prefetch()
+            if self._unscanned:
+                self._look_up(records)
             for chunk in chunked(records, HANDLE_CHUNK):
                 self._handle(chunk)
                 self._commit_if_due()
@@ -269,14 +295,17 @@ class Worker:
         items: list[WorkItem] = []
         decisions: Counter[tuple[str, str, str, str]] = Counter()
         revenue_unsent: Counter[str] = Counter()
+        avoided: Counter[str] = Counter()
         rereads = 0
         pairs = self._pairs
         settle = self._settlement.settle
+        log_skips = self._log_skips
         for tp, messages in records.items():
             topic, partition = tp.topic, tp.partition
             event_type, decoder = self._topic_types[topic]
             decode = decoder.decode
             state = self._offsets.partition((topic, partition))
+            already = self._already.get((topic, partition)) if self._already else None
             self._metrics.consumed(topic, len(messages))
             for message in messages:
                 offset = message.offset
@@ -288,11 +317,15 @@ class Worker:
                     state.track(offset, 1)
                     settle(BadInputRead(topic, partition, offset, message.key, event))
                     continue
+                final = already.pop(offset, None) if already is not None else None
                 units = 0
                 targets = self._targets(message.headers, pairs) if message.headers else pairs
                 for partner, adapter in targets:
                     decision = decide(event, partner, adapter, now_s)
                     if isinstance(decision, Send):
+                        if final is not None and (partner.name, decision.destination) in final:
+                            avoided[partner.name] += 1  # the log shows it final: not again
+                            continue
                         units += 1
                         decisions[(partner.name, event_type, "send", decision.reason)] += 1
                         if decision.content.unsent_revenue is not None:
@@ -310,16 +343,80 @@ class Worker:
                                 adapter.event_label(decision.payload),
                                 event.event_time_s,
                                 now,
+                                event.event_id,
+                                event.app_id,
+                                event.install_id,
+                                event.event_name if event.is_in_app else "install",
+                                targets is not pairs,
                             )
                         )
                     else:
                         decisions[(partner.name, event_type, "skip", decision.reason)] += 1
+                        if log_skips:
+                            units += 1
+                            self._log_skip(partner.name, decision, (topic, partition), offset,
+                                           event, targets is not pairs, now_s)  # fmt: skip
                 state.track(offset, units)
+            if already is not None and not already:
+                del self._already[(topic, partition)]
         self._delivery.submit(items)
-        self._dead_letters.pump()
+        self._pump()
         self._metrics.decided(decisions, revenue_unsent)
         if rereads:
             self._metrics.reread_skipped(rereads)
+        for name, count in avoided.items():
+            self._metrics.avoided_duplicates(name, count)
+
+    def _log_skip(
+        self, partner: str, decision: Any, source: Partition, offset: int, event: Any,
+        replay: bool, now_s: float,
+    ) -> None:  # fmt: skip
+        assert self._postback_log is not None
+        key, value = self._postback_log.skip_record(
+            partner, getattr(decision, "destination", None), decision.reason, source, offset,
+            event, replay, now_s,
+        )  # fmt: skip
+        self._settlement.log_skip(key, value, (source[0], source[1], offset))
+
+    def _pump(self) -> None:
+        for publisher in self._publishers:
+            publisher.pump()
+
+    def _look_up(self, records: Mapping[TopicPartition, list[Any]]) -> None:
+        """Before the first records of newly assigned partitions are handled: read the postback
+        log since the oldest of them (less `postback_log.lookback_margin_s`) for what it shows
+        as final from those offsets on, so it is not sent again (a crash, or another member,
+        got the answer but could not commit it). Without an answer from the log, nothing is
+        skipped: a duplicate, never a loss."""
+        firsts = {}
+        for tp, messages in records.items():
+            key = (tp.topic, tp.partition)
+            if key in self._unscanned and messages:
+                firsts[key] = messages[0]
+        if not firsts or self._make_log_reader is None or self._log_topic is None:
+            return
+        self._unscanned.difference_update(firsts)
+        margin_s = self._settings.runtime.postback_log.lookback_margin_s
+        since_s = max(0.0, min(m.timestamp for m in firsts.values()) / 1000 - margin_s)
+        budget_s = min(30.0, self._settings.runtime.kafka.max_poll_interval_ms / 2000)
+        started = self._clock()
+        try:
+            if self._log_reader is None:
+                self._log_reader = self._make_log_reader()
+            starts = {tp: message.offset for tp, message in firsts.items()}
+            found = final_in(self._log_reader, self._log_topic, since_s, starts, budget_s)
+        except Exception as exc:
+            log.warning(
+                "could not read the postback log (%s); events of newly assigned partitions "
+                "already delivered may be sent again", exc,
+            )  # fmt: skip
+            return
+        self._already.update(found)
+        log.info(
+            "postback log read for %d newly assigned partitions in %.1fs: %d of their events "
+            "are final already and are not sent again",
+            len(firsts), self._clock() - started, sum(len(v) for v in found.values()),
+        )  # fmt: skip
 
     @staticmethod
     def _targets(
@@ -413,7 +510,7 @@ class Worker:
         deadline = Deadline(self._settings.runtime.worker.rebalance_drain_s, self._clock)
         while self._offsets.pending_in(tps) and not deadline.expired():
             self._drain_completions()
-            self._dead_letters.pump()
+            self._pump()
             await kafka_clients.pause_in_loop(self._consumer, REBALANCE_WAIT_S)
         self._drain_completions()
         offsets = self._checkpoint.offsets_to_commit(tps)
@@ -453,6 +550,14 @@ class Worker:
         if dropped:
             self._delivery.discard(set(dropped))
             self._metrics.set_lag({}, dropped)
+            for tp in dropped:
+                self._already.pop(tp, None)
+                self._unscanned.discard(tp)
+        kept = set(self._offsets.assigned())
+        if self._make_log_reader is not None:
+            # New to this worker: the log tells what another member (or this one before a
+            # crash) finished there but could not commit.
+            self._unscanned.update(tp for tp in tps if tp not in kept)
         for tp in tps:
             self._offsets.partition(tp)
         if self._paused and assigned:
@@ -524,17 +629,19 @@ class Worker:
     def _check_topics(self) -> None:
         topics = kafka_clients.list_topics(self._consumer)
         dead_letter_topic = self._settings.runtime.kafka.dead_letter_topic
-        missing = [
-            topic for topic in (*self._topic_types, dead_letter_topic) if topic not in topics
-        ]
+        needed = (*self._topic_types, dead_letter_topic)
+        if self._log_topic is not None:
+            needed = (*needed, self._log_topic)
+        missing = [topic for topic in needed if topic not in topics]
         if missing:
             raise PermanentError(
                 f"topic{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(repr(t) for t in missing)} do{'es' if len(missing) == 1 else ''} "
                 f"not exist; create them with `dispatcher topics create --config "
-                f"{self._settings.path}`, or fix kafka.topics / kafka.dead_letter_topic (the "
-                "worker never creates a topic: a typo would otherwise be consumed from, "
-                "silently, forever; nothing is consumed without a place for dead letters)"
+                f"{self._settings.path}`, or fix kafka.topics / kafka.dead_letter_topic / "
+                "kafka.postback_log_topic (the worker never creates a topic: a typo would "
+                "otherwise be consumed from, silently, forever; nothing is consumed without a "
+                "place for dead letters and the postback log)"
             )
 
     # --- stopping ----------------------------------------------------------------------------
@@ -553,13 +660,19 @@ class Worker:
         self._delivery.wind_down(deadline.remaining_s())  # flushes; gives up what cannot finish
         while self._offsets.pending() and not deadline.expired() and not self._force_stop.is_set():
             delivery_done = self._delivery.finished() and self._completions.empty()
-            if delivery_done and not self._dead_letters.outstanding:
+            if delivery_done and not any(p.outstanding for p in self._publishers):
                 break  # what is left was given up: read and sent again after the restart
             self._drain_completions(timeout_s=0.05)
-            self._dead_letters.pump()
+            self._pump()
         self._delivery.stop(deadline.remaining_s())
-        self._dead_letters.flush(max(1.0, min(10.0, deadline.remaining_s())))
+        for publisher in self._publishers:
+            publisher.flush(max(1.0, min(10.0, deadline.remaining_s())))
         self._drain_completions()
+        if self._log_reader is not None:
+            try:
+                self._log_reader.close(autocommit=False)
+            except Exception:
+                log.debug("the postback log reader did not close cleanly", exc_info=True)
         self._checkpoint.close()
         unfinished = self._offsets.pending()
         if unfinished:

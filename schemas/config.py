@@ -333,6 +333,8 @@ class KafkaConfig(_Config):
     topics: KafkaTopics = KafkaTopics()
     formats: TopicFormats = TopicFormats()
     dead_letter_topic: str = "postbacks-dead-letter"
+    # Every owed postback's final outcome (docs/postback-log.md); None turns the log off.
+    postback_log_topic: str | None = "postbacks-log"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     # How long start-up waits for the first broker to answer before it exits 1.
     connect_timeout_s: Annotated[float, Field(ge=1, le=600)] = 30.0
@@ -381,6 +383,11 @@ class KafkaConfig(_Config):
             raise ValueError(
                 "topics.installs, topics.in_app_events and dead_letter_topic must differ"
             )
+        if self.postback_log_topic in {*sources, self.dead_letter_topic}:
+            raise ValueError(
+                "postback_log_topic must differ from topics.installs, topics.in_app_events and "
+                "dead_letter_topic (or be null to turn the postback log off)"
+            )
         return self
 
 
@@ -402,6 +409,18 @@ class WorkerConfig(_Config):
     rebalance_drain_s: Annotated[float, Field(ge=0, le=600)] = 5.0
 
 
+class PostbackLogConfig(_Config):
+    """What the postback log (`kafka.postback_log_topic`) keeps beyond each postback's outcome."""
+
+    # The user's device identifiers, IP and user agent in the logged payload.
+    include_user: bool = False
+    # A record for each decision not to send too (most events are such decisions).
+    skips: bool = False
+    # How far before the oldest uncommitted event a newly assigned partition looks for what the
+    # log shows as final (clock skew between the source topic's timestamps and the workers').
+    lookback_margin_s: Annotated[float, Field(ge=0, le=3_600)] = 10.0
+
+
 class LogConfig(_Config):
     """Log level and format (`json` gives one JSON object per line)."""
 
@@ -417,6 +436,7 @@ class RuntimeConfig(_Config):
     metrics: MetricsConfig = MetricsConfig()
     worker: WorkerConfig = WorkerConfig()
     log: LogConfig = LogConfig()
+    postback_log: PostbackLogConfig = PostbackLogConfig()
 
     @model_validator(mode="after")
     def _drain_fits_poll_interval(self) -> RuntimeConfig:

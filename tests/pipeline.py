@@ -15,7 +15,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from dispatcher.devtools import harness
 from dispatcher.devtools.broker import LocalBroker
-from dispatcher.devtools.harness import WorkerConfig
+from dispatcher.devtools.harness import WorkerConfig, log_topic_of
 from tests.factories import app_dict
 
 TOKEN = "test-access-token-5f1d2c"
@@ -41,9 +41,15 @@ class Topics:
             f"{name}-{suffix}",
         )
         broker.create_topics(
-            {topics.installs: partitions, topics.in_app: partitions, topics.dead_letters: 1}
-        )
+            {topics.installs: partitions, topics.in_app: partitions, topics.dead_letters: 1,
+             topics.log: partitions}
+        )  # fmt: skip
         return topics
+
+    @property
+    def log(self) -> str:
+        """The postback log topic (the harness's name for it)."""
+        return log_topic_of(self.dead_letters)
 
 
 def write_config(

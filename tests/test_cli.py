@@ -10,11 +10,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from kafka import KafkaConsumer
 
+from dispatcher.config_loader import load_settings
 from dispatcher.devtools.broker import LocalBroker
 from dispatcher.devtools.processes import free_port
 from dispatcher.explain import NotJsonError, read_events
@@ -291,7 +293,7 @@ def test_topics_create_makes_the_configured_topics_once_and_reports_what_exists(
     suffix = uuid.uuid4().hex[:6]
     kafka = {"bootstrap_servers": broker.bootstrap,
              "topics": {"installs": f"i-{suffix}", "in_app_events": f"e-{suffix}"},
-             "dead_letter_topic": f"d-{suffix}"}  # fmt: skip
+             "dead_letter_topic": f"d-{suffix}", "postback_log_topic": f"l-{suffix}"}  # fmt: skip
     (tmp_path / "partners").mkdir()
     (tmp_path / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner_dict()))
     config = tmp_path / "dispatcher.yaml"
@@ -302,16 +304,53 @@ def test_topics_create_makes_the_configured_topics_once_and_reports_what_exists(
         f"i-{suffix}: created (4 partitions, replication 1)",
         f"e-{suffix}: created (4 partitions, replication 1)",
         f"d-{suffix}: created (1 partition, replication 1)",
+        f"l-{suffix}: created (4 partitions, replication 1, compacted)",
     ]
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
     try:
         assert len(consumer.partitions_for_topic(f"i-{suffix}") or ()) == 4
+        assert len(consumer.partitions_for_topic(f"l-{suffix}") or ()) == 4
     finally:
         consumer.close()
+
     again = dispatcher("topics", "create", "--config", str(config))
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == [f"i-{suffix}: exists", f"e-{suffix}: exists",
-                                         f"d-{suffix}: exists"]  # fmt: skip
+                                         f"d-{suffix}: exists", f"l-{suffix}: exists"]  # fmt: skip
+
+
+def test_the_postback_log_is_created_compacted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The local broker does not report topic configs: the request is checked instead."""
+    from dispatcher import kafka_clients
+
+    requested: list[Any] = []
+
+    class Admin:
+        def __init__(self, **_: Any) -> None:
+            pass
+
+        def list_topics(self) -> list[str]:
+            return []
+
+        def create_topics(self, topics: list[Any]) -> None:
+            requested.extend(topics)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(kafka_clients, "KafkaAdminClient", Admin)
+    (tmp_path / "partners").mkdir()
+    (tmp_path / "partners" / "tiktok.yaml").write_text(yaml.safe_dump(partner_dict()))
+    config = tmp_path / "dispatcher.yaml"
+    config.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": "k:9092"}}))
+    settings = load_settings(config, {"TIKTOK_ACCESS_TOKEN": "t"})
+    kafka_clients.create_topics(settings, 6, 3)
+    configs = {topic.name: topic.topic_configs for topic in requested}
+    assert configs["postbacks-log"] == {"cleanup.policy": "compact"}
+    assert configs["postbacks-dead-letter"] == {}
+    assert {topic.name: topic.num_partitions for topic in requested}["postbacks-log"] == 6
 
 
 def test_explain_refuses_json_nested_too_deep_to_read_instead_of_crashing() -> None:

@@ -37,6 +37,7 @@ from tests.factories import (
 
 TOKEN = "stub-token-77"
 INSTALLS, IN_APP, DEAD_LETTERS = "installs", "in-app-events", "postbacks-dead-letter"
+LOG = "postbacks-log"
 
 
 class Partner:
@@ -67,6 +68,7 @@ class Running:
         self, tmp_path: Path, producer: StubProducer, tiktok_app: dict[str, Any] | None = None,
         ocean: bool = False, answers: Partner | None = None, delivery: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic, token_file: Path | None = None,
+        postback_log: bool = False, log_skips: bool = False,
     ) -> None:  # fmt: skip
         (tmp_path / "partners").mkdir()
         # (`max_event_age: lifetime`: the factories' events are dated 2025)
@@ -89,11 +91,13 @@ class Running:
         config = tmp_path / "dispatcher.yaml"
         config.write_text(yaml.safe_dump({
             "kafka": {"bootstrap_servers": "stub:9092", "topics": {"installs": INSTALLS, "in_app_events": IN_APP},
-                      "dead_letter_topic": DEAD_LETTERS},
+                      "dead_letter_topic": DEAD_LETTERS,
+                      "postback_log_topic": LOG if postback_log else None},
             "worker": {"commit_interval_ms": 10, "shutdown_timeout_s": 5},
+            "postback_log": {"skips": log_skips},
         }))  # fmt: skip
         settings = load_settings(config, environ)
-        self.consumer = StubConsumer({INSTALLS: 2, IN_APP: 2, DEAD_LETTERS: 1})
+        self.consumer = StubConsumer({INSTALLS: 2, IN_APP: 2, DEAD_LETTERS: 1, LOG: 2})
         self.producer = producer
         self.partner = answers or Partner()
         self.metrics = Metrics()
@@ -122,7 +126,7 @@ class Running:
         return {
             tp: len(log)
             for tp, log in self.consumer.logs.items()
-            if log and tp.topic != DEAD_LETTERS
+            if log and tp.topic not in (DEAD_LETTERS, LOG)
         }
 
     def metric(self, name: str, **labels: str) -> float:

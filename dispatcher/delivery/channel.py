@@ -227,17 +227,20 @@ class PartnerChannel:
             self._on_settled(Settled(items, result, now))
         return True
 
-    async def _send(self, take: Take, destination: str) -> list[tuple[list[WorkItem], BatchResult]]:
+    async def _send(
+        self, take: Take, destination: str, first_at: float | None = None
+    ) -> list[tuple[list[WorkItem], BatchResult]]:
+        """`first_at`: when the events were first sent (a half of a split batch), if ever."""
         batch = object()  # this batch, as a hold knows it
         try:
-            return await self._attempts(take, destination, batch)
+            return await self._attempts(take, destination, batch, first_at)
         finally:
             hold = self._holds.get(destination)
             if hold is not None:
                 hold.leave(batch)
 
     async def _attempts(
-        self, take: Take, destination: str, batch: object
+        self, take: Take, destination: str, batch: object, first_at: float | None
     ) -> list[tuple[list[WorkItem], BatchResult]]:
         items: list[WorkItem] = []
         body: bytes | None = None
@@ -246,13 +249,13 @@ class PartnerChannel:
         tries = 0
 
         async def attempt() -> AttemptResult:
-            nonlocal items, body, previous, tries
+            nonlocal items, body, previous, tries, first_at
             # While the destination is held, a batch waits: for its turn to probe, if it was
             # answered "setup", else for the hold to end.
             answered_setup = previous is not None and previous.kind is AttemptKind.SETUP
             await self._hold_turn(destination, batch, answered_setup)
             if previous is not None:  # a retry: events past the partner's age are not sent
-                kept = self._without_too_old(items, tries, previous)
+                kept = self._without_too_old(items, tries, previous, first_at)
                 if not kept:
                     raise _AllTooOldError
                 if len(kept) < len(items):
@@ -272,6 +275,8 @@ class PartnerChannel:
                     body = self._adapter.encode_request(
                         destination, [item.payload for item in items]
                     )
+                if first_at is None:
+                    first_at = self._wall_clock()
                 previous = await self._post(body, turn_at)
             return previous
 
@@ -283,14 +288,14 @@ class PartnerChannel:
         # run below starts its attempts and give_up_after_s afresh).
         while result.kind is AttemptKind.SETUP:
             if self._held(destination, result, batch).expired:
-                return [(items, BatchResult(Outcome.PARTNER_SETUP, tries, result))]
+                return [(items, BatchResult(Outcome.PARTNER_SETUP, tries, result, first_at))]
             try:
                 result, _ = await self._policy.run(attempt, self._wait_to_retry, before_sleep)
             except _HoldExpiredError:
-                return [(items, BatchResult(Outcome.PARTNER_SETUP, tries, result))]
+                return [(items, BatchResult(Outcome.PARTNER_SETUP, tries, result, first_at))]
         if ends_hold(result):
             self._release(destination)
-        return await self._outcome(items, tries, result, destination)
+        return await self._outcome(items, tries, result, destination, first_at)
 
     # --- holds ---------------------------------------------------------------------------------
 
@@ -378,7 +383,7 @@ class PartnerChannel:
                 wait.cancel()
 
     def _without_too_old(
-        self, items: list[WorkItem], attempts: int, last: AttemptResult
+        self, items: list[WorkItem], attempts: int, last: AttemptResult, first_at: float | None
     ) -> list[WorkItem]:
         """`items` less those now older than the partner's `max_event_age`, which are settled
         as too old (their dead letters say so) instead of being retried."""
@@ -395,7 +400,8 @@ class PartnerChannel:
             len(expired),
             extra={"partner": self._name, "code": last.code, "status": last.status},
         )
-        self._on_settled(Settled(expired, BatchResult(Outcome.TOO_OLD, attempts, last), now))
+        result = BatchResult(Outcome.TOO_OLD, attempts, last, first_at)
+        self._on_settled(Settled(expired, result, now))
         return [item for item in items if item.event_time_s >= oldest]
 
     async def _wait_to_retry(self, wait_s: float) -> None:
@@ -417,11 +423,12 @@ class PartnerChannel:
         await self._sleep(max(0.0, wake_at - self._clock()))
 
     async def _outcome(
-        self, items: list[WorkItem], attempts: int, result: AttemptResult, destination: str
-    ) -> list[tuple[list[WorkItem], BatchResult]]:
+        self, items: list[WorkItem], attempts: int, result: AttemptResult, destination: str,
+        first_at: float | None,
+    ) -> list[tuple[list[WorkItem], BatchResult]]:  # fmt: skip
         """The batch's final word, or its halves' when one bad event rejected it whole."""
         if result.kind is AttemptKind.OK:
-            return [(items, BatchResult(Outcome.DELIVERED, attempts, result))]
+            return [(items, BatchResult(Outcome.DELIVERED, attempts, result, first_at))]
         if result.kind is AttemptKind.FATAL:
             if self._adapter.should_split(result, len(items)):
                 # One bad event rejects the whole request: halve until it stands alone.
@@ -431,11 +438,11 @@ class PartnerChannel:
                     "batch rejected, splitting to isolate the bad events",
                     extra={"partner": self._name, "size": len(items), "code": result.code},
                 )
-                return await self._send(lambda: head, destination) + await self._send(
-                    lambda: tail, destination
+                return await self._send(lambda: head, destination, first_at) + await self._send(
+                    lambda: tail, destination, first_at
                 )
-            return [(items, BatchResult(Outcome.REJECTED, attempts, result))]
-        return [(items, BatchResult(Outcome.GAVE_UP, attempts, result))]
+            return [(items, BatchResult(Outcome.REJECTED, attempts, result, first_at))]
+        return [(items, BatchResult(Outcome.GAVE_UP, attempts, result, first_at))]
 
     async def _post(self, body: bytes, turn_at: float) -> AttemptResult:
         """One attempt (inside `turn()`); counted, and fed back to the pacer."""

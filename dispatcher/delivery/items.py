@@ -24,6 +24,13 @@ class WorkItem:
     event_label: str  # the partner's event name, a metric label
     event_time_s: float
     queued_at: float  # the worker's monotonic clock when it handed the item over
+    # For the postback log: the event's id, app, install id and SDK event name, and whether it
+    # was replayed from a dead letter.
+    event_id: str = ""
+    app_id: str = ""
+    install_id: str = ""
+    sdk_event: str = ""
+    replay: bool = False
 
 
 class Settled(NamedTuple):

@@ -35,6 +35,7 @@ from dispatcher.partners.tiktok.wire import TIKTOK_EVENTS
 DEMO_TOKEN = "demo-access-token"  # noqa: S105 - the sandbox's; the demo never calls TikTok
 TOPICS = {"installs": "installs", "in_app_events": "in-app-events"}
 DEAD_LETTER_TOPIC = "postbacks-dead-letter"
+LOG_TOPIC = "postbacks-log"
 PARTITIONS = 3
 
 
@@ -77,7 +78,7 @@ def demo_config(
         delivery={"batch_max_events": 1000, "batch_linger_ms": 100, "max_requests_per_s": 50},
         worker={"commit_interval_ms": 500, "rebalance_drain_s": 2},
         metrics_port=metrics_port, log_format="text", partner_files=(oceanengine,),
-        kafka={"fetch_max_wait_ms": broker.fetch_max_wait_ms},
+        kafka={"fetch_max_wait_ms": broker.fetch_max_wait_ms}, postback_log=LOG_TOPIC,
     ).write(workdir)  # fmt: skip
 
 
@@ -197,9 +198,11 @@ def _run(
                 TOPICS["installs"]: PARTITIONS,
                 TOPICS["in_app_events"]: PARTITIONS,
                 DEAD_LETTER_TOPIC: 1,
+                LOG_TOPIC: PARTITIONS,
             }
         )
-        say(f"  broker on {broker.bootstrap}; topics: installs, in-app-events, {DEAD_LETTER_TOPIC}")
+        say(f"  broker on {broker.bootstrap}; topics: installs, in-app-events, "
+            f"{DEAD_LETTER_TOPIC}, {LOG_TOPIC}")  # fmt: skip
         sandbox_thread = SandboxThread(PartnerSandbox(token=DEMO_TOKEN))
         sandbox = sandbox_thread.start()
         say(f"  partner sandbox: TikTok on {sandbox.url}")

@@ -24,6 +24,11 @@ TANSU_GROUP_TIMING = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
 MEDIA_SOURCES = ["bytedanceglobal_int", "tiktokglobal_int"]
 
 
+def log_topic_of(dead_letters: str) -> str:
+    """The postback log topic the harness gives a worker whose dead-letter topic is named so."""
+    return f"{dead_letters}-log"
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     """What a worker's `dispatcher.yaml` and `partners/tiktok.yaml` say; `partner_files` are
@@ -42,6 +47,15 @@ class WorkerConfig:
     log_format: str = "json"
     partner_files: tuple[dict[str, Any], ...] = ()
     kafka: dict[str, Any] = field(default_factory=dict)  # over TANSU_GROUP_TIMING
+    # The postback log topic: by default the dead-letter topic's name + "-log" (`log_topic`);
+    # None turns the log off.
+    postback_log: str | None = ""
+
+    @property
+    def log_topic(self) -> str | None:
+        if self.postback_log == "":
+            return log_topic_of(self.dead_letters)
+        return self.postback_log
 
     def write(self, directory: Path) -> Path:
         """Write both files under `directory`; the dispatcher.yaml path."""
@@ -63,7 +77,8 @@ class WorkerConfig:
             "kafka": {
                 "bootstrap_servers": self.bootstrap, "group_id": self.group,
                 "topics": {"installs": self.installs, "in_app_events": self.in_app},
-                "dead_letter_topic": self.dead_letters, **TANSU_GROUP_TIMING, **self.kafka,
+                "dead_letter_topic": self.dead_letters, "postback_log_topic": self.log_topic,
+                **TANSU_GROUP_TIMING, **self.kafka,
             },
             "partners_dir": "partners",
             "metrics": {"host": "127.0.0.1", "port": self.metrics_port or free_port()},

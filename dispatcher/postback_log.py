@@ -1,0 +1,263 @@
+"""The postback log: each owed postback's final outcome as a record on `kafka.postback_log_topic`
+(`schemas/postback_log.py`), and the reading of it.
+
+Writing: `PostbackLog.records` turns a settled batch into one record per event (never a token;
+the user object of the payload only with `postback_log.include_user`); the worker writes them
+with the same acknowledged publisher as dead letters, and an event is final only once its record
+is acknowledged, so a crash loses no record and the log never says delivered for what was not.
+
+Reading: `read_log` reads every partition of the log from a time to its end as it was when the
+read began; `final_in` (what a newly assigned partition need not send again) and
+`delivered_ids` (what a replay need not send again) are built on it, as is
+`dispatcher postbacks`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import orjson
+
+from dispatcher.delivery.items import WorkItem
+from dispatcher.offsets import Partition
+from dispatcher.outcomes import BatchResult
+from schemas.config import PostbackLogConfig
+from schemas.postback_log import log_key
+
+log = logging.getLogger(__name__)
+
+# Where each partner's payload keeps the user's identifiers, IP and user agent: left out of the
+# logged payload unless `postback_log.include_user`.
+USER_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
+    "tiktok": (("user",),),
+    "oceanengine": (("context", "device"),),
+}
+FINAL_OUTCOMES = frozenset({"delivered", "rejected", "gave_up", "too_old", "partner_setup"})
+
+
+def iso(seconds: float | None) -> str | None:
+    """Unix seconds as ISO 8601 in UTC, to the millisecond (`2026-12-01T10:00:00.000Z`)."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def without_user(payload: Mapping[str, Any], paths: Iterable[tuple[str, ...]]) -> dict[str, Any]:
+    """`payload` less the objects at `paths` (each a chain of keys); the objects on the way are
+    copied, `payload` itself is not changed."""
+    result = dict(payload)
+    for path in paths:
+        parent: dict[str, Any] = result
+        for key in path[:-1]:
+            child = parent.get(key)
+            if not isinstance(child, Mapping):
+                break
+            parent[key] = parent = dict(child)
+        else:
+            parent.pop(path[-1], None)
+    return result
+
+
+class PostbackLog:
+    """Builds the log's records (keys and JSON values) of settled batches and skips."""
+
+    def __init__(self, config: PostbackLogConfig) -> None:
+        self.include_user = config.include_user
+        self.skips = config.skips
+
+    def records(
+        self, items: list[WorkItem], result: BatchResult, at: float
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of each item's record: `result` is the batch's final word, `at` when."""
+        last = result.last
+        common = {
+            "outcome": result.outcome.value,
+            "reason": None,
+            "attempts": result.attempts,
+            "http_status": last.status,
+            "partner_code": last.code,
+            "partner_message": last.message or None,
+            "partner_request_id": last.request_id,
+            "first_attempt_at": iso(result.first_attempt_at),
+            "final_at": iso(at),
+        }
+        for item in items:
+            payload = item.payload
+            if not self.include_user:
+                payload = without_user(payload, USER_PATHS.get(item.partner, ()))
+            record = {
+                "event_id": item.event_id,
+                "partner": item.partner,
+                "destination": item.destination,
+                "app_id": item.app_id,
+                "appsflyer_id": item.install_id or None,
+                "event": item.event_label,
+                "sdk_event": item.sdk_event,
+                "event_time": iso(item.event_time_s),
+                **common,
+                "source": {"topic": item.topic, "partition": item.partition,
+                           "offset": item.offset},
+                "replay": item.replay,
+                "payload": payload,
+            }  # fmt: skip
+            key = log_key(item.partner, item.destination, item.event_id).encode()
+            yield key, _dumps(record)
+
+    def skip_record(
+        self, partner: str, destination: str | None, reason: str, source: Partition,
+        offset: int, event: Any, replay: bool, at: float,
+    ) -> tuple[bytes, bytes]:  # fmt: skip
+        """(key, value) of a decision not to send (`postback_log.skips`)."""
+        record = {
+            "event_id": event.event_id,
+            "partner": partner,
+            "destination": destination,
+            "app_id": event.app_id,
+            "appsflyer_id": event.install_id or None,
+            "event": None,
+            "sdk_event": event.event_name if event.is_in_app else "install",
+            "event_time": iso(event.event_time_s),
+            "outcome": "skipped",
+            "reason": reason,
+            "attempts": 0,
+            "final_at": iso(at),
+            "source": {"topic": source[0], "partition": source[1], "offset": offset},
+            "replay": replay,
+            "payload": None,
+        }
+        return log_key(partner, destination, event.event_id).encode(), _dumps(record)
+
+
+def _dumps(record: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(record)
+    except orjson.JSONEncodeError:  # an integer past 64 bits from an event_value
+        return orjson.dumps(record, default=str, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+class _Source(msgspec.Struct):
+    topic: str
+    partition: int
+    offset: int
+
+
+class Seen(msgspec.Struct):
+    """The fields of a log record a lookup reads (the payload is skipped unread)."""
+
+    event_id: str
+    partner: str
+    destination: str | None
+    outcome: str
+    source: _Source
+
+
+_read_seen = msgspec.json.Decoder(Seen).decode
+
+
+def read_log(
+    consumer: Any,
+    topic: str,
+    since_s: float | None,
+    progress: Callable[[int], None] | None = None,
+    budget_s: float | None = None,
+) -> Iterator[Any]:
+    """The log's records (kafka-python `ConsumerRecord`s) from `since_s` (Unix seconds; None:
+    from the start) to each partition's end as it was when the read began; `consumer` is a
+    consumer of no group, assigned here. Stops early (with a warning) past `budget_s`."""
+    from kafka import TopicPartition  # noqa: PLC0415 - kafka only where the log is read
+
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise LookupError(f"the postback log topic {topic!r} does not exist")
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    ends = consumer.end_offsets(tps)
+    starts: dict[Any, int] = {}
+    if since_s is None:
+        beginnings = consumer.beginning_offsets(tps)
+        starts = {tp: beginnings[tp] for tp in tps}
+    else:
+        found = consumer.offsets_for_times({tp: int(since_s * 1000) for tp in tps})
+        for tp in tps:
+            hit = found.get(tp)
+            starts[tp] = hit.offset if hit is not None else ends[tp]
+    for tp in tps:
+        consumer.seek(tp, starts[tp])
+    # Each partition's end as it was when the read began: the first high watermark a fetch
+    # reports (`end_offsets` may answer short of the last records: some brokers give the last
+    # batch's base offset + 1).
+    end_at: dict[Any, int] = {}
+    pending = set(tps)
+    read = idle = 0
+    started = time.monotonic()
+    while pending:
+        batch = consumer.poll(timeout_ms=200, max_records=5000)
+        for records in batch.values():
+            yield from records
+            read += len(records)
+        for tp in list(pending):
+            if tp not in end_at and (highwater := consumer.highwater(tp)) is not None:
+                end_at[tp] = max(highwater, ends[tp])
+            if tp in end_at and consumer.position(tp) >= end_at[tp]:
+                pending.discard(tp)
+        idle = 0 if batch else idle + 1
+        if idle >= 25:  # 5 s without a record and no end in sight: nothing more will come
+            log.warning("the postback log's end was not found; read %d records", read)
+            return
+        if progress is not None:
+            progress(read)
+        if budget_s is not None and time.monotonic() - started > budget_s:
+            log.warning(
+                "reading the postback log took longer than %.0fs; stopped after %d records",
+                budget_s, read,
+            )  # fmt: skip
+            return
+
+
+def final_in(
+    consumer: Any,
+    topic: str,
+    since_s: float,
+    starts: Mapping[Partition, int],
+    budget_s: float,
+) -> dict[Partition, dict[int, set[tuple[str, str | None]]]]:
+    """For each source partition in `starts`, the offsets at or past its start that the log
+    shows as final for a partner app: offset → {(partner, destination)}."""
+    found: dict[Partition, dict[int, set[tuple[str, str | None]]]] = {}
+    for record in read_log(consumer, topic, since_s, budget_s=budget_s):
+        try:
+            seen = _read_seen(record.value)
+        except (msgspec.DecodeError, TypeError):
+            continue
+        if seen.outcome not in FINAL_OUTCOMES:
+            continue
+        source = seen.source
+        tp = (source.topic, source.partition)
+        start = starts.get(tp)
+        if start is None or source.offset < start:
+            continue
+        found.setdefault(tp, {}).setdefault(source.offset, set()).add(
+            (seen.partner, seen.destination)
+        )
+    return found
+
+
+def delivered_ids(consumer: Any, topic: str, since_s: float | None) -> set[tuple[str, str]]:
+    """(partner, event_id) of every postback the log shows as delivered since `since_s`."""
+    delivered: set[tuple[str, str]] = set()
+    for record in read_log(consumer, topic, since_s):
+        try:
+            seen = _read_seen(record.value)
+        except (msgspec.DecodeError, TypeError):
+            continue
+        if seen.outcome == "delivered":
+            delivered.add((seen.partner, seen.event_id))
+    return delivered

@@ -1,0 +1,222 @@
+"""The postback log's records, and an event final only once its record is acknowledged: built
+from settled batches (fields of the record model, the partner's request id, no token, no user
+object unless asked), written after a dead letter is acknowledged, counted."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dispatcher.delivery import Settled, WorkItem
+from dispatcher.devtools.stub_kafka import StubProducer
+from dispatcher.metrics import Metrics
+from dispatcher.outcomes import AttemptKind, AttemptResult, BatchResult, Outcome
+from dispatcher.postback_log import PostbackLog, iso, without_user
+from dispatcher.settle import Acknowledged, Coordinates, Settlement
+from schemas.config import PostbackLogConfig
+from schemas.postback_log import PostbackRecord, log_key
+from tests.factories import event_dict
+from tests.test_settle import HeldLetters
+from tests.test_worker_stub import IN_APP, INSTALLS, LOG, Running, event_id_of, until
+
+TIKTOK_PAYLOAD = {
+    "event": "Purchase",
+    "event_time": 1764583200,
+    "event_id": "e-1",
+    "user": {"idfa": "6D92078A-8246-4BA4-AE5B-76104861E7DC", "ip": "203.0.113.7",
+             "att_status": "AUTHORIZED"},
+    "properties": {"value": 9.99, "currency": "USD"},
+    "app": {"app_id": "1234567890"},
+}  # fmt: skip
+OCEAN_PAYLOAD = {
+    "event_type": "active_pay",
+    "context": {"ad": {"callback": "cb-1"}, "device": {"idfa": "6D92078A-8246-4BA4-AE5B-76104861E7DC"}},
+    "timestamp": 1764583200000,
+}  # fmt: skip
+
+
+def item(
+    offset: int, partner: str = "tiktok", payload: Mapping[str, Any] = TIKTOK_PAYLOAD,
+    replay: bool = False,
+) -> WorkItem:  # fmt: skip
+    return WorkItem(
+        "in-app", 2, offset, b"k", b"{}", partner, "7300000000000000001", payload, "Purchase",
+        1764583200.5, 0.0, f"e-{offset}", "id1234567890", "af-1", "af_purchase", replay,
+    )  # fmt: skip
+
+
+OK = AttemptResult(AttemptKind.OK, 200, 0, "OK", request_id="20261201abc")
+REJECTED = AttemptResult(AttemptKind.FATAL, 200, 40002, "bad event", request_id="20261201def")
+
+
+def records(
+    items: list[WorkItem], result: BatchResult, include_user: bool = False
+) -> list[tuple[bytes, dict[str, Any]]]:
+    log = PostbackLog(PostbackLogConfig(include_user=include_user))
+    return [(key, json.loads(value)) for key, value in log.records(items, result, 1764583300.25)]
+
+
+def test_a_delivered_batch_gives_one_record_per_event_as_the_model_reads_it() -> None:
+    result = BatchResult(Outcome.DELIVERED, 2, OK, first_attempt_at=1764583201.0)
+    [(key, record), (_, second)] = records([item(7), item(8, replay=True)], result)
+    assert key == b"tiktok/7300000000000000001/e-7"
+    assert record == {
+        "event_id": "e-7", "partner": "tiktok", "destination": "7300000000000000001",
+        "app_id": "id1234567890", "appsflyer_id": "af-1", "event": "Purchase",
+        "sdk_event": "af_purchase", "event_time": "2025-12-01T10:00:00.500Z",
+        "outcome": "delivered", "reason": None, "attempts": 2, "http_status": 200,
+        "partner_code": 0, "partner_message": "OK", "partner_request_id": "20261201abc",
+        "first_attempt_at": "2025-12-01T10:00:01.000Z", "final_at": "2025-12-01T10:01:40.250Z",
+        "source": {"topic": "in-app", "partition": 2, "offset": 7}, "replay": False,
+        "payload": {k: v for k, v in TIKTOK_PAYLOAD.items() if k != "user"},
+    }  # fmt: skip
+    assert second["replay"] is True
+    assert PostbackRecord.model_validate(record).source.offset == 7
+
+
+def test_the_user_object_is_left_out_unless_asked_for_and_the_payload_is_not_changed() -> None:
+    result = BatchResult(Outcome.DELIVERED, 1, OK)
+    [(_, tiktok)] = records([item(1)], result)
+    [(_, ocean)] = records([item(2, "oceanengine", OCEAN_PAYLOAD)], result)
+    assert "user" not in tiktok["payload"]
+    assert ocean["payload"]["context"] == {"ad": {"callback": "cb-1"}}
+    # the payload sent is untouched
+    assert "user" in TIKTOK_PAYLOAD
+    assert "device" in OCEAN_PAYLOAD["context"]
+    [(_, with_user)] = records([item(1)], result, include_user=True)
+    assert with_user["payload"]["user"] == TIKTOK_PAYLOAD["user"]
+
+
+def test_without_user_follows_paths_and_ignores_what_is_not_there() -> None:
+    payload = {"a": {"b": {"c": 1, "d": 2}}, "e": 3}
+    assert without_user(payload, [("a", "b", "c"), ("x", "y"), ("e",)]) == {"a": {"b": {"d": 2}}}
+    assert payload == {"a": {"b": {"c": 1, "d": 2}}, "e": 3}
+    assert without_user({"a": 1}, [("a", "b")]) == {"a": 1}  # not an object on the way
+
+
+def test_a_rejection_keeps_the_partners_code_message_and_request_id() -> None:
+    [(_, record)] = records([item(3)], BatchResult(Outcome.REJECTED, 1, REJECTED, 1764583201.0))
+    assert (record["outcome"], record["partner_code"], record["partner_message"],
+            record["partner_request_id"]) == ("rejected", 40002, "bad event", "20261201def")  # fmt: skip
+
+
+def test_no_token_ever() -> None:
+    token = "tok-9f8e7d6c5b4a"
+    result = BatchResult(Outcome.GAVE_UP, 3, AttemptResult(AttemptKind.RETRYABLE, 503, None, "x"))
+    text = b"".join(v for _, v in PostbackLog(PostbackLogConfig(include_user=True)).records(
+        [item(1)], result, time.time()))  # fmt: skip
+    assert token.encode() not in text
+
+
+def test_iso_times() -> None:
+    assert iso(None) is None
+    assert iso(0) == "1970-01-01T00:00:00.000Z"
+    assert iso(1764583200.1234) == "2025-12-01T10:00:00.123Z"
+    assert log_key("oceanengine", None, "e") == "oceanengine/-/e"
+
+
+class HeldLog:
+    """A log sink that acknowledges only when the test says so."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes, bytes | None, Callable[[], None], str]] = []
+
+    def submit_value(
+        self, value: bytes, key: bytes | None, on_ack: Callable[[], None], label: str,
+        where: Mapping[str, Any],
+    ) -> None:  # fmt: skip
+        self.records.append((value, key, on_ack, label))
+
+    def acknowledge(self, n: int) -> None:
+        self.records[n][2]()
+
+
+def settlement_with_log() -> tuple[
+    Settlement, HeldLetters, HeldLog, list[Acknowledged], list[Coordinates]
+]:
+    letters, sink, acks, final = HeldLetters(), HeldLog(), [], []
+    settlement = Settlement(Metrics(), letters, final.extend, acks.append,
+                            (PostbackLog(PostbackLogConfig()), sink))  # fmt: skip
+    return settlement, letters, sink, acks, final
+
+
+def test_a_delivered_batch_is_final_once_every_record_is_acknowledged() -> None:
+    settlement, _, sink, acks, final = settlement_with_log()
+    settlement.settle(Settled([item(1), item(2)], BatchResult(Outcome.DELIVERED, 1, OK), 1.0))
+    assert final == []
+    assert [label for *_, label in sink.records] == ["delivered", "delivered"]
+    sink.acknowledge(0)
+    assert acks == []  # one of two
+    sink.acknowledge(1)
+    assert acks == [Acknowledged([("in-app", 2, 1), ("in-app", 2, 2)])]
+
+
+def test_a_failed_postback_is_logged_after_its_dead_letter_is_acknowledged() -> None:
+    settlement, letters, sink, acks, _ = settlement_with_log()
+    settlement.settle(Settled([item(5)], BatchResult(Outcome.REJECTED, 1, REJECTED), 1.0))
+    # the dead letter first; the log record only once the dead letter is acknowledged
+    assert len(letters.letters) == 1
+    assert sink.records == []
+    letters.acknowledge_all()
+    [(value, key, _, label)] = sink.records
+    assert (key, label, json.loads(value)["outcome"]) == (b"tiktok/7300000000000000001/e-5",
+                                                          "rejected", "rejected")  # fmt: skip
+    assert acks == []
+    sink.acknowledge(0)
+    assert acks == [Acknowledged([("in-app", 2, 5)])]
+
+
+def log_records(producer: StubProducer) -> list[dict[str, Any]]:
+    return [json.loads(value) for topic, value, _ in producer.sent if topic == LOG]
+
+
+def test_the_worker_logs_every_owed_postback_and_commits_only_once_the_log_has_it(
+    tmp_path: Path,
+) -> None:
+    # Given a log topic that has not acknowledged anything yet
+    worker = Running(tmp_path, StubProducer(auto_ack=False), postback_log=True)
+    worker.thread.start()
+    owed = [event_dict("install") for _ in range(3)] + [
+        event_dict("in-app-event") for _ in range(3)
+    ]
+    for record in owed:
+        worker.produce(INSTALLS if record["event_type"] == "install" else IN_APP, record)
+    until(lambda: len(worker.partner.event_ids) == 6, "delivered")
+    until(lambda: len(log_records(worker.producer)) == 6, "logged")
+    time.sleep(0.1)
+    # Then the partner has them, but no offset is committed: the log has not acknowledged
+    assert all(offset == 0 for offset in worker.committed().values())
+    # When it acknowledges, everything is committed
+    worker.producer.acknowledge()
+    until(lambda: worker.committed() == worker.ends(), "every offset committed")
+    worker.stop()
+    logged = log_records(worker.producer)
+    assert sorted(r["event_id"] for r in logged) == sorted(event_id_of(r) for r in owed)
+    assert {r["outcome"] for r in logged} == {"delivered"}
+    assert {r["partner_request_id"] for r in logged} == {"r"}  # the stub partner's request id
+    assert {r["sdk_event"] for r in logged} >= {"install"}
+    assert worker.metric("dispatcher_postback_log_records_total", outcome="delivered") == 6
+
+
+@pytest.mark.parametrize("skips", [False, True])
+def test_skips_are_logged_only_when_asked(tmp_path: Path, skips: bool) -> None:
+    worker = Running(tmp_path, StubProducer(), postback_log=True, log_skips=skips)
+    worker.thread.start()
+    worker.produce(INSTALLS, event_dict("install", media_source="organic"))
+    until(lambda: worker.committed() == worker.ends(), "committed")
+    worker.stop()
+    logged = log_records(worker.producer)
+    if skips:
+        [record] = logged
+        assert (record["outcome"], record["reason"], record["payload"]) == (
+            "skipped",
+            "out_of_scope",
+            None,
+        )
+    else:
+        assert logged == []
