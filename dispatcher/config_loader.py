@@ -7,6 +7,7 @@ the entry point passes in.
 
 from __future__ import annotations
 
+import os
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -91,7 +92,9 @@ def load_settings(
     partners_dir_value = data.get("partners_dir", "partners")
     if not isinstance(partners_dir_value, str):
         raise ConfigError(issues)
-    partners_dir = (path.parent / partners_dir_value).resolve()
+    # Relative to dispatcher.yaml, written as the path it was given is (relative stays relative),
+    # so every message names files the same way.
+    partners_dir = Path(os.path.normpath(path.parent / partners_dir_value))
     partners = _load_partners(partners_dir, environ, issues, require_secrets=require_secrets)
     if runtime is None:
         raise ConfigError(issues)
@@ -235,7 +238,7 @@ def _load_partners(
 
 def token_file_path(partner_file: Path, value: str) -> Path:
     """Where `access_token_file` points; a relative path is read from the partner file's folder."""
-    return (partner_file.parent / value.strip()).resolve()
+    return Path(os.path.normpath(partner_file.parent / value.strip()))
 
 
 def read_token_file(path: Path) -> SecretStr | None:

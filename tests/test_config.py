@@ -401,3 +401,26 @@ def test_a_number_out_of_range_names_the_allowed_range(
     with pytest.raises(ConfigError) as caught:
         load_settings(config, {"TIKTOK_ACCESS_TOKEN": "t"})
     assert [str(issue) for issue in caught.value.issues] == [f"{config}: {expected}"]
+
+
+@pytest.mark.parametrize("given", ["relative", "absolute"])
+def test_messages_name_every_file_the_way_the_config_path_was_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    # Given errors in dispatcher.yaml and in a partner file
+    partner = partner_dict()
+    partner["apps"][0]["click_lookback"] = "99d"
+    runtime = {"kafka": {"bootstrap_servers": "localhost:9092"}, "metrics": {"port": 99999}}
+    write_config(tmp_path / "conf", partner, runtime) if (
+        tmp_path / "conf"
+    ).mkdir() is None else None
+    monkeypatch.chdir(tmp_path)
+    config = (
+        Path("conf/dispatcher.yaml")
+        if given == "relative"
+        else tmp_path / "conf" / "dispatcher.yaml"
+    )
+    # Then both are named alike: relative when it was, absolute when it was
+    files = {issue.split(": ")[0] for issue in issues_of(config)}
+    prefix = "conf" if given == "relative" else str(tmp_path / "conf")
+    assert files == {f"{prefix}/dispatcher.yaml", f"{prefix}/partners/tiktok.yaml"}
