@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -132,3 +135,70 @@ def test_a_worker_started_again_skips_what_the_log_shows_delivered(
                  "every delivered postback skipped")  # fmt: skip
         assert second.stop() == 0
     assert Counter(sandbox_ids(sandbox)) == Counter(event_id_of(e) for e in events)
+
+
+LOGGED_BEFORE_KILL_S = 0.5  # an answer logged this long before a kill had time to be read back
+
+
+def test_three_kills_under_a_slow_partner_resend_nothing_logged_before_them(
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
+) -> None:
+    """kill -9 three times while 1,000-event batches take 1.2 s each to be answered: a batch
+    answered while an earlier one is still out is uncommitted at the kill, but logged; the next
+    worker reads the log and does not send it again. What is sent again is what was in flight
+    (not logged, or logged less than a moment before the kill): at most 0.5 % of the events
+    were logged earlier than that and sent again."""
+    topics = Topics.create(broker, "log-kills", partitions=3)
+    events = [event_dict("in-app-event") for _ in range(24_000)]
+    produce(broker, topics.in_app, events)
+    sandbox.add_faults([Fault(delay_s=1.2, for_s=3600)])
+    config = write_config(tmp_path, broker, topics, sandbox.url,
+                          delivery={"batch_max_events": 1000, "batch_linger_ms": 100,
+                                    "timeout_s": 10})  # fmt: skip
+    kills: list[float] = []
+    for n in range(3):
+        worker = WorkerProcess(config, tmp_path / f"worker-{n}.log").start()
+        target = (n + 1) * 5000
+        wait_for(lambda target=target: len(set(sandbox_ids(sandbox))) >= target, 120,
+                 f"{target} delivered")  # fmt: skip
+        worker.kill()
+        kills.append(time.time())
+    sandbox.faults.clear()
+    with WorkerProcess(config, tmp_path / "worker-last.log") as last:
+        wait_for(lambda: set(sandbox_ids(sandbox)) >= {event_id_of(e) for e in events}, 120,
+                 "every event delivered")  # fmt: skip
+        wait_for(lambda: last.metric("dispatcher_inflight_events") == 0, 30, "all final")
+        assert last.stop() == 0
+    # Each event's first delivered record: when its answer was logged
+    first_logged: dict[str, float] = {}
+    for record in logged(broker, topics):
+        if record.outcome == "delivered":
+            at = datetime.fromisoformat(record.final_at.replace("Z", "+00:00")).timestamp()
+            first_logged[record.event_id] = min(at, first_logged.get(record.event_id, at))
+    assert set(first_logged) == {event_id_of(e) for e in events}  # no record lost to a kill
+    copies = Counter(sandbox_ids(sandbox))
+    arrivals: dict[str, list[float]] = {}
+    for event in sandbox.events:
+        arrivals.setdefault(event.event_id, []).append(event.received_at)
+    # Sent again after its answer was logged, and logged over a moment before the kill that
+    # ended the worker that logged it (or with no kill after it at all)
+    resent_after_logged = []
+    for event_id, times in arrivals.items():
+        logged_at = first_logged[event_id]
+        if not any(at > logged_at + 0.05 for at in times):
+            continue  # every copy was sent before the answer was logged: in flight
+        ended = min((kill for kill in kills if kill >= logged_at), default=None)
+        if ended is None or logged_at < ended - LOGGED_BEFORE_KILL_S:
+            resent_after_logged.append(event_id)
+    avoided = sum(int(n) for path in tmp_path.glob("worker-*.log")
+                  for n in re.findall(r"(\d+) of their events are final already",
+                                      path.read_text()))  # fmt: skip
+    print(
+        f"events {len(events)}, sent again {sum(copies.values()) - len(copies)}, "
+        f"of them logged over {LOGGED_BEFORE_KILL_S} s before a kill "
+        f"{len(resent_after_logged)}, not sent again thanks to the log {avoided}"
+    )
+    examples = [(event_id, first_logged[event_id], arrivals[event_id])
+                for event_id in resent_after_logged[:5]]  # fmt: skip
+    assert len(resent_after_logged) <= 0.005 * len(events), (kills, examples)
+    assert avoided > 0  # the kills did land between an answer and its commit

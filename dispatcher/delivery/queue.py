@@ -31,7 +31,12 @@ class Batch:
 
     @property
     def items(self) -> list[WorkItem]:
-        return [item for _, items in self.parts for item in items]
+        """Every part's items in order (the one part's own list when nothing was lent: the
+        channel never changes a batch's list in place)."""
+        parts = self.parts
+        if len(parts) == 1:
+            return parts[0][1]
+        return [item for _, items in parts for item in items]
 
     @property
     def partitions(self) -> list[Partition]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import threading
 import time
@@ -267,6 +268,16 @@ def finish(result: Result, env: ChaosEnv, topics: Topics, workers: list[WorkerPr
     result.check(not leaks, f"the access token leaked into {leaks}")
 
 
+_FINAL_ALREADY = re.compile(r"(\d+) of their events are final already")
+
+
+def skipped_by_the_log(workers: list[WorkerProcess]) -> int:
+    """Events the workers did not send again on start-up because the postback log showed them
+    final (from their logs: a killed worker's metrics die with it)."""
+    return sum(int(match) for worker in workers
+               for match in _FINAL_ALREADY.findall(worker.log()))  # fmt: skip
+
+
 AVOIDABLE_AFTER_S = 0.5  # answered this long before a kill, a re-send was avoidable
 # A copy arriving this soon after a kill was sent by the killed worker (a request on the wire; a
 # restarted worker needs seconds to join the group before it sends anything).
@@ -355,7 +366,8 @@ def kill_9(env: ChaosEnv, profile: Profile) -> Result:
     arrivals = [(event.event_id, event.received_at) for event in env.sandbox.events()]
     avoidable, in_flight, other = split_duplicates(arrivals, kill_times)
     result.figures |= {"duplicates_avoidable": avoidable, "duplicates_in_flight": in_flight,
-                       "duplicates_other": other}  # fmt: skip
+                       "duplicates_other": other,
+                       "not_resent_thanks_to_the_log": skipped_by_the_log(workers)}  # fmt: skip
     bound = int(MAX_AVOIDABLE_SHARE * len(events))
     result.check(
         avoidable <= bound,
@@ -363,8 +375,21 @@ def kill_9(env: ChaosEnv, profile: Profile) -> Result:
         f"then re-sent); at most {bound} ({MAX_AVOIDABLE_SHARE:.1%} of the events) allowed",
     )
     finish(result, env, topics, workers, owed, not_owed)
+    check_the_log(result, env, topics, owed)
     result.seconds = time.monotonic() - started
     return result
+
+
+def check_the_log(result: Result, env: ChaosEnv, topics: Topics, owed: set[str]) -> None:
+    """The postback log lost no record and logged delivered nothing the partner did not get:
+    its delivered event ids are exactly the owed ones, all received by the sandbox."""
+    records = read_all(env.broker, topics.log, timeout_s=10)
+    delivered = {r["event_id"] for r in records if r.get("outcome") == "delivered"}
+    received = {event.event_id for event in env.sandbox.events()}
+    result.figures["log_records"] = len(records)
+    result.check(delivered >= owed, f"{len(owed - delivered)} delivered postbacks not in the log")
+    result.check(delivered <= received,
+                 f"{len(delivered - received)} logged delivered but never received")  # fmt: skip
 
 
 def tiktok_down(env: ChaosEnv, profile: Profile) -> Result:
