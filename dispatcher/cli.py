@@ -17,8 +17,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 from urllib.parse import urlsplit
 
 from dispatcher import __version__
@@ -279,6 +281,93 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _replay_range(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError  # noqa: PLC0415
+
+    from dispatcher.backfill import RangeReport, replay_range  # noqa: PLC0415
+
+    now_s = time.time()
+    try:
+        from_s, to_s = parse_moment(args.from_, now_s), parse_moment(args.to, now_s)
+    except ValueError as exc:
+        print(f"dispatcher replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if to_s < from_s:
+        print("dispatcher replay: --to is before --from", file=sys.stderr)
+        return EXIT_USAGE
+    settings = load_settings(_config_path(args), os.environ, require_secrets=not args.dry_run)
+    configure_logging("WARNING", "text", settings.secrets())
+    span = f"from {_iso(from_s)} to {_iso(to_s)}"
+    verb = "would replay" if args.dry_run else "replaying"
+    print(f"{verb} {settings.runtime.kafka.topics.installs} and "
+          f"{settings.runtime.kafka.topics.in_app_events} {span}, decided with today's config "
+          f"at {_iso(now_s)}", file=sys.stderr)  # fmt: skip
+    interrupted = threading.Event()
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        print("\nstopping: nothing more is read; what is out finishes (Ctrl-C again to quit "
+              "now)", file=sys.stderr)  # fmt: skip
+        interrupted.set()
+
+    def progress(report: RangeReport) -> None:
+        at = f", at {_iso(report.last_s)}" if report.last_s is not None else ""
+        sent = (
+            "" if args.dry_run else f", sent {report.sent}, final {sum(report.outcomes.values())}"
+        )
+        print(f"  read {report.read} records{at}{sent}", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        report = replay_range(
+            settings, from_s, to_s, partner=args.partner, app=args.app, dry_run=args.dry_run,
+            progress=progress, stopping=interrupted.is_set, now_s=now_s,
+        )  # fmt: skip
+    except KafkaError as exc:
+        print(f"dispatcher replay: cannot read the source topics: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if not report.in_range:
+        print(f"no records {span} in the source topics", file=sys.stderr)
+        return EXIT_FAILURE
+    print(render_range_report(report, args.dry_run))
+    if report.stopped:
+        resume = _iso(report.last_s) if report.last_s is not None else _iso(from_s)
+        print(
+            f"stopped before the end of the range: the last record handled is from {resume}; "
+            f"run again with --from {resume} (what was delivered is not sent twice)"
+        )
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def render_range_report(report: Any, dry_run: bool) -> str:
+    """The per-partner-app table of a range replay, and its totals."""
+    rows = [("partner", "destination", "decision", "reason", "events")]
+    for (partner, destination, decision, reason), count in sorted(report.decisions.items()):
+        rows.append((partner, destination, decision, str(reason), str(count)))
+    widths = [max(len(row[n]) for row in rows) for n in range(5)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in rows]  # fmt: skip
+    already = sum(report.already_delivered.values())
+    lines.append(
+        f"{report.in_range} records in the range ({report.bad_input} bad input); "
+        f"already_delivered {already} (the postback log shows them delivered)"
+    )
+    if dry_run:
+        lines.append(f"would send {report.sent}; sent nothing (--dry-run)")
+    else:
+        outcomes = ", ".join(f"{name} {count}" for name, count in sorted(report.outcomes.items()))
+        lines.append(f"sent {report.sent}: {outcomes or 'nothing final yet'}")
+    return "\n".join(lines)
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _demo(args: argparse.Namespace) -> int:
     from dispatcher.devtools.demo import run_demo  # noqa: PLC0415
 
@@ -456,6 +545,83 @@ def _postbacks(args: argparse.Namespace) -> int:
     return EXIT_FAILURE
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError  # noqa: PLC0415
+
+    from dispatcher.inputs import DECODERS  # noqa: PLC0415
+    from dispatcher.kafka_clients import make_log_reader  # noqa: PLC0415
+    from dispatcher.plan import Planner, load_new_partners, plan_records, summary  # noqa: PLC0415
+    from dispatcher.plan import write_json, write_table  # noqa: PLC0415
+    from dispatcher.postback_log import read_topics  # noqa: PLC0415
+    from dispatcher.postbacks import iso_z  # noqa: PLC0415
+
+    now_s = time.time()  # one moment for both configs: `too_old` is judged alike
+    moments: dict[str, float] = {}
+    for flag, text in (("--from", args.since), ("--to", args.until)):
+        try:
+            moments[flag] = parse_moment(text, now_s)
+        except ValueError as exc:
+            print(f"{flag}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    since_s, until_s = moments["--from"], moments["--to"]
+    since, until = iso_z(since_s), iso_z(until_s)
+    if until_s < since_s:
+        print(f"--to ({until}) is before --from ({since})", file=sys.stderr)
+        return EXIT_USAGE
+    settings = load_settings(_config_path(args), os.environ, require_secrets=False)
+    new = load_new_partners(Path(args.new), os.environ)
+    kafka = settings.runtime.kafka
+    # as the worker reads them: each source topic's event type and decoder
+    topics = {
+        kafka.topics.installs: (INSTALL, DECODERS[kafka.formats.installs].decode),
+        kafka.topics.in_app_events: (IN_APP_EVENT, DECODERS[kafka.formats.in_app_events].decode),
+    }
+    planner = Planner(settings.partners.partners, new.partners, now_s)
+    plan = planner.plan
+    interrupted = threading.Event()
+    last_shown = time.monotonic()
+
+    def progress(read: int) -> None:  # a line every 2 s once a read takes longer than that
+        nonlocal last_shown
+        now = time.monotonic()
+        if now - last_shown >= 2:
+            print(f"read {read} records ({plan.events} events decided, {plan.changed} decisions "
+                  "change)...", file=sys.stderr)  # fmt: skip
+            last_shown = now
+
+    consumer = make_log_reader(settings)
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.set())
+    try:
+        records = read_topics(consumer, list(topics), since_s, until_s, progress,
+                              stop=interrupted.is_set)  # fmt: skip
+        plan_records(planner, records, topics, int(since_s * 1000), int(until_s * 1000))
+    except LookupError as exc:  # no such topic
+        print(f"{exc} (kafka.topics of {settings.path})", file=sys.stderr)
+        return EXIT_FAILURE
+    except KafkaError as exc:
+        print(f"cannot read {', '.join(topics)}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        consumer.close()
+    if not plan.records:
+        what = "interrupted before any record" if interrupted.is_set() else "no records"
+        print(f"{what} in {', '.join(topics)} from {since} to {until}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        write_json(plan, sys.stdout)
+        print(summary(plan, since, until), file=sys.stderr)
+    else:
+        write_table(plan, sys.stdout)
+        print(summary(plan, since, until))
+    if interrupted.is_set():
+        got = "?" if plan.last_ms is None else iso_z(plan.last_ms / 1000)
+        print(f"interrupted: read the records up to {got} of the range (to {until}); the "
+              "counts cover those alone", file=sys.stderr)  # fmt: skip
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------
 # Parser
 
@@ -586,6 +752,35 @@ def _parser() -> argparse.ArgumentParser:
         help="ignore earlier replays of these reasons and start at the oldest record",
     )
     replay.set_defaults(command=_replay)
+
+    replay_range_cmd = commands.add_parser(
+        "replay",
+        parents=[common, with_config],
+        help="decide a time range of the source topics again and send what is owed",
+        description="Read the source topics between two times (a consumer of no group: never "
+        "the workers'), decide every record with today's config and today's time (too_old "
+        "applies), and send what is owed through the worker's delivery (retries, pacing, held "
+        "apps, dead letters, postback log), skipping what the postback log shows delivered to "
+        "that partner (already_delivered): a second run sends nothing the first delivered. For "
+        "a partner added late, a mapping fixed, an outage that outlived the retries. Ctrl-C "
+        "stops reading; what is out finishes; it says where to start again. Exit 0 done, 1 no "
+        "record in the range or stopped early, 2 usage or config error.",
+        epilog="Times: ISO 8601 (2026-12-01T00:00:00Z) or a duration ago (2h, 3d).",
+    )
+    replay_range_cmd.add_argument("--from", dest="from_", required=True, metavar="T",
+                                  help="the range's start (record time)")  # fmt: skip
+    replay_range_cmd.add_argument("--to", required=True, metavar="T", help="the range's end")
+    replay_range_cmd.add_argument(
+        "--partner", choices=partner_names(), help="only this partner (default: every partner)"
+    )
+    replay_range_cmd.add_argument(
+        "--app", metavar="A", help="only this app (the AppsFlyer app id, or the partner app)"
+    )
+    replay_range_cmd.add_argument(
+        "--dry-run", action="store_true",
+        help="count the decisions per partner app and reason; send nothing",
+    )  # fmt: skip
+    replay_range_cmd.set_defaults(command=_replay_range)
 
     postbacks = commands.add_parser(
         "postbacks",

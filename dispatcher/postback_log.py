@@ -172,12 +172,36 @@ def read_log(
     """The log's records (kafka-python `ConsumerRecord`s) from `since_s` (Unix seconds; None:
     from the start) to each partition's end as it was when the read began; `consumer` is a
     consumer of no group, assigned here. Stops early (with a warning) past `budget_s`."""
-    from kafka import TopicPartition  # noqa: PLC0415 - kafka only where the log is read
+    return read_topics(consumer, [topic], since_s, None, progress, budget_s)
 
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        raise LookupError(f"the postback log topic {topic!r} does not exist")
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+
+# Records of one partition are in the order they were written, their timestamps nearly so: a
+# read up to a time goes this far past it before it takes a partition as done.
+DISORDER_S = 60.0
+
+
+def read_topics(
+    consumer: Any,
+    topics: list[str],
+    since_s: float | None,
+    until_s: float | None = None,
+    progress: Callable[[int], None] | None = None,
+    budget_s: float | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[Any]:
+    """Every partition's records of `topics` from the first one at `since_s` (Unix seconds;
+    None: the start) to its end as it was when the read began, or, with `until_s`, until a
+    record later than `until_s` + `DISORDER_S`. Records outside the times may come too: the
+    caller filters by `record.timestamp`. `consumer` is of no group, assigned here. Stops early
+    (with a warning) past `budget_s`, or when `stop()` says so."""
+    from kafka import TopicPartition  # noqa: PLC0415 - kafka only where a topic is read
+
+    tps: list[Any] = []
+    for topic in topics:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise LookupError(f"the topic {topic!r} does not exist")
+        tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
     consumer.assign(tps)
     ends = consumer.end_offsets(tps)
     starts: dict[Any, int] = {}
@@ -195,14 +219,22 @@ def read_log(
     # reports (`end_offsets` may answer short of the last records: some brokers give the last
     # batch's base offset + 1).
     end_at: dict[Any, int] = {}
+    past_ms = None if until_s is None else int((until_s + DISORDER_S) * 1000)
     pending = set(tps)
     read = idle = 0
     started = time.monotonic()
     while pending:
         batch = consumer.poll(timeout_ms=200, max_records=5000)
-        for records in batch.values():
-            yield from records
-            read += len(records)
+        for tp, records in batch.items():
+            if tp not in pending:
+                continue
+            for record in records:
+                if past_ms is not None and record.timestamp > past_ms:
+                    pending.discard(tp)
+                    consumer.pause(tp)
+                    break
+                yield record
+                read += 1
         for tp in list(pending):
             if tp not in end_at and (highwater := consumer.highwater(tp)) is not None:
                 end_at[tp] = max(highwater, ends[tp])
@@ -210,14 +242,16 @@ def read_log(
                 pending.discard(tp)
         idle = 0 if batch else idle + 1
         if idle >= 25:  # 5 s without a record and no end in sight: nothing more will come
-            log.warning("the postback log's end was not found; read %d records", read)
+            log.warning("the end of %s was not found; read %d records", ", ".join(topics), read)
             return
         if progress is not None:
             progress(read)
+        if stop is not None and stop():
+            return
         if budget_s is not None and time.monotonic() - started > budget_s:
             log.warning(
-                "reading the postback log took longer than %.0fs; stopped after %d records",
-                budget_s, read,
+                "reading %s took longer than %.0fs; stopped after %d records",
+                ", ".join(topics), budget_s, read,
             )  # fmt: skip
             return
 

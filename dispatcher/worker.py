@@ -28,6 +28,7 @@ from dispatcher.health import Health
 from dispatcher.inputs import DECODERS, BadInput, Decoder
 from dispatcher.metrics import Metrics
 from dispatcher.offsets import Checkpoint, OffsetTracker, Partition
+from dispatcher.owed import owed_item
 from dispatcher.partners import PartnerAdapter, adapter_for
 from dispatcher.postback_log import PostbackLog, final_in
 from dispatcher.rules import Send, decide
@@ -330,26 +331,8 @@ class Worker:
                         decisions[(partner.name, event_type, "send", decision.reason)] += 1
                         if decision.content.unsent_revenue is not None:
                             revenue_unsent[partner.name] += 1
-                        items.append(
-                            WorkItem(
-                                topic,
-                                partition,
-                                offset,
-                                message.key,
-                                message.value,
-                                partner.name,
-                                decision.destination,
-                                decision.payload,
-                                adapter.event_label(decision.payload),
-                                event.event_time_s,
-                                now,
-                                event.event_id,
-                                event.app_id,
-                                event.install_id,
-                                event.event_name if event.is_in_app else "install",
-                                targets is not pairs,
-                            )
-                        )
+                        items.append(owed_item(message, partner.name, adapter, decision, event,
+                                               now, targets is not pairs))  # fmt: skip
                     else:
                         decisions[(partner.name, event_type, "skip", decision.reason)] += 1
                         if log_skips:
