@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -192,6 +195,20 @@ class WorkerProcess(harness.WorkerProcess):
 
     def __init__(self, config: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
         super().__init__(config, log_path, {"TIKTOK_ACCESS_TOKEN": TOKEN} | (env or {}))
+
+
+def dispatcher_command(
+    command: str, config: Path, *args: str, token: bool = False, timeout_s: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """`dispatcher COMMAND --config CONFIG ARGS...` as an operator runs it, without the caller's
+    DISPATCHER_ overrides; with `token`, the tests' TikTok token in its environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISPATCHER_", "TIKTOK_"))}
+    if token:
+        env["TIKTOK_ACCESS_TOKEN"] = TOKEN
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher", command, "--config", str(config), *args],
+        capture_output=True, text=True, env=env, timeout=timeout_s, check=False,
+    )  # fmt: skip
 
 
 def sandbox_ids(sandbox: Any) -> list[str]:

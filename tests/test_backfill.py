@@ -5,9 +5,7 @@ nothing (the postback log shows them delivered)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,9 +16,9 @@ from dispatcher.devtools.broker import LocalBroker
 from dispatcher.devtools.sandbox import PartnerSandbox
 from tests.factories import app_dict, event_dict, event_id_of
 from tests.pipeline import (
-    TOKEN,
     Topics,
     WorkerProcess,
+    dispatcher_command,
     produce,
     read_all,
     sandbox_ids,
@@ -34,13 +32,7 @@ LATE = "com.example.late"
 
 
 def replay_range(config: Path, *args: str, token: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISPATCHER_", "TIKTOK_"))}
-    if token:
-        env["TIKTOK_ACCESS_TOKEN"] = TOKEN
-    return subprocess.run(
-        [sys.executable, "-m", "dispatcher", "replay", "--config", str(config), *args],
-        capture_output=True, text=True, env=env, timeout=180, check=False,
-    )  # fmt: skip
+    return dispatcher_command("replay", config, *args, token=token)
 
 
 def apps(late_active: bool) -> list[dict[str, object]]:

@@ -7,10 +7,8 @@ event exactly once; a worker started again sends nothing the log shows as delive
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import datetime
@@ -25,6 +23,7 @@ from tests.factories import app_dict, event_dict, event_id_of
 from tests.pipeline import (
     Topics,
     WorkerProcess,
+    dispatcher_command,
     produce,
     read_all,
     sandbox_ids,
@@ -43,11 +42,7 @@ def logged(broker: LocalBroker, topics: Topics) -> list[PostbackRecord]:
 
 
 def postbacks(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISPATCHER_", "TIKTOK_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "dispatcher", "postbacks", "--config", str(config), *args],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
-    )  # fmt: skip
+    return dispatcher_command("postbacks", config, *args)
 
 
 def test_the_log_holds_every_outcome_and_replays_deliver_each_rejected_event_once(

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from tests.pipeline import (
     TOKEN,
     Topics,
     WorkerProcess,
+    dispatcher_command,
     produce,
     read_all,
     sandbox_ids,
@@ -51,11 +50,7 @@ def write_letters(broker: LocalBroker, topic: str, letters: list[DeadLetter]) ->
 
 
 def replay(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISPATCHER_", "TIKTOK_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "dispatcher", "replay-dead-letters", "--config", str(config), *args],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
-    )  # fmt: skip
+    return dispatcher_command("replay-dead-letters", config, *args)
 
 
 def test_replay_publishes_chosen_records_once(
