@@ -222,6 +222,13 @@ class Metrics:
             "Failed attempts to write a postback log record (retried until acknowledged).",
             registry=r,
         )
+        self.batch_shrinks = Counter(
+            "dispatcher_batch_shrinks",
+            "Batches that timed out and were sent again as halves; the partner app's next "
+            "batches are as small until its requests are answered, then double back.",
+            ["partner"],
+            registry=r,
+        )
         self.duplicates_avoided = Counter(
             "dispatcher_duplicates_avoided",
             "Postbacks not sent again after a partition was assigned (start-up, restart, "
@@ -266,6 +273,7 @@ class Metrics:
         self.resent_events.labels(partner)
         self.revenue_unsent.labels(partner)
         self.duplicates_avoided.labels(partner)
+        self.batch_shrinks.labels(partner)
 
     @_never_fatal
     def consumed(self, topic: str, count: int) -> None:
@@ -336,6 +344,11 @@ class Metrics:
     def log_failed(self) -> None:
         """Writing a postback log record failed; it will be tried again."""
         self.postback_log_publish_errors.inc()
+
+    @_never_fatal
+    def shrunk(self, partner: str) -> None:
+        """A batch timed out and goes again as halves."""
+        self.batch_shrinks.labels(partner).inc()
 
     @_never_fatal
     def avoided_duplicates(self, partner: str, count: int) -> None:

@@ -32,6 +32,7 @@ class AttemptResult:
     throttled: bool = False  # the partner said "too many requests": lower the request rate
     partial: bool = False  # accepted, but the partner reported a partial success
     fate_unknown: bool = False  # the request may have been processed: a retry may duplicate
+    timed_out: bool = False  # no answer within timeout_s: the next attempt sends fewer events
     unlisted: bool = False  # a code in none of the partner's lists: retried, and logged once
     # The partner's id of the request, when its answer gives one: kept for the postback log, not
     # part of what the answer means (two answers that differ only in it are equal).

@@ -302,9 +302,10 @@ def test_linger_gathers_a_batch() -> None:
     ],
 )  # fmt: skip
 def test_retryable_failures_are_retried_until_delivered(failure: Any, result: str) -> None:
-    h = run(Harness(respond(failure, failure)), [item(1), item(2)], expect_final=2)
+    # (one event: a batch of more that times out is sent again as halves, tested below)
+    h = run(Harness(respond(failure, failure)), [item(1)], expect_final=1)
     assert len(h.requests) == 3
-    assert all(ids(r) == ["e-1", "e-2"] for r in h.requests)
+    assert all(ids(r) == ["e-1"] for r in h.requests)
     assert h.letters.letters == []
     assert h.sample("dispatcher_delivery_attempts_total", partner="tiktok", result=result) == 2
     assert h.sample("dispatcher_delivery_attempts_total", partner="tiktok", result="ok") == 1
@@ -561,3 +562,64 @@ def test_stopping_still_retries_what_fits_before_the_deadline() -> None:
     assert settled.result.outcome is Outcome.DELIVERED
     assert s.requests == 2
     assert 10 <= sum(s.waits) <= 20
+
+
+# --- timeouts shrink batches ------------------------------------------------------------------
+
+
+def slower_than_the_timeout_above(size: int) -> Callable[[httpx.Request], Any]:
+    """A partner that answers requests of up to `size` events, and lets bigger ones time out."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if len(json.loads(request.content)["data"]) > size:
+            raise httpx.ReadTimeout("no answer in time", request=request)
+        return httpx.Response(200, json=ok_body())
+
+    return handler
+
+
+def test_a_timed_out_batch_is_sent_again_in_halves_down_to_what_is_answered() -> None:
+    # Given a partner that answers requests of at most 2 events in time
+    h = run(Harness(slower_than_the_timeout_above(2), batch_max_events=8), [item(n) for n in range(8)],
+            expect_final=8)  # fmt: skip
+    # Then 8 timed out, then 4, then each pair went through, in offset order
+    sizes = [len(r["data"]) for r in h.requests]
+    assert sizes == [8, 4, 2, 2, 4, 2, 2]
+    delivered = [ids(r) for r in h.requests if len(r["data"]) <= 2]
+    assert [i for batch in delivered for i in batch] == [f"e-{n}" for n in range(8)]
+    assert h.sample("dispatcher_batch_shrinks_total", partner="tiktok") == 3
+    assert h.sample("dispatcher_postbacks_total", partner="tiktok", event="Purchase",
+                    outcome="delivered") == 8  # fmt: skip
+    # each timed-out event may have been processed: counted as possibly re-sent
+    assert h.sample("dispatcher_resent_events_total", partner="tiktok") == 8 + 4 + 4
+
+
+def test_after_a_timeout_batches_stay_small_then_grow_back() -> None:
+    async def scenario() -> tuple[Harness, int]:
+        h = Harness(slower_than_the_timeout_above(2), batch_max_events=8)
+        channel = h.channel(make_partner(delivery=h.delivery))
+        channel.submit([item(n) for n in range(4)])
+        await until(lambda: len(h.final) == 4, "the first four")
+        # Given the destination's batches shrank to 2 (4 timed out), and grew a step for each
+        # half answered
+        assert channel.batch_limit("7300000000000000001") == 4
+        # When the partner answers again
+        h.handler = respond()
+        switched_at = len(h.requests)
+        channel.submit([item(n) for n in range(4, 40)])
+        await until(lambda: len(h.final) == 40, "the rest")
+        await channel.close()
+        return h, switched_at
+
+    h, switched_at = asyncio.run(scenario())
+    # Then the batches grow back a quarter (at least one event) per answered request
+    after = [len(r["data"]) for r in h.requests[switched_at:]]
+    assert after[:5] == [4, 5, 6, 7, 8]
+    assert max(after) == 8
+
+
+def test_a_single_event_that_times_out_is_retried_as_it_is() -> None:
+    h = run(Harness(respond(httpx.ReadTimeout("slow")), batch_max_events=8), [item(1)],
+            expect_final=1)  # fmt: skip
+    assert [ids(r) for r in h.requests] == [["e-1"], ["e-1"]]
+    assert h.sample("dispatcher_batch_shrinks_total", partner="tiktok") == 0

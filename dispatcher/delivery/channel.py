@@ -39,6 +39,10 @@ class _AllTooOldError(Exception):
     """Every event of the batch passed the partner's max_event_age while it was retried."""
 
 
+class _TimedOutError(Exception):
+    """The batch's last attempt timed out: it is sent again as halves."""
+
+
 class _HoldExpiredError(Exception):
     """The batch was answered "setup" and its destination has been held past hold_max_s."""
 
@@ -82,6 +86,7 @@ class PartnerChannel:
         self._stop_at: float | None = None  # on `clock`; set once stopping
         self._stopping = asyncio.Event()
         self._holds: dict[str, Hold] = {}  # destinations held on a setup answer
+        self._limits: dict[str, int] = {}  # destinations whose batches shrank after timeouts
         self._token: str | None = None
         self._pacer = RequestPacer(partner.delivery.max_requests_per_s, clock, sleep)
         self.configure(partner, token, signing_secret)
@@ -143,13 +148,36 @@ class PartnerChannel:
         lane = self._lanes.get((destination, partition))
         if lane is None:
             lane = self._lanes[(destination, partition)] = Lane(
-                queue, destination, partition, self.deliver, self._settings, self._free,
-                self._clock, self._sleep,
+                queue, destination, partition, self.deliver, self._settings, self.batch_limit,
+                self._free, self._clock, self._sleep,
             )  # fmt: skip
         lane.wake()
 
     def _settings(self) -> DeliveryConfig:
         return self._delivery
+
+    def batch_limit(self, destination: str) -> int:
+        """How many events a batch of `destination` may take now: `batch_max_events`, or less
+        while its requests time out (`_shrink`)."""
+        limit = self._delivery.batch_max_events
+        return min(limit, self._limits.get(destination, limit))
+
+    def _shrink(self, destination: str, size: int) -> None:
+        """A batch of `size` timed out: the destination's next batches take half as many."""
+        self._limits[destination] = max(1, size // 2)
+
+    def _grow(self, destination: str) -> None:
+        """A request of `destination` was answered in time: its batches grow back a quarter
+        (at least one event) towards `batch_max_events`; halving on a timeout and growing
+        slowly keeps a partner slower than the timeout for full batches from timing out every
+        other request."""
+        limit = self._limits.get(destination)
+        if limit is not None:
+            grown = limit + max(1, limit // 4)
+            if grown >= self._delivery.batch_max_events:
+                del self._limits[destination]
+            else:
+                self._limits[destination] = grown
 
     def _free(self, destination: str, partitions: list[Partition]) -> None:
         """A batch no longer keeps `partitions` in flight: their lanes look again."""
@@ -263,6 +291,8 @@ class PartnerChannel:
                     body = self._adapter.encode_request(
                         destination, [item.payload for item in items]
                     )
+                if previous.timed_out and len(items) > 1:
+                    raise _TimedOutError  # sent again as halves, not whole
             tries += 1
             if previous is not None and previous.fate_unknown:
                 self._metrics.resent(self._name, len(items))
@@ -283,16 +313,21 @@ class PartnerChannel:
         def before_sleep(state: RetryCallState) -> None:
             self._retrying(len(items), state)
 
-        result, _ = await self._policy.run(attempt, self._wait_to_retry, before_sleep)
-        # A setup answer is no failed attempt of the events: no retry policy while held (each
-        # run below starts its attempts and give_up_after_s afresh).
-        while result.kind is AttemptKind.SETUP:
-            if self._held(destination, result, batch).expired:
-                return [(items, BatchResult(Outcome.PARTNER_SETUP, tries, result, first_at))]
-            try:
-                result, _ = await self._policy.run(attempt, self._wait_to_retry, before_sleep)
-            except _HoldExpiredError:
-                return [(items, BatchResult(Outcome.PARTNER_SETUP, tries, result, first_at))]
+        try:
+            result, _ = await self._policy.run(attempt, self._wait_to_retry, before_sleep)
+            # A setup answer is no failed attempt of the events: no retry policy while held
+            # (each run below starts its attempts and give_up_after_s afresh).
+            while result.kind is AttemptKind.SETUP:
+                if self._held(destination, result, batch).expired:
+                    return [(items, BatchResult(Outcome.PARTNER_SETUP, tries, result, first_at))]
+                try:
+                    result, _ = await self._policy.run(attempt, self._wait_to_retry, before_sleep)
+                except _HoldExpiredError:
+                    return [(items, BatchResult(Outcome.PARTNER_SETUP, tries, result, first_at))]
+        except _TimedOutError:
+            return await self._halves(items, destination, first_at)
+        if result.kind is AttemptKind.OK:
+            self._grow(destination)
         if ends_hold(result):
             self._release(destination)
         return await self._outcome(items, tries, result, destination, first_at)
@@ -421,6 +456,27 @@ class PartnerChannel:
         if wake_at > self._stop_at:
             raise _PastStopDeadlineError(wait_s)
         await self._sleep(max(0.0, wake_at - self._clock()))
+
+    async def _halves(
+        self, items: list[WorkItem], destination: str, first_at: float | None
+    ) -> list[tuple[list[WorkItem], BatchResult]]:
+        """A batch that timed out, sent again as two halves, one after the other (offset order
+        kept), each under the retry policy afresh; the destination's next batches are as small
+        until its requests are answered again. The partner may have processed the request it
+        did not answer in time: its events are counted as possibly re-sent."""
+        self._shrink(destination, len(items))
+        self._metrics.shrunk(self._name)
+        self._metrics.resent(self._name, len(items))
+        middle = len(items) // 2
+        head, tail = items[:middle], items[middle:]
+        log.warning(
+            "batch of %d timed out; sending it again as halves, and batches of %d until "
+            "answered", len(items), self.batch_limit(destination),
+            extra={"partner": self._name, "destination": destination},
+        )  # fmt: skip
+        return await self._send(lambda: head, destination, first_at) + await self._send(
+            lambda: tail, destination, first_at
+        )
 
     async def _outcome(
         self, items: list[WorkItem], attempts: int, result: AttemptResult, destination: str,

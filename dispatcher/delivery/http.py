@@ -38,6 +38,8 @@ def transport_failure(exc: httpx.HTTPError) -> AttemptResult:
         None,
         f"{kind}: {type(exc).__name__}",
         fate_unknown=isinstance(exc, _FATE_UNKNOWN_ERRORS),
+        # sent, and not answered in time: a smaller request may be
+        timed_out=isinstance(exc, httpx.ReadTimeout),
     )
 
 

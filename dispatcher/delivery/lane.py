@@ -32,8 +32,8 @@ class Lane:
     """The task sending one partition's items to one destination."""
 
     __slots__ = (
-        "_clock", "_deliver", "_flush", "_on_free", "_queue", "_settings", "_sleep", "_wake",
-        "destination", "partition", "task",
+        "_clock", "_deliver", "_flush", "_limit", "_on_free", "_queue", "_settings", "_sleep",
+        "_wake", "destination", "partition", "task",
     )  # fmt: skip
 
     def __init__(
@@ -43,6 +43,7 @@ class Lane:
         partition: Partition,
         deliver: Deliver,
         settings: Callable[[], DeliveryConfig],
+        limit: Callable[[str], int],
         on_free: Callable[[str, list[Partition]], None],
         clock: Clock,
         sleep: Callable[[float], Any],
@@ -52,6 +53,7 @@ class Lane:
         self._queue = queue
         self._deliver = deliver
         self._settings = settings  # read per batch: a reload applies to the next one
+        self._limit = limit  # the destination's batch size now (smaller after timeouts)
         self._on_free = on_free  # partitions a batch no longer keeps in flight
         self._clock = clock
         self._sleep = sleep
@@ -84,7 +86,7 @@ class Lane:
 
             def take() -> list[WorkItem]:
                 nonlocal batch
-                batch = queue.take(partition, self._settings().batch_max_events)
+                batch = queue.take(partition, self._limit(destination))
                 return batch.items
 
             try:
@@ -104,11 +106,11 @@ class Lane:
     async def _linger(self) -> None:
         """Wait until the batch is full, the linger has passed since the oldest item, or flush."""
         queue, partition = self._queue, self.partition
-        settings = self._settings()
-        linger_s = settings.batch_linger_ms / 1000
+        linger_s = self._settings().batch_linger_ms / 1000
+        full = self._limit(self.destination)
         while not self._flush:
             oldest = queue.oldest(partition)
-            if oldest is None or queue.queued(partition) >= settings.batch_max_events:
+            if oldest is None or queue.queued(partition) >= full:
                 return
             remaining = oldest.queued_at + linger_s - self._clock()
             if remaining <= 0:
