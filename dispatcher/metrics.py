@@ -222,6 +222,12 @@ class Metrics:
             "Failed attempts to write a postback log record (retried until acknowledged).",
             registry=r,
         )
+        self.rebalance_unfinished_events = Counter(
+            "dispatcher_rebalance_unfinished_events",
+            "Postbacks still out when their partition was revoked and worker.rebalance_drain_s "
+            "ran out: the next owner may send them again.",
+            registry=r,
+        )
         self.batch_shrinks = Counter(
             "dispatcher_batch_shrinks",
             "Batches that timed out and were sent again as halves; the partner app's next "
@@ -344,6 +350,11 @@ class Metrics:
     def log_failed(self) -> None:
         """Writing a postback log record failed; it will be tried again."""
         self.postback_log_publish_errors.inc()
+
+    @_never_fatal
+    def rebalance_unfinished(self, count: int) -> None:
+        """Postbacks still out when a revocation had to let go."""
+        self.rebalance_unfinished_events.inc(count)
 
     @_never_fatal
     def shrunk(self, partner: str) -> None:

@@ -60,6 +60,14 @@ class PartitionOffsets:
         del self._pending[offset]
         return True
 
+    def rewind(self, offset: int) -> None:
+        """Events from `offset` on were not handled after all (their postbacks were dropped,
+        unsent, with the partition): they are forgotten, and handled again when read again."""
+        for pending in [o for o in self._pending if o >= offset]:
+            del self._pending[pending]
+        if self.next_offset is not None and offset < self.next_offset:
+            self.next_offset = offset
+
     def committable(self) -> int | None:
         """The offset to commit: everything below it is final. None when nothing was read."""
         order = self._order
@@ -130,6 +138,13 @@ class OffsetTracker:
         """Where a partition's final events end (what would be committed now)."""
         state = self._state(tp)
         return state.committable() if state else None
+
+    def rewind(self, offsets: Mapping[Partition, int]) -> None:
+        """Partitions whose events from an offset on were not handled after all (`rewind`)."""
+        for tp, offset in offsets.items():
+            state = self._state(tp)
+            if state is not None:
+                state.rewind(offset)
 
     def detach(self, tps: Iterable[Partition]) -> None:
         """Partitions revoked: keep their state until the new assignment is known."""

@@ -483,15 +483,20 @@ class Worker:
     # --- rebalances ---------------------------------------------------------------------------
 
     async def on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        """Partitions are leaving: finish their deliveries (bounded), commit, keep their state.
-        Runs on kafka-python's network loop (see `_Rebalance`): its waits let that loop turn."""
+        """Partitions are leaving. Nothing more is sent for them (their queued postbacks are
+        dropped: the next owner reads and sends them); what is out may finish, bounded by
+        `worker.rebalance_drain_s`; then their final offsets are committed, so the next owner
+        starts right after what this worker delivered. Runs on kafka-python's network loop (see
+        `_Rebalance`): its waits let that loop turn, heartbeats included."""
         tps = {(tp.topic, tp.partition) for tp in revoked}
         if not tps or self._closing:
             return  # closing: _shutdown already finished and committed what it could
         self._health.set_ready(False, "rebalancing")
-        self._delivery.flush(tps)
+        dropped = self._delivery.drop(tps)
         deadline = Deadline(self._settings.runtime.worker.rebalance_drain_s, self._clock)
-        while self._offsets.pending_in(tps) and not deadline.expired():
+        while not deadline.expired() and (
+            self._delivery.flying(tps) or any(p.outstanding for p in self._publishers)
+        ):
             self._drain_completions()
             self._pump()
             await kafka_clients.pause_in_loop(self._consumer, REBALANCE_WAIT_S)
@@ -500,12 +505,18 @@ class Worker:
         if offsets:
             error = await kafka_clients.commit_in_loop(self._consumer, offsets)
             self._checkpoint.answered(offsets, error)
-        unfinished = self._offsets.pending_in(tps)
+        unfinished = self._delivery.flying(tps)
         if unfinished:
+            self._metrics.rebalance_unfinished(unfinished)
             log.warning(
-                "partitions revoked with %d events unfinished; the next owner re-sends them",
-                unfinished,
-            )
+                "partitions revoked with %d postbacks still out after %.1fs "
+                "(worker.rebalance_drain_s); the next owner sends them again unless the "
+                "postback log shows them delivered first",
+                unfinished, self._settings.runtime.worker.rebalance_drain_s,
+            )  # fmt: skip
+        # Committed up to the first dropped event at most; should the partitions come back here,
+        # the dropped ones are handled again when read again.
+        self._offsets.rewind(dropped)
         self._offsets.detach(tps)
 
     def on_lost(self, lost: Iterable[TopicPartition]) -> None:
@@ -516,6 +527,7 @@ class Worker:
         if not tps or self._closing:
             return
         self._health.set_ready(False, "rejoining the group after losing its partitions")
+        dropped = self._delivery.drop(tps)  # someone else's already: nothing more sent for them
         unfinished = self._offsets.pending_in(tps)
         log.warning(
             "partitions lost (the group evicted this worker): %s; %d events unfinished there "
@@ -523,6 +535,7 @@ class Worker:
             ", ".join(f"{t}[{p}]" for t, p in sorted(tps)),
             unfinished,
         )
+        self._offsets.rewind(dropped)
         self._offsets.detach(tps)
 
     def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:

@@ -141,6 +141,9 @@ class QueueRules(RuleBasedStateMachine):
             oldest = self.queue.oldest(p)
             assert (oldest.offset if oldest else None) == (queued[0] if queued else None)
             assert self.queue.in_flight(p) == (p in self.out)
+            carried = [i for q, items in self.out[p].parts if q == p for i in items] if (
+                p in self.out) else []  # fmt: skip
+            assert self.queue.flying(p) == len(carried)
             assert self.queue.ready(p) == (p not in self.out and bool(queued))
         assert self.queue.is_idle() == (not self.out and not any(map(self.queued, PARTITIONS)))
 

@@ -539,3 +539,23 @@ def test_a_refused_synchronous_commit_counts_in_the_same_run(
         "offset commit of t[0] failed: rebalancing; will try again (3 failed in a row)",
         "offset commits succeed again after 3 failed",
     ]
+
+
+def test_a_rewind_forgets_the_events_from_an_offset_on_without_committing_past_them() -> None:
+    """Postbacks dropped unsent at a revocation: the commit stops at the first of them, and
+    should the partition come back, they are handled again when read again."""
+    state = PartitionOffsets()
+    for offset in range(10):
+        state.track(offset, 1)
+    for offset in range(4):  # delivered
+        state.complete(offset)
+    # offsets 4 and 5 are out (in flight); 6..9 were queued and dropped
+    assert state.committable() == 4
+    state.complete(4)
+    state.complete(5)
+    assert state.committable() == 6  # the dropped ones still hold the commit back
+    state.rewind(6)
+    assert [state.has_seen(o) for o in (5, 6, 9)] == [True, False, False]
+    assert state.pending() == 0
+    state.track(6, 1)  # read again: tracked afresh
+    assert state.committable() == 6

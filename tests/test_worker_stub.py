@@ -270,12 +270,14 @@ def test_after_a_rebalance_records_read_again_are_not_sent_again(running: Runnin
 def test_a_revocation_finishes_in_flight_work_and_commits_it_before_letting_go(
     running: Running,
 ) -> None:
-    # Given installs on the wire to a partner answering in 0.3 s
+    # Given installs on the wire to a partner answering in 0.3 s (one install's copies: one
+    # partition, one request)
     running.partner.delay_s = 0.3
-    records = [event_dict("install") for _ in range(6)]
+    records = [event_dict("install", appsflyer_id="af-same") for _ in range(6)]
     for record in records:
         running.produce(INSTALLS, record)
     until(lambda: running.metric("dispatcher_inflight_events") == 6, "all six in flight")
+    time.sleep(0.1)  # past the linger: the request has left
     # When a rebalance takes the installs partitions away (in-app stays)
     running.consumer.reassign(tp for tp in running.consumer.logs if tp.topic == IN_APP)
     # Then the revocation waited for the answers and committed them before letting go: nothing
@@ -291,6 +293,26 @@ def test_a_revocation_finishes_in_flight_work_and_commits_it_before_letting_go(
     )
     assert running.metric("dispatcher_rereads_skipped_total") == 0
     running.stop()
+
+
+def test_a_revocation_sends_nothing_more_and_what_it_dropped_is_sent_when_read_again(
+    tmp_path: Path,
+) -> None:
+    # Given postbacks going out two at a time to a partner answering in 0.2 s, most still queued
+    worker = Running(tmp_path, StubProducer(), delivery={"batch_max_events": 2})
+    worker.partner.delay_s = 0.2
+    worker.thread.start()
+    records = [event_dict("install") for _ in range(12)]
+    for record in records:
+        worker.produce(INSTALLS, record)
+    until(lambda: len(worker.partner.event_ids) >= 2, "the first answers")
+    # When a rebalance revokes every partition and hands them back
+    worker.consumer.reassign(list(worker.consumer.logs))
+    until(lambda: worker.committed() == worker.ends(), "everything committed", timeout_s=20)
+    worker.stop()
+    # Then the postbacks dropped at the revocation were sent after the records were read again:
+    # each exactly once
+    assert sorted(worker.partner.event_ids) == sorted(event_id_of(r) for r in records)
 
 
 def test_stop_finishes_in_flight_work_and_commits(running: Running) -> None:

@@ -203,6 +203,19 @@ class PartnerChannel:
         """Drop queued (not in-flight) items of partitions this worker no longer owns."""
         return sum(queue.discard(tps) for queue in self._queues.values())
 
+    def drop(self, tps: set[Partition]) -> dict[Partition, int]:
+        """Drop the queued items of partitions being let go; the lowest offset dropped of
+        each (over every destination)."""
+        lowest: dict[Partition, int] = {}
+        for queue in self._queues.values():
+            for tp, offset in queue.drop(tps).items():
+                lowest[tp] = min(offset, lowest.get(tp, offset))
+        return lowest
+
+    def flying(self, tps: set[Partition]) -> int:
+        """Items of these partitions in a batch that is out (not yet settled)."""
+        return sum(queue.flying(tp) for queue in self._queues.values() for tp in tps)
+
     def queued(self) -> int:
         """Items queued (not in flight), over every destination and partition."""
         queues = self._queues

@@ -47,11 +47,12 @@ class Batch:
 class DestinationQueue:
     """The queued items of one destination, by source partition, and which are in flight."""
 
-    __slots__ = ("_busy", "_items")
+    __slots__ = ("_busy", "_flying", "_items")
 
     def __init__(self) -> None:
         self._items: dict[Partition, deque[WorkItem]] = {}  # in order of first use
         self._busy: set[Partition] = set()  # a batch carrying (or about to carry) it is out
+        self._flying: dict[Partition, int] = {}  # items taken into a batch not yet settled
 
     def put(self, partition: Partition, items: list[WorkItem]) -> None:
         """Queue `items` of `partition`, in offset order, behind what it has queued."""
@@ -82,6 +83,7 @@ class DestinationQueue:
             return batch
         assert own is not None
         batch.parts.append((partition, [own.popleft() for _ in range(size)]))
+        self._flying[partition] = size
         room = limit - size
         if room:
             for other in self._after(partition):
@@ -91,6 +93,7 @@ class DestinationQueue:
                 count = min(room, len(queue))
                 batch.parts.append((other, [queue.popleft() for _ in range(count)]))
                 self._busy.add(other)
+                self._flying[other] = count
                 room -= count
                 if not room:
                     break
@@ -101,6 +104,8 @@ class DestinationQueue:
         send again. Returns them."""
         partitions = batch.partitions
         self._busy.difference_update(partitions)
+        for partition in partitions:
+            self._flying.pop(partition, None)
         return partitions
 
     def put_back(self, batch: Batch) -> list[Partition]:
@@ -122,12 +127,27 @@ class DestinationQueue:
                 queue.clear()
         return count
 
+    def drop(self, partitions: set[Partition]) -> dict[Partition, int]:
+        """Drop the queued items of `partitions` (their partitions are being let go); the
+        lowest offset dropped of each partition that had any."""
+        dropped: dict[Partition, int] = {}
+        for partition in partitions:
+            queue = self._items.get(partition)
+            if queue:
+                dropped[partition] = min(item.offset for item in queue)
+                queue.clear()
+        return dropped
+
     def ready(self, partition: Partition) -> bool:
         """`partition` has items queued and no batch out: its lane may claim."""
         return partition not in self._busy and bool(self._items.get(partition))
 
     def in_flight(self, partition: Partition) -> bool:
         return partition in self._busy
+
+    def flying(self, partition: Partition) -> int:
+        """How many of `partition`'s items are in a batch not yet settled."""
+        return self._flying.get(partition, 0)
 
     def queued(self, partition: Partition) -> int:
         queue = self._items.get(partition)

@@ -4,11 +4,12 @@ worker hands it work items and gets back, through `on_settled`, each batch's fin
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -24,6 +25,7 @@ from dispatcher.ratelimit import Clock
 from schemas.config import PartnerConfig
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class DeliveryService:
@@ -83,6 +85,44 @@ class DeliveryService:
     def discard(self, tps: set[Partition]) -> None:
         """Drop queued items of partitions no longer ours (thread-safe)."""
         self._call(self._discard, tps)
+
+    def drop(self, tps: set[Partition]) -> dict[Partition, int]:
+        """Partitions being let go: nothing more is sent for them; their queued items are
+        dropped. The lowest offset dropped of each partition (thread-safe: waits for the
+        loop's answer)."""
+
+        def drop() -> dict[Partition, int]:
+            lowest: dict[Partition, int] = {}
+            for channel in self._channels.values():
+                for tp, offset in channel.drop(tps).items():
+                    lowest[tp] = min(offset, lowest.get(tp, offset))
+            if lowest:
+                log.info("partitions let go: their queued postbacks are not sent here",
+                         extra={"partitions": len(lowest)})  # fmt: skip
+            return lowest
+
+        return self._ask(drop, {})
+
+    def flying(self, tps: set[Partition]) -> int:
+        """How many items of these partitions are in a request that is out (thread-safe: waits
+        for the loop's answer). After `drop`, it falls to zero once what was sent is settled."""
+        return self._ask(lambda: sum(c.flying(tps) for c in self._channels.values()), 0)
+
+    def _ask(self, question: Callable[[], T], unanswered: T, timeout_s: float = 5.0) -> T:
+        """`question()` run on the loop, its answer waited for; `unanswered` when no loop runs."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not self._thread.is_alive():
+            return unanswered
+        answer: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def ask() -> None:
+            try:
+                answer.set_result(question())
+            except BaseException as exc:  # surfaced to the caller
+                answer.set_exception(exc)
+
+        loop.call_soon_threadsafe(ask)
+        return answer.result(timeout=timeout_s)
 
     def wind_down(self, timeout_s: float) -> None:
         """Stopping: send what is queued now, and give up (unsettled) every batch whose next
