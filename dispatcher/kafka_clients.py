@@ -120,8 +120,12 @@ def _consumer(settings: Settings, **options: Any) -> KafkaConsumer:
 def make_consumer(settings: Settings) -> KafkaConsumer:
     """A consumer for the worker's group; offsets are committed by the worker alone."""
     kafka = settings.runtime.kafka
+    static = (
+        {} if kafka.group_instance_id is None else {"group_instance_id": kafka.group_instance_id}
+    )
     return _consumer(
         settings,
+        **static,
         group_id=kafka.group_id,
         enable_auto_commit=False,
         allow_auto_create_topics=False,  # a typo'd source topic must not be created

@@ -329,6 +329,10 @@ class KafkaConfig(_Config):
         tuple[str, ...], BeforeValidator(_bootstrap_list), Field(min_length=1)
     ]
     group_id: str = "postback-dispatcher"
+    # Static membership: a stable name per worker (a StatefulSet pod's name). A member that
+    # comes back under the same name within session_timeout_ms gets its partitions back
+    # without a rebalance. None: dynamic membership.
+    group_instance_id: Annotated[str, Field(min_length=1, max_length=249)] | None = None
     client_id: str = "postback-dispatcher"
     topics: KafkaTopics = KafkaTopics()
     formats: TopicFormats = TopicFormats()

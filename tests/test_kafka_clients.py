@@ -91,6 +91,24 @@ def test_the_worker_consumer_takes_the_fetch_and_metadata_settings(
     # Then it has them, and neither auto-commits nor auto-creates topics
     assert (seen["fetch_max_wait_ms"], seen["metadata_max_age_ms"]) == (120, 4000)
     assert (seen["allow_auto_create_topics"], seen["enable_auto_commit"]) == (False, False)
+    assert "group_instance_id" not in seen  # dynamic membership unless a name is given
+
+
+def test_static_membership_takes_the_configured_instance_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "dispatcher.yaml").write_text("kafka: {bootstrap_servers: 'k:9092'}\n")
+    environ = {"DISPATCHER_KAFKA__GROUP_INSTANCE_ID": "dispatcher-0"}
+    runtime = load_runtime(tmp_path / "dispatcher.yaml", environ)
+    seen: dict[str, Any] = {}
+
+    class Recording:
+        def __init__(self, **options: Any) -> None:
+            seen.update(options)
+
+    monkeypatch.setattr(kafka_clients, "KafkaConsumer", Recording)
+    kafka_clients.make_consumer(SimpleNamespace(runtime=runtime, kafka_password=None))  # type: ignore[arg-type]
+    assert (seen["group_instance_id"], seen["group_id"]) == ("dispatcher-0", "postback-dispatcher")
 
 
 # --- socket reads -------------------------------------------------------------------------------
