@@ -6,10 +6,12 @@
 
 For each kind of record (AppsFlyer Push API records first, then the first benchmark's small
 ones), each on its own topic:
-  1. consume-only ceiling: read + json.loads of N events in a process of its own; and the same
-     with the worker's Kafka reads and allocator thresholds (`bench.ceiling --worker-io`);
-  2. the worker with default settings on the same N events: delivered events/s, ratio to (1),
-     CPU per event, peak RSS (1 and 2 `--repeat` times; the table shows median and range);
+  1. consume-only ceiling: read + json.loads of N events in a process of its own; the same
+     with the worker's Kafka reads and allocator thresholds (`bench.ceiling --worker-io`); and
+     the same with kafka-python's default consumer settings (`bench.ceiling --defaults`);
+  2. the worker with default settings on the same N events: delivered events/s, ratio to each
+     ceiling, CPU per event (the worker's and the partner sink's), peak RSS (1 and 2 `--repeat`
+     times; the table shows median and range);
   3. latency: events produced at half the worker's rate, event-to-postback p50/p99 (`--repeat`
      times too).
 Then, on AppsFlyer records:
@@ -40,8 +42,9 @@ from confluent_kafka import Producer as RdKafkaProducer
 from kafka import KafkaProducer
 
 from bench.records import APP_ID, SENT_AT_PLACEHOLDER, SHAPES, stamp
+from bench.sink import SinkProcess
 from dispatcher.devtools.broker import LocalBroker
-from dispatcher.devtools.harness import WorkerConfig, WorkerProcess
+from dispatcher.devtools.harness import WorkerConfig, WorkerProcess, log_topic_of
 from dispatcher.devtools.sandbox import ReceivedEvent, SandboxProcess
 from dispatcher.inputs.appsflyer import AppsFlyerDecoder, derive_event_id, event_value_text
 
@@ -57,8 +60,8 @@ def log(message: str) -> None:
 # --- the pieces ------------------------------------------------------------------------------
 
 
-def start_sandbox(workdir: Path) -> SandboxProcess:
-    return SandboxProcess(log_path=str(workdir / "sandbox.log")).start()
+def start_sandbox(workdir: Path, sink: str = "sandbox") -> SinkProcess:
+    return SinkProcess(log_path=str(workdir / "sandbox.log"), sink=sink).start()
 
 
 def wait(condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.2) -> Any:
@@ -91,29 +94,38 @@ class Topics:
     in_app: str
     installs: str
     dead_letters: str
+    partitions: int = PARTITIONS
 
     @classmethod
-    def create(cls, broker: LocalBroker, name: str) -> Topics:
+    def create(cls, broker: LocalBroker, name: str, partitions: int = PARTITIONS) -> Topics:
         suffix = uuid.uuid4().hex[:6]
-        topics = cls(f"{name}-in-app-{suffix}", f"{name}-installs-{suffix}", f"{name}-dlq-{suffix}")
+        topics = cls(f"{name}-in-app-{suffix}", f"{name}-installs-{suffix}", f"{name}-dlq-{suffix}",
+                     partitions)  # fmt: skip
         broker.create_topics(
-            {topics.in_app: PARTITIONS, topics.installs: PARTITIONS, topics.dead_letters: 1}
-        )
+            {topics.in_app: partitions, topics.installs: partitions, topics.dead_letters: 1,
+             log_topic_of(topics.dead_letters): partitions}
+        )  # fmt: skip
         return topics
 
 
 def start_worker(
     workdir: Path, name: str, broker: LocalBroker, topics: Topics, sandbox: SandboxProcess, group: str,
     delivery: dict[str, Any] | None = None, worker: dict[str, Any] | None = None,
+    postback_log: bool = True,
 ) -> WorkerProcess:  # fmt: skip
     directory = workdir / name
+    # The postback log of this group alone: a worker does not send again what the log shows
+    # final, so a second run on the same topic with the log of the first would send nothing.
+    log_topic = f"{topics.dead_letters}-log-{group}" if postback_log else None
+    if log_topic:
+        broker.create_topics({log_topic: topics.partitions})
     apps = [{"app_id": APP_ID, "tiktok_app_id": "7300000000000000001",
              "in_app_postbacks": {"enabled": True, "window": "lifetime", "events": [
                  {"sdk_event": "af_purchase", "partner_event": "Pay(Purchase)", "send_revenue": True}]}}]  # fmt: skip
     config = WorkerConfig(
         broker.bootstrap, topics.installs, topics.in_app, topics.dead_letters, group,
         sandbox.url, apps, delivery=delivery or {}, worker=worker or {},
-        kafka={"fetch_max_wait_ms": broker.fetch_max_wait_ms},
+        kafka={"fetch_max_wait_ms": broker.fetch_max_wait_ms}, postback_log=log_topic,
     ).write(directory)  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
     return WorkerProcess(config, directory / "worker.log", {"TIKTOK_ACCESS_TOKEN": TOKEN}).start()
@@ -143,32 +155,45 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def ceiling(
-    broker: LocalBroker, topics: Topics, count: int, worker_io: bool = False
-) -> dict[str, Any]:
+    broker: LocalBroker, topics: Topics, count: int, worker_io: bool = False,
+    defaults: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     output = subprocess.run(
         [sys.executable, "-m", "bench.ceiling", "--bootstrap", broker.bootstrap, "--topic", topics.in_app,
          "--count", str(count), "--group", f"ceiling-{uuid.uuid4().hex[:6]}",
-         *(["--worker-io"] if worker_io else [])],
+         *(["--worker-io"] if worker_io else []), *(["--defaults"] if defaults else [])],
         capture_output=True, text=True, check=True, timeout=600,
     ).stdout  # fmt: skip
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     return result
 
 
-def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sandbox: SandboxProcess,
-               count: int, workers: int = 1, delivery: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sandbox: SinkProcess,
+               count: int, workers: int = 1, delivery: dict[str, Any] | None = None,
+               postback_log: bool = True) -> dict[str, Any]:  # fmt: skip
     sandbox.reset()
     group = f"{name}-{uuid.uuid4().hex[:6]}"
     started = [
-        start_worker(workdir, f"{name}-{i}", broker, topics, sandbox, group, delivery)
+        start_worker(
+            workdir,
+            f"{name}-{i}",
+            broker,
+            topics,
+            sandbox,
+            group,
+            delivery,
+            postback_log=postback_log,
+        )
         for i in range(workers)
     ]
     try:
         # CPU from the first delivery on: start-up (imports, the group join) is not per event
         wait(lambda: sandbox.stats()["unique_event_ids"] > 0, 120, "a first delivery", 0.05)
         cpu_at_first = [w.cpu_s() for w in started]
+        sink_cpu_at_first = sandbox.cpu_s()
         first, last, _ = delivered_window(sandbox, count, timeout_s=max(120, count / 200))
         cpu_used = [w.cpu_s() - at_first for w, at_first in zip(started, cpu_at_first, strict=True)]
+        sink_cpu_used = sandbox.cpu_s() - sink_cpu_at_first
         stats = sandbox.stats()
         time.sleep(0.5)  # the last commits of the run
         commits = sum(
@@ -185,6 +210,8 @@ def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sa
             "peak_rss_mb": [round(w.peak_rss_mb(), 1) for w in started],
             "cpu_s": [round(w.cpu_s(), 2) for w in started],
             "cpu_us_per_event": sum(cpu_used) / count * 1e6,
+            # the sink's from the first delivery to the control port's answer that all arrived
+            "sink_cpu_us_per_event": sink_cpu_used / count * 1e6,
         }
     finally:
         for worker in started:
@@ -336,30 +363,44 @@ def decoding(event: Shape, count: int = 20_000) -> dict[str, Any]:
 
 
 def records_run(
-    workdir: Path, broker: LocalBroker, sandbox: SandboxProcess, shape: str, args: argparse.Namespace
+    workdir: Path, broker: LocalBroker, sandbox: SinkProcess, shape: str, args: argparse.Namespace
 ) -> dict[str, Any]:  # fmt: skip
     """One kind of record: decoding cost, the ceiling and the worker (`--repeat` times each, on
     the same topic), their ratio, and latency at half the worker's median rate."""
     event = SHAPES[shape]
     result: dict[str, Any] = {"records": shape, "decoding": decoding(event)}
-    topics = Topics.create(broker, f"throughput-{shape}")
+    topics = Topics.create(broker, f"throughput-{shape}", args.partitions)
+    result["partitions"], result["sink"] = args.partitions, args.sink
+    result["postback_log"] = not args.no_postback_log
     log(f"{shape}: producing {args.events} owed in-app events")
     result["produce_seconds"] = produce(broker.bootstrap, topics.in_app, args.events, "tp", event)
     result["ceilings"], result["io_ceilings"], result["workers"] = [], [], []
+    result["default_ceilings"] = []
     for run in range(1, args.repeat + 1):
         log(f"{shape}: consume-only ceiling, run {run}")
         result["ceilings"].append(ceiling(broker, topics, args.events))
         log(f"{shape}: consume-only ceiling with the worker's reads and allocator, run {run}")
         result["io_ceilings"].append(ceiling(broker, topics, args.events, worker_io=True))
+        log(f"{shape}: consume-only ceiling with kafka-python's defaults, run {run}")
+        result["default_ceilings"].append(ceiling(broker, topics, args.events, defaults=True))
         log(f"{shape}: the worker, default settings, run {run}")
         result["workers"].append(
-            throughput(workdir, f"worker-{shape}-{run}", broker, topics, sandbox, args.events)
+            throughput(
+                workdir,
+                f"worker-{shape}-{run}",
+                broker,
+                topics,
+                sandbox,
+                args.events,
+                postback_log=not args.no_postback_log,
+            )
         )
     result["ceiling"] = median_run(result["ceilings"])
     result["worker"] = median_run(result["workers"])
     result["ratios"] = ratios(result["workers"], result["ceilings"])
     result["ratio_to_ceiling"] = statistics.median(result["ratios"])
     result["io_ratios"] = ratios(result["workers"], result["io_ceilings"])
+    result["default_ratios"] = ratios(result["workers"], result["default_ceilings"])
     if "latency" not in args.skip:
         half = result["worker"]["rate"] / 2
         if args.quick:
@@ -404,9 +445,28 @@ def main() -> int:
         "--skip", action="append", default=[], choices=["latency", "per-event", "backlog", "scale"]
     )
     parser.add_argument(
-        "--records", choices=list(SHAPES), action="append",
+        "--records",
+        choices=list(SHAPES),
+        action="append",
         help="record kinds, the first the main one (default: appsflyer, then small): appsflyer "
-        "are Push API V2 records (~3.8 KB, no event id); small the first benchmark's (~0.8 KB)",
+        "are Push API V2 records (~3.8 KB, no event id); full the same purchase with every field "
+        "such an event carries filled in and the blank ones left out (~2.7 KB); small the first "
+        "benchmark's (~0.8 KB)",
+    )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=PARTITIONS,
+        help=f"partitions of each kind's in-app topic (default {PARTITIONS})",
+    )
+    parser.add_argument(
+        "--sink", choices=["sandbox", "json"], default="sandbox",
+        help="the partner: the sandbox (validates each body with pydantic), or json: the same "
+        "after a json.loads of each whole body (bench/sink.py)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-postback-log", action="store_true",
+        help="the throughput workers without the postback log (kafka.postback_log_topic: null)",
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="small numbers: a smoke run")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
@@ -427,7 +487,7 @@ def main() -> int:
     }
     event = SHAPES[args.records[0]]
     with LocalBroker(log_path=workdir / "broker.log") as broker:
-        sandbox = start_sandbox(workdir)
+        sandbox = start_sandbox(workdir, args.sink)
         try:
             results["kinds"] = [
                 records_run(workdir, broker, sandbox, shape, args) for shape in args.records
@@ -491,8 +551,11 @@ def render_kind(kind: dict[str, Any]) -> list[tuple[str, str]]:
     decoding = kind["decoding"]
     workers, ceilings = kind["workers"], kind["ceilings"]
     runs = f", {len(workers)} runs: median (min-max)" if len(workers) > 1 else ""
+    layout = f" on {kind['partitions']} partitions" if "partitions" in kind else ""
+    if kind.get("postback_log") is False:
+        layout += ", no postback log"
     rows = [
-        (f"records: {kind['records']}{runs}", f"{decoding['record_bytes']:,.0f} bytes"),
+        (f"records: {kind['records']}{layout}{runs}", f"{decoding['record_bytes']:,.0f} bytes"),
         ("  decoding, per event (one process)", f"{decoding['decode_us']:.1f} µs"),
         ("  of which deriving the event id", f"{decoding['derive_id_us']:.1f} µs"),
         ("consume-only ceiling (read + json.loads)",
@@ -502,6 +565,9 @@ def render_kind(kind: dict[str, Any]) -> list[tuple[str, str]]:
         ("  ratio to the ceiling (target >= 0.8, stretch 1.0)", spread(kind["ratios"], ".2f")),
         ("  worker CPU per event (after the first delivery)",
          spread([w["cpu_us_per_event"] for w in workers], ".0f") + " µs"),
+        *([(f"  partner sink ({kind.get('sink', 'sandbox')}) CPU per event",
+            spread([w["sink_cpu_us_per_event"] for w in workers], ".0f") + " µs")]
+          if all("sink_cpu_us_per_event" in w for w in workers) else []),
         ("  peak RSS", spread([w["peak_rss_mb"][0] for w in workers], ".0f") + " MB"),
         ("  duplicates", f"{sum(w['duplicates'] for w in workers)}"),
         ("  offset commits per second", spread([w["commits_per_s"] for w in workers], ".1f")),
@@ -511,6 +577,12 @@ def render_kind(kind: dict[str, Any]) -> list[tuple[str, str]]:
             ("ceiling with the worker's Kafka reads and allocator",
              spread([c["rate"] for c in kind["io_ceilings"]], ",.0f") + " events/s"),
             ("  the worker's ratio to it", spread(kind["io_ratios"], ".2f")),
+        ]  # fmt: skip
+    if kind.get("default_ceilings"):  # results written before 2026-12-06 have none
+        rows += [
+            ("ceiling with kafka-python's default consumer settings",
+             spread([c["rate"] for c in kind["default_ceilings"]], ",.0f") + " events/s"),
+            ("  the worker's ratio to it", spread(kind["default_ratios"], ".2f")),
         ]  # fmt: skip
     if "latency" in kind:
         lat_runs = kind.get("latencies") or [kind["latency"]]

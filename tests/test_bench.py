@@ -1,17 +1,20 @@
 """The benchmark's own pieces that a wrong figure would hide behind: the send-time stamp of the
-latency phase, the latency phase itself on the real broker, and the tables (median and range of
-several runs)."""
+latency phase, the latency phase itself on the real broker, the ceilings, the record shapes, the
+parsing sink, and the tables (median and range of several runs)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bench.records import SENT_AT_PLACEHOLDER, SHAPES, stamp
 from bench.run import Topics, ceiling, latency, produce, render, spread
+from bench.sink import SinkProcess
 from dispatcher.devtools.broker import LocalBroker
+from dispatcher.devtools.samples import APPSFLYER_FIELDS
 from dispatcher.devtools.sandbox import SandboxProcess
 from dispatcher.inputs import DECODERS
 
@@ -40,14 +43,19 @@ def test_the_latency_phase_times_every_event_it_produces(
     assert 0 < result["p50_s"] <= result["p99_s"] <= result["max_s"] < 30
 
 
-def test_both_ceilings_read_every_event_once(broker: LocalBroker) -> None:
-    """The consume-only reader, plain and with the worker's Kafka reads and allocator thresholds
-    (`--worker-io`), on the real broker: each reads the whole topic and says which it was."""
-    topics = Topics.create(broker, "ceiling-test")
-    produce(broker.bootstrap, topics.in_app, 2_000, "c", SHAPES["appsflyer"])
-    for worker_io in (False, True):
-        result = ceiling(broker, topics, 2_000, worker_io=worker_io)
-        assert (result["events"], result["worker_io"]) == (2_000, worker_io)
+def test_every_ceiling_reads_every_event_once(broker: LocalBroker) -> None:
+    """The consume-only reader, plain, with the worker's Kafka reads and allocator thresholds
+    (`--worker-io`) and with kafka-python's default settings (`--defaults`), on the real broker
+    and a topic of 4 partitions: each reads the whole topic and says which it was."""
+    topics = Topics.create(broker, "ceiling-test", partitions=4)
+    produce(broker.bootstrap, topics.in_app, 2_000, "c", SHAPES["full"])
+    for worker_io, defaults in ((False, False), (True, False), (False, True)):
+        result = ceiling(broker, topics, 2_000, worker_io=worker_io, defaults=defaults)
+        assert (result["events"], result["worker_io"], result["defaults"]) == (
+            2_000,
+            worker_io,
+            defaults,
+        )
         assert result["rate"] > 0
 
 
@@ -75,6 +83,21 @@ def test_the_tables_name_each_kind_of_record_and_its_ratio() -> None:
         "latency": {"produced_rate": 4_200, "p50_s": 0.2, "p99_s": 0.6, "produced_late": 0},
     }
     text = render({"kinds": [kind, kind | {"records": "small"}]})
+    full = kind | {
+        "records": "full", "partitions": 4, "sink": "json",
+        "workers": [run(8_000) | {"sink_cpu_us_per_event": us} for us in (20.0, 25.0, 22.0)],
+        "default_ceilings": [run(17_000), run(19_000), run(18_000)],
+        "default_ratios": [0.47, 0.44, 0.5],
+    }  # fmt: skip
+    full_text = render({"kinds": [full]})
+    assert "records: full on 4 partitions, 3 runs" in full_text
+    default_row = next(line for line in full_text.splitlines() if "default consumer" in line)
+    assert default_row.endswith("18,000 (17,000-19,000) events/s")
+    assert "0.47 (0.44-0.50)" in full_text
+    sink_row = next(line for line in full_text.splitlines() if "partner sink (json)" in line)
+    assert sink_row.endswith("22 (20-25) µs")
+    assert "default consumer" not in text  # results written before it
+    assert "partner sink" not in text
     io_row = next(
         line for line in text.splitlines() if "worker's Kafka reads and allocator" in line
     )
@@ -108,3 +131,30 @@ def test_the_latency_rows_show_the_spread_of_several_runs() -> None:
     assert "500 (400-900) ms" in text
     late = next(line for line in text.splitlines() if "produced more than 100 ms late" in line)
     assert late.split()[-1] == "3"
+
+
+def test_a_full_record_fills_in_appsflyer_fields_and_leaves_blank_ones_out() -> None:
+    """`full`: only AppsFlyer's field names, none of them null, about 2.7 KB (AppsFlyer-shaped
+    records elsewhere carry the whole list, most of it null, in about 3.8 KB)."""
+    record = SHAPES["full"](7, "tp")
+    assert set(record) <= set(APPSFLYER_FIELDS)
+    assert None not in record.values()
+    assert 2_500 < len(json.dumps(record)) < 2_900
+    assert len(json.dumps(SHAPES["appsflyer"](7, "tp"))) > 3_500
+
+
+def test_the_json_sink_parses_and_counts_like_the_sandbox(tmp_path: Path) -> None:
+    """The benchmark's parsing sink (`--sink json`): it accepts and counts what the sandbox
+    does, answers a body that is not JSON as the sandbox does, and reports its CPU seconds."""
+    sink = SinkProcess(log_path=str(tmp_path / "sink.log"), sink="json").start()
+    try:
+        body = {"event_source": "app", "event_source_id": "7300000000000000001",
+                "data": [{"event": "Purchase", "event_time": 1, "event_id": i,
+                          "app": {"app_id": "id1"}} for i in ("e1", "e2")]}  # fmt: skip
+        answer = httpx.post(sink.url, json=body, timeout=10).json()
+        bad = httpx.post(sink.url, content=b"{not json", timeout=10).json()
+        assert (answer["code"], bad["code"]) == (0, 40002)
+        assert sink.stats()["unique_event_ids"] == 2
+        assert sink.cpu_s() > 0
+    finally:
+        sink.stop()
