@@ -181,7 +181,7 @@ class _Sender:
         if runtime.kafka.postback_log_topic is not None:
             records = AckedPublisher(
                 self._producer, runtime.kafka.postback_log_topic, "postback log record",
-                metrics.logged, metrics.log_failed,
+                metrics.logged, metrics.log_failed, partition_by_key=True,
             )  # fmt: skip
             self._publishers.append(records)
             postback_log = (PostbackLog(runtime.postback_log), records)

@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -109,7 +110,11 @@ def encode(letter: DeadLetter) -> bytes:
 class Producer(Protocol):
     """What the publisher needs of a KafkaProducer."""
 
-    def send(self, topic: str, value: bytes, key: bytes | None = None) -> Any: ...
+    def send(
+        self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None
+    ) -> Any: ...
+
+    def partitions_for(self, topic: str) -> set[int] | None: ...
 
     def flush(self, timeout: float | None = None) -> None: ...
 
@@ -137,9 +142,17 @@ class AckedPublisher:
         on_written: Callable[[str], None],
         on_failed: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
+        *,
+        partition_by_key: bool = False,
     ) -> None:
         self._producer = producer
         self._topic = topic
+        # Each key's partition chosen here (CRC-32 of the key, in C): kafka-python's default
+        # partitioner hashes every key in pure Python, which costs about as much as the rest of
+        # a send. A key keeps its partition while the topic's partition count stays, which is
+        # what compaction needs.
+        self._partition_by_key = partition_by_key
+        self._partitions: int | None = None
         self._what = what  # "dead letter", "postback log record": for the log
         self._on_written = on_written
         self._on_failed = on_failed
@@ -194,7 +207,15 @@ class AckedPublisher:
 
     def _send(self, pending: _Pending) -> None:
         try:
-            future = self._producer.send(self._topic, value=pending.value, key=pending.key)
+            key = pending.key
+            partitions = self._partitions or (self._partition_by_key and self._partition_count())
+            if partitions and key is not None:
+                future = self._producer.send(
+                    self._topic, value=pending.value, key=key,
+                    partition=zlib.crc32(key) % partitions,
+                )  # fmt: skip
+            else:
+                future = self._producer.send(self._topic, value=pending.value, key=key)
         except Exception as exc:
             self._failed(pending, exc)
             return
@@ -202,6 +223,13 @@ class AckedPublisher:
             self._unacknowledged += 1
         future.add_callback(lambda _metadata: self._acknowledged(pending))
         future.add_errback(lambda exc: self._errored(pending, exc))
+
+    def _partition_count(self) -> int:
+        """The topic's partition count, from the producer's metadata (once it is known; 0
+        until then: kafka-python's partitioner decides meanwhile)."""
+        partitions = self._producer.partitions_for(self._topic)
+        self._partitions = len(partitions) if partitions else None
+        return self._partitions or 0
 
     def _acknowledged(self, pending: _Pending) -> None:
         with self._lock:

@@ -139,7 +139,7 @@ class Worker:
             self._postback_log = PostbackLog(runtime.postback_log)
             self._log_records = AckedPublisher(
                 producer, self._log_topic, "postback log record", metrics.logged,
-                metrics.log_failed,
+                metrics.log_failed, partition_by_key=True,
             )  # fmt: skip
             self._publishers = (self._dead_letters, self._log_records)
         self._log_skips = self._postback_log is not None and runtime.postback_log.skips

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 from dispatcher.dead_letters import (
     MAX_RECORD_BYTES,
+    AckedPublisher,
     DeadLetterPublisher,
     bad_input_letter,
     delivery_letter,
@@ -158,3 +160,31 @@ def test_a_send_that_raises_is_retried() -> None:
     now[0] += 5
     publisher.pump()
     assert len(producer.sent) == 1
+
+
+def test_log_records_are_partitioned_by_their_key_without_kafka_pythons_partitioner() -> None:
+    """The postback log's partition of a key is chosen here (CRC-32, in C), the same every
+    time: what compaction needs; kafka-python's own partitioner hashes in pure Python."""
+    sent: list[tuple[bytes | None, int | None]] = []
+
+    class Producer:
+        def send(
+            self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None
+        ) -> Any:
+            sent.append((key, partition))
+            return FakeFuture()
+
+        def partitions_for(self, topic: str) -> set[int]:
+            return {0, 1, 2, 3, 4, 5}
+
+        def flush(self, timeout: float | None = None) -> None:
+            pass
+
+    metrics = Metrics()
+    publisher = AckedPublisher(Producer(), "log", "log", metrics.logged, metrics.log_failed,
+                               partition_by_key=True)  # fmt: skip
+    for key in (b"tiktok/1/e-1", b"tiktok/1/e-2", b"tiktok/1/e-1"):
+        publisher.submit_value(b"{}", key, lambda: None, "delivered", {})
+    publisher.pump()
+    assert [p for _, p in sent] == [zlib.crc32(k) % 6 for k, _ in sent]
+    assert sent[0][1] == sent[2][1]  # one key, one partition

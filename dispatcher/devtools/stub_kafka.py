@@ -238,7 +238,12 @@ class StubProducer:
         self.fail_sends = 0
         self._waiting: list[_Sent] = []
 
-    def send(self, topic: str, value: bytes, key: bytes | None = None) -> _Sent:
+    def partitions_for(self, topic: str) -> set[int] | None:
+        return {0, 1}
+
+    def send(
+        self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None
+    ) -> _Sent:
         if self.fail_sends:
             self.fail_sends -= 1
             return _Sent(done=True, error=KafkaTimeoutError("stub: not acknowledged"))
