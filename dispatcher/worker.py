@@ -153,6 +153,8 @@ class Worker:
         self._make_log_reader = log_reader if self._log_topic is not None else None
         self._log_reader: Any = None
         self._unscanned: set[Partition] = set()
+        # partition → the first offset whose postbacks a revocation dropped unsent
+        self._rewound: dict[Partition, int] = {}
         # partition → offset → the partner apps the log shows its postback final for
         self._already: dict[Partition, dict[int, set[tuple[str, str | None]]]] = {}
         self._delivery = DeliveryService(
@@ -515,8 +517,9 @@ class Worker:
                 unfinished, self._settings.runtime.worker.rebalance_drain_s,
             )  # fmt: skip
         # Committed up to the first dropped event at most; should the partitions come back here,
-        # the dropped ones are handled again when read again.
+        # the dropped ones are read and handled again (`on_assigned` seeks back to them).
         self._offsets.rewind(dropped)
+        self._rewound.update(dropped)
         self._offsets.detach(tps)
 
     def on_lost(self, lost: Iterable[TopicPartition]) -> None:
@@ -536,6 +539,7 @@ class Worker:
             unfinished,
         )
         self._offsets.rewind(dropped)
+        self._rewound.update(dropped)
         self._offsets.detach(tps)
 
     def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -550,6 +554,13 @@ class Worker:
                 self._already.pop(tp, None)
                 self._unscanned.discard(tp)
         kept = set(self._offsets.assigned())
+        # kafka-python keeps the position of a partition that stays assigned: where postbacks
+        # were dropped at the revocation, read again from the first of them.
+        rewound, self._rewound = self._rewound, {}
+        for tp in assigned:
+            offset = rewound.get((tp.topic, tp.partition))
+            if offset is not None and (tp.topic, tp.partition) in kept:
+                self._consumer.seek(tp, offset)
         if self._make_log_reader is not None:
             # New to this worker: the log tells what another member (or this one before a
             # crash) finished there but could not commit.

@@ -47,6 +47,7 @@ class StubConsumer:
         self._paused: set[TopicPartition] = set()
         self._listener: Any = None
         self._pending_assignment: list[TopicPartition] | None = None
+        self._reread = False
         self.topic_ids = {tp.topic: str(uuid.uuid4()) for tp in self.logs}
         self.deleted_topics: set[str] = set()
         self.metadata_gaps: set[str] = set()  # topics a metadata answer leaves out, yet exist
@@ -70,9 +71,13 @@ class StubConsumer:
         log.append(StubRecord(topic, partition, len(log), key, value, headers))
         return len(log) - 1
 
-    def reassign(self, partitions: Iterable[TopicPartition]) -> None:
-        """A rebalance at the next poll: every partition revoked, then `partitions` assigned."""
+    def reassign(self, partitions: Iterable[TopicPartition], *, reread: bool = False) -> None:
+        """A rebalance at the next poll: every partition revoked, then `partitions` assigned. A
+        partition that stays keeps its position, as kafka-python 3 keeps it; with `reread`,
+        every one resumes where the group committed (as when it went to another member and
+        came back)."""
         self._pending_assignment = list(partitions)
+        self._reread = reread
 
     def delete_topic(self, topic: str) -> None:
         """The topic is deleted (as Apache Kafka does it: gone, not recreated); the group loses
@@ -147,6 +152,9 @@ class StubConsumer:
     def paused(self) -> set[TopicPartition]:
         return set(self._paused)
 
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._positions[tp] = offset
+
     def highwater(self, tp: TopicPartition) -> int | None:
         return len(self.logs[tp]) if tp in self._assigned else None
 
@@ -159,10 +167,12 @@ class StubConsumer:
             return
         if self._assigned and self._listener is not None:
             _call(self._listener.on_partitions_revoked, sorted(self._assigned))
+        stayed = set() if self._reread else self._assigned & set(assignment)
         self._assigned = set(assignment)
         self._paused &= self._assigned
-        for tp in assignment:  # resume where the group committed, like a new member would
-            self._positions[tp] = self.committed.get(tp, 0)
+        for tp in assignment:  # a new one resumes where the group committed
+            if tp not in stayed:
+                self._positions[tp] = self.committed.get(tp, 0)
         if self._listener is not None:
             _call(self._listener.on_partitions_assigned, sorted(assignment))
 
