@@ -344,11 +344,15 @@ def _replay_range(args: argparse.Namespace) -> int:
 
 
 def render_range_report(report: Any, dry_run: bool) -> str:
-    """The per-partner-app table of a range replay, and its totals."""
-    rows = [("partner", "destination", "decision", "reason", "events")]
+    """The per-partner-app table of a range replay (with, for what is owed, how much of it the
+    postback log shows delivered already), and its totals."""
+    rows = [("partner", "destination", "decision", "reason", "events", "already delivered")]
     for (partner, destination, decision, reason), count in sorted(report.decisions.items()):
-        rows.append((partner, destination, decision, str(reason), str(count)))
-    widths = [max(len(row[n]) for row in rows) for n in range(5)]
+        already = (
+            str(report.already_delivered[(partner, destination)]) if decision == "send" else ""
+        )
+        rows.append((partner, destination, decision, str(reason), str(count), already))
+    widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
              for row in rows]  # fmt: skip
     already = sum(report.already_delivered.values())
@@ -358,9 +362,11 @@ def render_range_report(report: Any, dry_run: bool) -> str:
     )
     if dry_run:
         lines.append(f"would send {report.sent}; sent nothing (--dry-run)")
-    else:
+    elif report.sent:
         outcomes = ", ".join(f"{name} {count}" for name, count in sorted(report.outcomes.items()))
-        lines.append(f"sent {report.sent}: {outcomes or 'nothing final yet'}")
+        lines.append(f"sent {report.sent}: {outcomes or 'none final yet'}")
+    else:
+        lines.append("sent 0")
     return "\n".join(lines)
 
 
@@ -548,10 +554,9 @@ def _postbacks(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError  # noqa: PLC0415
 
+    from dispatcher import plan as plans  # noqa: PLC0415
     from dispatcher.inputs import DECODERS  # noqa: PLC0415
     from dispatcher.kafka_clients import make_log_reader  # noqa: PLC0415
-    from dispatcher.plan import Planner, load_new_partners, plan_records, summary  # noqa: PLC0415
-    from dispatcher.plan import write_json, write_table  # noqa: PLC0415
     from dispatcher.postback_log import read_topics  # noqa: PLC0415
     from dispatcher.postbacks import iso_z  # noqa: PLC0415
 
@@ -569,14 +574,14 @@ def _plan(args: argparse.Namespace) -> int:
         print(f"--to ({until}) is before --from ({since})", file=sys.stderr)
         return EXIT_USAGE
     settings = load_settings(_config_path(args), os.environ, require_secrets=False)
-    new = load_new_partners(Path(args.new), os.environ)
+    new = plans.load_new_partners(Path(args.new), os.environ)
     kafka = settings.runtime.kafka
     # as the worker reads them: each source topic's event type and decoder
     topics = {
         kafka.topics.installs: (INSTALL, DECODERS[kafka.formats.installs].decode),
         kafka.topics.in_app_events: (IN_APP_EVENT, DECODERS[kafka.formats.in_app_events].decode),
     }
-    planner = Planner(settings.partners.partners, new.partners, now_s)
+    planner = plans.Planner(settings.partners.partners, new.partners, now_s)
     plan = planner.plan
     interrupted = threading.Event()
     last_shown = time.monotonic()
@@ -590,11 +595,12 @@ def _plan(args: argparse.Namespace) -> int:
             last_shown = now
 
     consumer = make_log_reader(settings)
+    _tune_garbage_collector()  # as the worker: many short-lived events
     previous = signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.set())
     try:
         records = read_topics(consumer, list(topics), since_s, until_s, progress,
                               stop=interrupted.is_set)  # fmt: skip
-        plan_records(planner, records, topics, int(since_s * 1000), int(until_s * 1000))
+        plans.plan_records(planner, records, topics, int(since_s * 1000), int(until_s * 1000))
     except LookupError as exc:  # no such topic
         print(f"{exc} (kafka.topics of {settings.path})", file=sys.stderr)
         return EXIT_FAILURE
@@ -609,11 +615,11 @@ def _plan(args: argparse.Namespace) -> int:
         print(f"{what} in {', '.join(topics)} from {since} to {until}", file=sys.stderr)
         return EXIT_FAILURE
     if args.json:
-        write_json(plan, sys.stdout)
-        print(summary(plan, since, until), file=sys.stderr)
+        plans.write_json(plan, sys.stdout)
+        print(plans.summary(plan, since, until), file=sys.stderr)
     else:
-        write_table(plan, sys.stdout)
-        print(summary(plan, since, until))
+        plans.write_table(plan, sys.stdout)
+        print(plans.summary(plan, since, until))
     if interrupted.is_set():
         got = "?" if plan.last_ms is None else iso_z(plan.last_ms / 1000)
         print(f"interrupted: read the records up to {got} of the range (to {until}); the "
@@ -823,6 +829,40 @@ def _parser() -> argparse.ArgumentParser:
     postbacks.add_argument("--limit", type=_positive, metavar="N",
                            help="stop after N matching records")  # fmt: skip
     postbacks.set_defaults(command=_postbacks)
+
+    plan_cmd = commands.add_parser(
+        "plan",
+        parents=[common, with_config],
+        help="what a config change would do, on recorded traffic, before it ships",
+        description="Decide the events of the source topics recorded between --from and --to "
+        "(the time Kafka recorded them) under the running config (--config) and under the new "
+        "one (--with), at one moment for both, and print per partner, partner app and event "
+        "the decisions that change (from skip:outside_window to send, ...) with their counts "
+        "and up to five event ids each, then what stays the same in one line. A partner with a "
+        "file in one config alone is skip:not_configured on the other side; a send to another "
+        "partner app is send -> send. Sends nothing and writes nothing: it only reads Kafka. "
+        "Ctrl-C stops the read and reports what was decided so far (exit 1). Exit 0; 1 with no "
+        "record in the range, a topic missing, the broker unreachable or an interrupted read; "
+        "2 on a usage or config error (errors of the new files as check-config prints them).",
+        epilog="Times: ISO 8601 (2026-12-01T00:00:00Z; UTC unless it names an offset) or a "
+        "duration ago (30m, 2h, 3d). Example: dispatcher plan --config dispatcher.yaml --with "
+        "new/partners --from 3d --to 0m",
+    )
+    plan_cmd.add_argument(
+        "--with", dest="new", required=True, metavar="NEW",
+        help="the new config: a directory of partner files, or a dispatcher.yaml (the files of "
+        "its partners_dir; its Kafka settings and topics are not used). Tokens need not be set",
+    )  # fmt: skip
+    plan_cmd.add_argument("--from", dest="since", required=True, metavar="T",
+                          help="the first moment of the recorded traffic")  # fmt: skip
+    plan_cmd.add_argument("--to", dest="until", required=True, metavar="T",
+                          help="the last moment of the recorded traffic")  # fmt: skip
+    plan_cmd.add_argument(
+        "--json", action="store_true",
+        help="one JSON object per changed cell, one a line: partner, destination, event, from, "
+        "to, count, examples (the unchanged line goes to stderr)",
+    )  # fmt: skip
+    plan_cmd.set_defaults(command=_plan)
 
     topics = commands.add_parser(
         "topics",
