@@ -523,7 +523,10 @@ def _postbacks(args: argparse.Namespace) -> int:
     consumer = make_log_reader(settings)
     try:
         records = read_log(consumer, topic, since_s, progress)
-        found = search(((r.timestamp, r.value) for r in records), query, args.limit, tally)
+        # each Kafka record of the log holds a request's postbacks, one a line
+        lines = ((r.timestamp, line) for r in records if r.value
+                 for line in r.value.split(b"\n") if line)  # fmt: skip
+        found = search(lines, query, args.limit, tally)
         write(found, sys.stdout)
         sys.stdout.flush()
     except LookupError as exc:  # no such topic

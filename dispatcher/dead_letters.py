@@ -126,6 +126,7 @@ class _Pending:
     on_ack: Callable[[], None]
     label: str  # what the record is (a dead letter's reason, a logged outcome), for metrics
     where: Mapping[str, Any]  # what to name when writing it fails
+    count: int = 1  # what the record counts as (a log record holds a request's postbacks)
     not_before: float = 0.0
 
 
@@ -139,7 +140,7 @@ class AckedPublisher:
         producer: Producer,
         topic: str,
         what: str,
-        on_written: Callable[[str], None],
+        on_written: Callable[[str, int], None],
         on_failed: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
         *,
@@ -149,8 +150,7 @@ class AckedPublisher:
         self._topic = topic
         # Each key's partition chosen here (CRC-32 of the key, in C): kafka-python's default
         # partitioner hashes every key in pure Python, which costs about as much as the rest of
-        # a send. A key keeps its partition while the topic's partition count stays, which is
-        # what compaction needs.
+        # a send.
         self._partition_by_key = partition_by_key
         self._partitions: int | None = None
         self._what = what  # "dead letter", "postback log record": for the log
@@ -168,10 +168,10 @@ class AckedPublisher:
 
     def submit_value(
         self, value: bytes, key: bytes | None, on_ack: Callable[[], None], label: str,
-        where: Mapping[str, Any],
+        where: Mapping[str, Any], count: int = 1,
     ) -> None:  # fmt: skip
         """Queue a record (any thread); it is written by the next `pump()`."""
-        self._incoming.put(_Pending(value, key, on_ack, label, where))
+        self._incoming.put(_Pending(value, key, on_ack, label, where, count))
 
     def pump(self) -> None:
         """Write queued records and retry failed ones whose wait is over (worker thread)."""
@@ -234,7 +234,7 @@ class AckedPublisher:
     def _acknowledged(self, pending: _Pending) -> None:
         with self._lock:
             self._unacknowledged -= 1
-        self._on_written(pending.label)
+        self._on_written(pending.label, pending.count)
         pending.on_ack()
 
     def _errored(self, pending: _Pending, exc: BaseException) -> None:

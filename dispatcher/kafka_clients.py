@@ -160,8 +160,9 @@ def create_topics(
     settings: Settings, partitions: int, replication_factor: int
 ) -> list[tuple[str, str]]:
     """Create the source topics (`partitions` each), the dead-letter topic (one partition) and
-    the postback log (`partitions`, compacted: each postback's latest outcome is kept) when
-    they do not exist; (topic, what happened) for each, in order. Idempotent."""
+    the postback log (`partitions`; kept by time, the broker's retention, never compacted:
+    its keys name partner apps, not postbacks) when they do not exist; (topic, what happened)
+    for each, in order. Idempotent."""
     kafka = settings.runtime.kafka
     wanted: list[tuple[str, int, dict[str, str]]] = [
         (kafka.topics.installs, partitions, {}),
@@ -169,7 +170,7 @@ def create_topics(
         (kafka.dead_letter_topic, 1, {}),
     ]
     if kafka.postback_log_topic is not None:
-        wanted.append((kafka.postback_log_topic, partitions, dict(POSTBACK_LOG_TOPIC_CONFIG)))
+        wanted.append((kafka.postback_log_topic, partitions, {"cleanup.policy": "delete"}))
     try:
         admin = KafkaAdminClient(**_common(settings))
     except KafkaError as exc:
@@ -192,18 +193,10 @@ def create_topics(
             except KafkaError as exc:
                 raise BrokerUnavailableError(f"cannot create topic {topic!r}: {exc}") from exc
             partitions_text = f"{count} partition" + ("" if count == 1 else "s")
-            compacted = ", compacted" if configs else ""
-            report.append(
-                (topic, f"created ({partitions_text}, replication {replication_factor}{compacted})")
-            )
+            report.append((topic, f"created ({partitions_text}, replication {replication_factor})"))
     finally:
         admin.close()
     return report
-
-
-# The postback log keeps each postback's latest outcome (its key names the event and the partner
-# app); how long a record stays before compaction may remove an older one is the operator's.
-POSTBACK_LOG_TOPIC_CONFIG = (("cleanup.policy", "compact"),)
 
 
 def make_producer(settings: Settings) -> KafkaProducer:

@@ -337,14 +337,14 @@ class Metrics:
         self.resent_events.labels(partner).inc(count)
 
     @_never_fatal
-    def dead_lettered(self, reason: str) -> None:
+    def dead_lettered(self, reason: str, count: int = 1) -> None:
         """The dead-letter topic acknowledged a record."""
-        self.dead_letters.labels(reason).inc()
+        self.dead_letters.labels(reason).inc(count)
 
     @_never_fatal
-    def logged(self, outcome: str) -> None:
-        """The postback log topic acknowledged a record."""
-        self._logged[outcome].inc()
+    def logged(self, outcome: str, count: int = 1) -> None:
+        """The postback log topic acknowledged a record of `count` postbacks."""
+        self._logged[outcome].inc(count)
 
     @_never_fatal
     def log_failed(self) -> None:

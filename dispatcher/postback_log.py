@@ -1,10 +1,13 @@
 """The postback log: each owed postback's final outcome as a record on `kafka.postback_log_topic`
 (`schemas/postback_log.py`), and the reading of it.
 
-Writing: `PostbackLog.records` turns a settled batch into one record per event (never a token;
-the user object of the payload only with `postback_log.include_user`); the worker writes them
-with the same acknowledged publisher as dead letters, and an event is final only once its record
-is acknowledged, so a crash loses no record and the log never says delivered for what was not.
+Writing: `PostbackLog.records` turns a settled batch into Kafka records holding its postbacks'
+records as JSON lines (never a token; the user object of the payload only with
+`postback_log.include_user`). One Kafka record per request, not per postback: kafka-python
+spends as much CPU on each record it sends as the worker spends on an event, so a record per
+postback would halve what a worker delivers. The worker writes them with the same acknowledged
+publisher as dead letters, and an event is final only once its record is acknowledged, so a
+crash loses no record and the log never says delivered for what was not.
 
 Reading: `read_log` reads every partition of the log from a time to its end as it was when the
 read began; `final_in` (what a newly assigned partition need not send again) and
@@ -27,7 +30,6 @@ from dispatcher.delivery.items import WorkItem
 from dispatcher.offsets import Partition
 from dispatcher.outcomes import BatchResult
 from schemas.config import PostbackLogConfig
-from schemas.postback_log import log_key
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ USER_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
     "tiktok": (("user",),),
     "oceanengine": (("context", "device"),),
 }
+# A log record's value stays under Kafka's default message.max.bytes (about 1 MB).
+MAX_RECORD_BYTES = 900_000
 FINAL_OUTCOMES = frozenset({"delivered", "rejected", "gave_up", "too_old", "partner_setup"})
 
 
@@ -72,8 +76,29 @@ class PostbackLog:
 
     def records(
         self, items: list[WorkItem], result: BatchResult, at: float
-    ) -> Iterator[tuple[bytes, bytes]]:
-        """(key, value) of each item's record: `result` is the batch's final word, `at` when."""
+    ) -> list[tuple[bytes, bytes]]:
+        """The Kafka records (key, value) of a settled batch: `result` is its final word, `at`
+        when. Each value holds the batch's postbacks as JSON lines (one postback record a
+        line), up to `MAX_RECORD_BYTES`; the key names the partner app and the first event's
+        source partition, which spreads a busy partner app over the log's partitions."""
+        lines = list(self._lines(items, result, at))
+        first = items[0]
+        key = f"{first.partner}/{first.destination}/{first.topic}/{first.partition}".encode()
+        records: list[tuple[bytes, bytes]] = []
+        chunk: list[bytes] = []
+        size = 0
+        for line in lines:
+            if chunk and size + len(line) + 1 > MAX_RECORD_BYTES:
+                records.append((key, b"\n".join(chunk)))
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line) + 1
+        if chunk:
+            records.append((key, b"\n".join(chunk)))
+        return records
+
+    def _lines(self, items: list[WorkItem], result: BatchResult, at: float) -> Iterator[bytes]:
+        """Each item's postback record, as one line of JSON."""
         last = result.last
         common = {
             "outcome": result.outcome.value,
@@ -105,8 +130,7 @@ class PostbackLog:
                 "replay": item.replay,
                 "payload": payload,
             }  # fmt: skip
-            key = log_key(item.partner, item.destination, item.event_id).encode()
-            yield key, _dumps(record)
+            yield _dumps(record)
 
     def skip_record(
         self, partner: str, destination: str | None, reason: str, source: Partition,
@@ -130,7 +154,7 @@ class PostbackLog:
             "replay": replay,
             "payload": None,
         }
-        return log_key(partner, destination, event.event_id).encode(), _dumps(record)
+        return f"{partner}/{destination or '-'}/{source[0]}/{source[1]}".encode(), _dumps(record)
 
 
 def _dumps(record: dict[str, Any]) -> bytes:
@@ -256,6 +280,14 @@ def read_topics(
             return
 
 
+def postbacks_in(records: Iterable[Any]) -> Iterator[bytes]:
+    """The postback records (JSON, one a line) of the log's Kafka records."""
+    for record in records:
+        value = record.value
+        if value:
+            yield from (line for line in value.split(b"\n") if line)
+
+
 def final_in(
     consumer: Any,
     topic: str,
@@ -266,9 +298,9 @@ def final_in(
     """For each source partition in `starts`, the offsets at or past its start that the log
     shows as final for a partner app: offset → {(partner, destination)}."""
     found: dict[Partition, dict[int, set[tuple[str, str | None]]]] = {}
-    for record in read_log(consumer, topic, since_s, budget_s=budget_s):
+    for line in postbacks_in(read_log(consumer, topic, since_s, budget_s=budget_s)):
         try:
-            seen = _read_seen(record.value)
+            seen = _read_seen(line)
         except (msgspec.DecodeError, TypeError):
             continue
         if seen.outcome not in FINAL_OUTCOMES:
@@ -287,9 +319,9 @@ def final_in(
 def delivered_ids(consumer: Any, topic: str, since_s: float | None) -> set[tuple[str, str]]:
     """(partner, event_id) of every postback the log shows as delivered since `since_s`."""
     delivered: set[tuple[str, str]] = set()
-    for record in read_log(consumer, topic, since_s):
+    for line in postbacks_in(read_log(consumer, topic, since_s)):
         try:
-            seen = _read_seen(record.value)
+            seen = _read_seen(line)
         except (msgspec.DecodeError, TypeError):
             continue
         if seen.outcome == "delivered":

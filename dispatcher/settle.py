@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any, NamedTuple, Protocol
 
 from dispatcher.dead_letters import bad_input_letter, delivery_letter
-from dispatcher.delivery import Settled, WorkItem
+from dispatcher.delivery import Settled
 from dispatcher.inputs import BadInput
 from dispatcher.metrics import Metrics
 from dispatcher.outcomes import Outcome
@@ -63,9 +63,9 @@ class LogSink(Protocol):
 
     def submit_value(
         self, value: bytes, key: bytes | None, on_ack: Callable[[], None], label: str,
-        where: Mapping[str, Any],
+        where: Mapping[str, Any], count: int = 1,
     ) -> None:  # fmt: skip
-        """Write a record; call `on_ack` once the broker acknowledged it."""
+        """Write a record (of `count` postbacks); call `on_ack` once the broker has it."""
         ...
 
 
@@ -131,8 +131,7 @@ class Settlement:
             if self._log is None:
                 self._final(units)
             else:
-                done = _Countdown(len(items), partial(self._acknowledged, Acknowledged(units)))
-                self._write_log(items, settled, lambda _unit: done.one)
+                self._write_log(settled, partial(self._acknowledged, Acknowledged(units)))
             return
         self._metrics.finished(partner, result.outcome, labels, (), 0.0)
         log.warning(
@@ -147,41 +146,34 @@ class Settlement:
                 "code": result.last.code,
             },
         )
-        records = None if self._log is None else self._records(items, settled)
-        for n, item in enumerate(items):
+        units = [(item.topic, item.partition, item.offset) for item in items]
+        if self._log is None:
+            for item, unit in zip(items, units, strict=True):
+                letter = delivery_letter(
+                    partner, item.topic, item.partition, item.offset, item.raw, result
+                )
+                self._dead_letter(letter, item.key, unit)
+            return
+        # The log's records once every dead letter is acknowledged; final once they are.
+        final = partial(self._acknowledged, Acknowledged(units))
+        lettered = _Countdown(len(items), partial(self._write_log, settled, final))
+        for item in items:
             letter = delivery_letter(
                 partner, item.topic, item.partition, item.offset, item.raw, result
             )
-            unit = (item.topic, item.partition, item.offset)
-            acknowledged = partial(self._acknowledged, Acknowledged([unit]))
-            if records is None:
-                self._dead_letters.submit(letter, item.key, acknowledged)
-                continue
-            key, value = records[n]
-            sink, where = self._log_sink, {"partner": partner, "outcome": result.outcome.value}
-            assert sink is not None
-            label = result.outcome.value
-            self._dead_letters.submit(
-                letter, item.key,
-                partial(sink.submit_value, value, key, acknowledged, label, where),
-            )  # fmt: skip
+            self._dead_letters.submit(letter, item.key, lettered.one)
 
-    def _records(self, items: list[WorkItem], settled: Settled) -> list[tuple[bytes, bytes]]:
-        assert self._log is not None
-        return list(self._log.records(items, settled.result, settled.at))
-
-    def _write_log(
-        self, items: list[WorkItem], settled: Settled,
-        on_ack: Callable[[Coordinates], Callable[[], None]],
-    ) -> None:  # fmt: skip
-        """Write each item's log record; `on_ack(unit)` is called back once it is acknowledged."""
-        sink = self._log_sink
-        assert sink is not None
+    def _write_log(self, settled: Settled, on_ack: Callable[[], None]) -> None:
+        """Write a settled batch's log records (any thread); `on_ack` once all are acknowledged."""
+        log_, sink = self._log, self._log_sink
+        assert log_ is not None and sink is not None  # noqa: PT018 - one precondition
+        items = settled.items
+        records = log_.records(items, settled.result, settled.at)
         label = settled.result.outcome.value
         where = {"partner": items[0].partner, "outcome": label}
-        for item, (key, value) in zip(items, self._records(items, settled), strict=True):
-            sink.submit_value(value, key, on_ack((item.topic, item.partition, item.offset)),
-                              label, where)  # fmt: skip
+        done = on_ack if len(records) == 1 else _Countdown(len(records), on_ack).one
+        for key, value in records:
+            sink.submit_value(value, key, done, label, where, value.count(b"\n") + 1)
 
     def log_skip(self, key: bytes, value: bytes, unit: Coordinates) -> None:
         """Write the log record of a decision not to send; the unit is final once it is

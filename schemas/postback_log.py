@@ -1,5 +1,6 @@
 """The postback log's record: one JSON object per owed postback once its outcome is final (and,
-with `postback_log.skips`, per decision not to send), on `kafka.postback_log_topic`."""
+with `postback_log.skips`, per decision not to send), on `kafka.postback_log_topic`: one a line
+in the log's Kafka records, which hold a request's postbacks each."""
 
 from __future__ import annotations
 
@@ -16,13 +17,6 @@ LOGGED_OUTCOMES: tuple[LoggedOutcome, ...] = (
     "partner_setup",
     "skipped",  # decided not owed (only with postback_log.skips: true); `reason` says why
 )
-
-
-def log_key(partner: str, destination: str | None, event_id: str) -> str:
-    """The record's Kafka key: one per event and partner app, so a compacted log keeps each
-    postback's latest outcome (a replay's delivery replaces its rejection) and an event sent to
-    two partners keeps both."""
-    return f"{partner}/{destination or '-'}/{event_id}"
 
 
 class LoggedSource(BaseModel):

@@ -100,13 +100,29 @@ def produce(broker: LocalBroker, topic: str, messages: Iterable[dict[str, Any] |
 
 def read_all(broker: LocalBroker, topic: str, timeout_s: float = 10) -> list[Any]:
     """Every record of a topic from the beginning (JSON-decoded values), without a group."""
+    return [json.loads(value) for value in read_values(broker, topic, timeout_s)]
+
+
+def read_log(broker: LocalBroker, topic: str, timeout_s: float = 10) -> list[dict[str, Any]]:
+    """Every postback record of a postback log topic (each Kafka record holds a request's
+    postbacks, one JSON object a line)."""
+    return [
+        json.loads(line)
+        for value in read_values(broker, topic, timeout_s)
+        for line in value.split(b"\n")
+        if line
+    ]
+
+
+def read_values(broker: LocalBroker, topic: str, timeout_s: float = 10) -> list[bytes]:
+    """Every record's value of a topic from the beginning, without a group."""
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
     partitions = [
         TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
     ]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
-    records: list[Any] = []
+    values: list[bytes] = []
     deadline = time.monotonic() + timeout_s
     quiet_polls = 0
     while time.monotonic() < deadline and quiet_polls < 3:
@@ -116,9 +132,9 @@ def read_all(broker: LocalBroker, topic: str, timeout_s: float = 10) -> list[Any
             continue
         quiet_polls = 0
         for messages in batch.values():
-            records.extend(json.loads(m.value) for m in messages)
+            values.extend(m.value for m in messages)
     consumer.close()
-    return records
+    return values
 
 
 def end_offsets(

@@ -20,7 +20,7 @@ from tests.pipeline import (
     WorkerProcess,
     dispatcher_command,
     produce,
-    read_all,
+    read_log,
     sandbox_ids,
     wait_for,
     write_config,
@@ -74,7 +74,7 @@ def test_a_replayed_range_sends_what_a_new_config_owes_once(
     assert "sent 12: delivered 12" in first.stdout, first.stdout
     # Then the late app's owed events arrive once each, logged as replays
     assert Counter(sandbox_ids(sandbox)) == Counter(event_id_of(e) for e in served + late)
-    replays = [r for r in read_all(broker, topics.log, timeout_s=3) if r["replay"]]
+    replays = [r for r in read_log(broker, topics.log, timeout_s=3) if r["replay"]]
     assert sorted(r["event_id"] for r in replays) == sorted(event_id_of(e) for e in late)
     # And a second replay sends nothing
     again = replay_range(after, *window)

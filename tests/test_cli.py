@@ -304,7 +304,7 @@ def test_topics_create_makes_the_configured_topics_once_and_reports_what_exists(
         f"i-{suffix}: created (4 partitions, replication 1)",
         f"e-{suffix}: created (4 partitions, replication 1)",
         f"d-{suffix}: created (1 partition, replication 1)",
-        f"l-{suffix}: created (4 partitions, replication 1, compacted)",
+        f"l-{suffix}: created (4 partitions, replication 1)",
     ]
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
     try:
@@ -319,10 +319,11 @@ def test_topics_create_makes_the_configured_topics_once_and_reports_what_exists(
                                          f"d-{suffix}: exists", f"l-{suffix}: exists"]  # fmt: skip
 
 
-def test_the_postback_log_is_created_compacted(
+def test_the_postback_log_is_created_kept_by_time_not_compacted(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The local broker does not report topic configs: the request is checked instead."""
+    """Its keys name partner apps: compaction would keep one record per partner app. The local
+    broker does not report topic configs: the request is checked instead."""
     from dispatcher import kafka_clients
 
     requested: list[Any] = []
@@ -348,7 +349,7 @@ def test_the_postback_log_is_created_compacted(
     settings = load_settings(config, {"TIKTOK_ACCESS_TOKEN": "t"})
     kafka_clients.create_topics(settings, 6, 3)
     configs = {topic.name: topic.topic_configs for topic in requested}
-    assert configs["postbacks-log"] == {"cleanup.policy": "compact"}
+    assert configs["postbacks-log"] == {"cleanup.policy": "delete"}  # by retention, said outright
     assert configs["postbacks-dead-letter"] == {}
     assert {topic.name: topic.num_partitions for topic in requested}["postbacks-log"] == 6
 

@@ -19,7 +19,7 @@ from dispatcher.outcomes import AttemptKind, AttemptResult, BatchResult, Outcome
 from dispatcher.postback_log import PostbackLog, iso, without_user
 from dispatcher.settle import Acknowledged, Coordinates, Settlement
 from schemas.config import PostbackLogConfig
-from schemas.postback_log import PostbackRecord, log_key
+from schemas.postback_log import PostbackRecord
 from tests.factories import event_dict
 from tests.test_settle import HeldLetters
 from tests.test_worker_stub import IN_APP, INSTALLS, LOG, Running, event_id_of, until
@@ -57,14 +57,16 @@ REJECTED = AttemptResult(AttemptKind.FATAL, 200, 40002, "bad event", request_id=
 def records(
     items: list[WorkItem], result: BatchResult, include_user: bool = False
 ) -> list[tuple[bytes, dict[str, Any]]]:
+    """(the Kafka record's key, each postback record) of a settled batch."""
     log = PostbackLog(PostbackLogConfig(include_user=include_user))
-    return [(key, json.loads(value)) for key, value in log.records(items, result, 1764583300.25)]
+    return [(key, json.loads(line)) for key, value in log.records(items, result, 1764583300.25)
+            for line in value.split(b"\n")]  # fmt: skip
 
 
 def test_a_delivered_batch_gives_one_record_per_event_as_the_model_reads_it() -> None:
     result = BatchResult(Outcome.DELIVERED, 2, OK, first_attempt_at=1764583201.0)
     [(key, record), (_, second)] = records([item(7), item(8, replay=True)], result)
-    assert key == b"tiktok/7300000000000000001/e-7"
+    assert key == b"tiktok/7300000000000000001/in-app/2"  # the partner app and the source
     assert record == {
         "event_id": "e-7", "partner": "tiktok", "destination": "7300000000000000001",
         "app_id": "id1234567890", "appsflyer_id": "af-1", "event": "Purchase",
@@ -117,7 +119,22 @@ def test_iso_times() -> None:
     assert iso(None) is None
     assert iso(0) == "1970-01-01T00:00:00.000Z"
     assert iso(1764583200.1234) == "2025-12-01T10:00:00.123Z"
-    assert log_key("oceanengine", None, "e") == "oceanengine/-/e"
+
+
+def test_a_batch_is_one_kafka_record_of_json_lines_cut_below_kafkas_message_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    result = BatchResult(Outcome.DELIVERED, 1, OK)
+    log = PostbackLog(PostbackLogConfig())
+    [(_, value)] = log.records([item(n) for n in range(500)], result, 1.0)
+    assert len(value.split(b"\n")) == 500
+    # a batch whose records would pass the cap is cut in several Kafka records, none over it
+    monkeypatch.setattr("dispatcher.postback_log.MAX_RECORD_BYTES", 20_000)
+    cut = log.records([item(n) for n in range(500)], result, 1.0)
+    assert len(cut) > 1
+    assert all(len(value) <= 20_000 for _, value in cut)
+    lines = [json.loads(line)["event_id"] for _, v in cut for line in v.split(b"\n")]
+    assert lines == [f"e-{n}" for n in range(500)]
 
 
 class HeldLog:
@@ -128,7 +145,7 @@ class HeldLog:
 
     def submit_value(
         self, value: bytes, key: bytes | None, on_ack: Callable[[], None], label: str,
-        where: Mapping[str, Any],
+        where: Mapping[str, Any], count: int = 1,
     ) -> None:  # fmt: skip
         self.records.append((value, key, on_ack, label))
 
@@ -145,34 +162,37 @@ def settlement_with_log() -> tuple[
     return settlement, letters, sink, acks, final
 
 
-def test_a_delivered_batch_is_final_once_every_record_is_acknowledged() -> None:
+def test_a_delivered_batch_is_final_once_its_record_is_acknowledged() -> None:
     settlement, _, sink, acks, final = settlement_with_log()
     settlement.settle(Settled([item(1), item(2)], BatchResult(Outcome.DELIVERED, 1, OK), 1.0))
     assert final == []
-    assert [label for *_, label in sink.records] == ["delivered", "delivered"]
+    [(value, _, _, label)] = sink.records  # one Kafka record for the request's postbacks
+    assert (label, len(value.split(b"\n"))) == ("delivered", 2)
+    assert acks == []
     sink.acknowledge(0)
-    assert acks == []  # one of two
-    sink.acknowledge(1)
     assert acks == [Acknowledged([("in-app", 2, 1), ("in-app", 2, 2)])]
 
 
-def test_a_failed_postback_is_logged_after_its_dead_letter_is_acknowledged() -> None:
+def test_failed_postbacks_are_logged_after_every_dead_letter_is_acknowledged() -> None:
     settlement, letters, sink, acks, _ = settlement_with_log()
-    settlement.settle(Settled([item(5)], BatchResult(Outcome.REJECTED, 1, REJECTED), 1.0))
-    # the dead letter first; the log record only once the dead letter is acknowledged
-    assert len(letters.letters) == 1
+    settlement.settle(Settled([item(5), item(6)], BatchResult(Outcome.REJECTED, 1, REJECTED), 1.0))
+    # the dead letters first; the log record only once all of them are acknowledged
+    assert len(letters.letters) == 2
+    letters.letters[0][2]()
     assert sink.records == []
-    letters.acknowledge_all()
+    letters.letters[1][2]()
     [(value, key, _, label)] = sink.records
-    assert (key, label, json.loads(value)["outcome"]) == (b"tiktok/7300000000000000001/e-5",
-                                                          "rejected", "rejected")  # fmt: skip
+    outcomes = [json.loads(line)["outcome"] for line in value.split(b"\n")]
+    assert (key, label, outcomes) == (b"tiktok/7300000000000000001/in-app/2", "rejected",
+                                      ["rejected", "rejected"])  # fmt: skip
     assert acks == []
     sink.acknowledge(0)
-    assert acks == [Acknowledged([("in-app", 2, 5)])]
+    assert acks == [Acknowledged([("in-app", 2, 5), ("in-app", 2, 6)])]
 
 
 def log_records(producer: StubProducer) -> list[dict[str, Any]]:
-    return [json.loads(value) for topic, value, _ in producer.sent if topic == LOG]
+    return [json.loads(line) for topic, value, _ in producer.sent if topic == LOG
+            for line in value.split(b"\n")]  # fmt: skip
 
 
 def test_the_worker_logs_every_owed_postback_and_commits_only_once_the_log_has_it(

@@ -26,6 +26,7 @@ from tests.pipeline import (
     dispatcher_command,
     produce,
     read_all,
+    read_log,
     sandbox_ids,
     wait_for,
     write_config,
@@ -38,7 +39,7 @@ OTHER_APP = app_dict(app_id="com.example.other", tiktok_app_id="7300000000000000
 
 
 def logged(broker: LocalBroker, topics: Topics) -> list[PostbackRecord]:
-    return [PostbackRecord.model_validate(r) for r in read_all(broker, topics.log, timeout_s=3)]
+    return [PostbackRecord.model_validate(r) for r in read_log(broker, topics.log, timeout_s=3)]
 
 
 def postbacks(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
