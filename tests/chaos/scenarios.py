@@ -61,10 +61,38 @@ class Profile:
     seed: int = 20261125
     broker_outage_s: float = 10.0
     broker_events: int = 3_000
+    # scale_out and rolling_restart: a stream of `group_rate` owed events a second for
+    # `group_stream_s`, a membership change every `group_step_s`
+    group_rate: float = 300
+    group_stream_s: float = 60
+    group_step_s: float = 5
+    # slow_partner_big_batch: a backlog, then a stream at `big_batch_rate` while full batches
+    # time out for `big_batch_slow_s`
+    big_batch_backlog: int = 6_000
+    big_batch_rate: float = 200
+    big_batch_slow_s: float = 20
 
 
 PROFILES = {
-    "short": Profile("short", 20_000, 250, 5, 10, 400, 10, 300, 6, 10_000, 1_000),
+    "short": Profile(
+        "short",
+        20_000,
+        250,
+        5,
+        10,
+        400,
+        10,
+        300,
+        6,
+        10_000,
+        1_000,
+        group_rate=300,
+        group_stream_s=60,
+        group_step_s=5,
+        big_batch_backlog=6_000,
+        big_batch_rate=200,
+        big_batch_slow_s=20,
+    ),
     "full": Profile(
         "full",
         50_000,
@@ -79,6 +107,12 @@ PROFILES = {
         2_000,
         broker_outage_s=30.0,
         broker_events=10_000,
+        group_rate=600,
+        group_stream_s=180,
+        group_step_s=15,
+        big_batch_backlog=20_000,
+        big_batch_rate=400,
+        big_batch_slow_s=60,
     ),
 }
 
@@ -822,6 +856,307 @@ def broker_restart(env: ChaosEnv, profile: Profile) -> Result:
     return result
 
 
+# --- group membership: scale-out, rolling restarts -------------------------------------------
+
+
+def duplicates_by_cause(
+    arrivals: Iterable[tuple[str, float]], kills: list[float], rebalances: list[tuple[float, float]]
+) -> dict[str, int]:
+    """Re-arrivals of an event id by cause, from (event id, arrival time) pairs in arrival order,
+    the kill times and the spans of graceful group changes (Unix seconds): `avoidable` and
+    `in_flight` as `split_duplicates` counts them (a kill since the copy before); `rebalance`
+    when no kill but a graceful leave or a join overlaps the time between the copy before and
+    this one (the span from the signal or the start until the group settled); `timeout` with
+    neither (a request answered too late, sent again)."""
+    last: dict[str, float] = {}
+    counts = dict.fromkeys(("avoidable", "in_flight", "rebalance", "timeout"), 0)
+    for event_id, at in arrivals:
+        previous = last.get(event_id)
+        last[event_id] = at
+        if previous is None:
+            continue
+        ended = [kill for kill in kills if previous - SENT_BEFORE_KILL_S <= kill <= at]
+        if ended:
+            counts["avoidable" if previous < ended[0] - AVOIDABLE_AFTER_S else "in_flight"] += 1
+        elif any(start <= at and previous <= end for start, end in rebalances):
+            counts["rebalance"] += 1
+        else:
+            counts["timeout"] += 1
+    return counts
+
+
+_ASSIGNED = re.compile(r"partitions assigned:([^\"]*)")
+
+
+@dataclass
+class Group:
+    """The members of one consumer group in a scenario, each `dispatcher run` with a config of
+    its own (its own metrics port; the same topics, group and partner file), and what happened
+    to the group: kill times, the spans of graceful changes, how long each join took."""
+
+    env: ChaosEnv
+    name: str
+    topics: Topics
+    delivery: dict[str, Any]
+    workers: list[WorkerProcess] = field(default_factory=list)  # every member ever started
+    live: list[WorkerProcess] = field(default_factory=list)  # oldest first
+    kills: list[float] = field(default_factory=list)
+    rebalances: list[tuple[float, float]] = field(default_factory=list)
+    join_to_ready_s: list[float] = field(default_factory=list)
+    join_to_assigned_s: list[float] = field(default_factory=list)
+    exit_codes: list[int] = field(default_factory=list)  # of the graceful leaves
+    joins_without_partitions: int = 0  # first assignment empty
+
+    def start(self) -> WorkerProcess:
+        """The first member (no rebalance of anyone else)."""
+        label = str(len(self.workers))
+        # written now: the free metrics port is taken before the next config picks one
+        config = self.env.config(f"{self.name}-{label}", self.topics, delivery=self.delivery)
+        worker = self.env.worker(config, label)
+        self.workers.append(worker)
+        self.live.append(worker)
+        return worker
+
+    def join(self, result: Result, within_s: float = 30) -> WorkerProcess:
+        """Start one more member and time how long until it has partitions: its `/readyz` and
+        its log's "partitions assigned" line."""
+        label = str(len(self.workers))
+        config = self.env.config(f"{self.name}-{label}", self.topics, delivery=self.delivery)
+        started_at, started = time.time(), time.monotonic()
+        worker = self.env.worker(config, label, ready_within_s=None)
+        self.workers.append(worker)
+        self.live.append(worker)
+        ready_s = assigned_s = None
+        while time.monotonic() - started < within_s and (ready_s is None or assigned_s is None):
+            if ready_s is None and worker.is_ready():
+                ready_s = time.monotonic() - started
+            if assigned_s is None and (first := _ASSIGNED.search(worker.log())):
+                assigned_s = time.monotonic() - started
+                # Ready with nothing to do: more members than partitions of a topic
+                self.joins_without_partitions += not first.group(1).strip()
+            time.sleep(0.1)
+        result.check(ready_s is not None and assigned_s is not None,
+                     f"worker {label} had no partitions {within_s:.0f} s after it started")  # fmt: skip
+        self.join_to_ready_s.append(within_s if ready_s is None else ready_s)
+        self.join_to_assigned_s.append(within_s if assigned_s is None else assigned_s)
+        settled = max(self.join_to_ready_s[-1], self.join_to_assigned_s[-1])
+        self.rebalances.append((started_at, started_at + settled + SENT_BEFORE_KILL_S))
+        return worker
+
+    def leave(self, result: Result, worker: WorkerProcess | None = None) -> int:
+        """SIGTERM a member (the oldest by default) and wait for it to exit: a graceful leave."""
+        worker = worker or self.live[0]
+        self.live.remove(worker)
+        signalled = time.time()
+        code = worker.stop(timeout_s=60)
+        self.rebalances.append((signalled, time.time() + SENT_BEFORE_KILL_S))
+        self.exit_codes.append(code)
+        result.check(code == 0, f"worker {worker.log_path.stem} exited {code} on SIGTERM")
+        return code
+
+    def kill(self) -> None:
+        """kill -9 the oldest member."""
+        worker = self.live.pop(0)
+        worker.kill()
+        self.kills.append(time.time())
+
+    def finish(self, result: Result, env: ChaosEnv, owed: set[str]) -> None:
+        """Every member but the newest leaves gracefully, then `finish` (the newest leaves
+        there) and the log's check; the duplicates by cause and the joins' figures."""
+        for worker in self.live[:-1]:
+            self.leave(result, worker)
+        last = self.live[-1]
+        self.workers.remove(last)
+        self.workers.append(last)  # `finish` stops workers[-1]: the live one
+        finish(result, env, self.topics, self.workers, owed)
+        check_the_log(result, env, self.topics, owed)
+        arrivals = [(event.event_id, event.received_at) for event in env.sandbox.events()]
+        causes = duplicates_by_cause(arrivals, self.kills, self.rebalances)
+        result.figures |= {f"duplicates_{cause}": n for cause, n in causes.items()}
+        result.figures["not_resent_thanks_to_the_log"] = skipped_by_the_log(self.workers)
+        if self.join_to_assigned_s:
+            result.figures |= {
+                "join_to_assigned_s": f"{min(self.join_to_assigned_s):.1f}-{max(self.join_to_assigned_s):.1f}",
+                "join_to_ready_s": f"{min(self.join_to_ready_s):.1f}-{max(self.join_to_ready_s):.1f}",
+                "joins_without_partitions": self.joins_without_partitions,
+            }  # fmt: skip
+
+
+def group_stream(profile: Profile, seed: int) -> list[dict[str, Any]]:
+    """The owed events of a group scenario's stream (`group_rate` a second for `group_stream_s`)."""
+    rnd = random.Random(seed)
+    count = int(profile.group_rate * profile.group_stream_s)
+    return [owed_event(rnd.choice(["install", "in-app-event"])) for _ in range(count)]
+
+
+# scale_out: re-sends after graceful leaves and joins, a loose bound (0 in the first runs). The
+# rolling restart's are printed only: 0 to 3.6 % of the events in the first runs.
+MAX_REBALANCE_SHARE = 0.02
+
+
+def scale_out(env: ChaosEnv, profile: Profile) -> Result:
+    """A slow partner (1,000-event batches answered in ~1 s) and a steady stream while the group
+    grows 1 → 2 → 3, one member leaves (SIGTERM), one is killed (-9) and one joins again."""
+    result = Result("scale-out 1 → 2 → 3, a SIGTERM, a kill -9, a join; 1 s answers",
+                    "every owed event delivered within 120 s of the stream's end; each join "
+                    "assigned partitions within 30 s; every leave exits 0; avoidable duplicates "
+                    f"<= {MAX_AVOIDABLE_SHARE:.1%} and rebalance duplicates <= "
+                    f"{MAX_REBALANCE_SHARE:.0%} of the events")  # fmt: skip
+    started = time.monotonic()
+    env.sandbox.reset()
+    topics = env.topics("scale")
+    group = Group(env, "scale", topics, {"batch_max_events": 1000})
+    events = group_stream(profile, profile.seed + 11)
+    owed = {event_id_of(e) for e in events}
+    env.sandbox.add_faults([{"delay_s": 1.0, "for_s": 3600}])
+    producer = SteadyProducer(env.broker, encode(topics, events), profile.group_rate)
+    group.start()
+    producer.start()
+    for change in ("join", "join", "leave", "kill", "join"):
+        time.sleep(profile.group_step_s)
+        if change == "join":
+            group.join(result)
+        elif change == "leave":
+            group.leave(result)
+        else:
+            group.kill()
+    producer.join(timeout=600)
+    result.check(producer.error is None, f"producer failed: {producer.error}")
+    drained = wait_until(lambda: all_delivered(env, owed), 120, 1.0)
+    result.check(drained, "not every owed event arrived within 120 s of the stream's end")
+    env.sandbox.clear_faults()
+    result.figures["events"] = len(events)
+    group.finish(result, env, owed)
+    avoidable, bound = (
+        result.figures["duplicates_avoidable"],
+        int(MAX_AVOIDABLE_SHARE * len(events)),
+    )
+    result.check(
+        avoidable <= bound,
+        f"{avoidable} avoidable duplicates (answered over {AVOIDABLE_AFTER_S} s before a kill, "
+        f"then re-sent); at most {bound} ({MAX_AVOIDABLE_SHARE:.1%} of the events) allowed",
+    )
+    rebalance, rebalance_bound = (
+        result.figures["duplicates_rebalance"],
+        int(MAX_REBALANCE_SHARE * len(events)),
+    )
+    result.check(
+        rebalance <= rebalance_bound,
+        f"{rebalance} duplicates after graceful leaves and joins; at most {rebalance_bound} "
+        f"({MAX_REBALANCE_SHARE:.0%} of the events) allowed",
+    )
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def rolling_restart(env: ChaosEnv, profile: Profile) -> Result:
+    """Three members replaced in turn as Kubernetes rolls a Deployment: start the new one, wait
+    until it is ready, SIGTERM the old one and wait for it to exit; a stream meanwhile."""
+    result = Result("rolling restart of three workers; 1 s answers",
+                    "every owed event delivered within 120 s of the stream's end; each new "
+                    "worker ready within 30 s; every old one exits 0; duplicates by cause "
+                    "reported")  # fmt: skip
+    started = time.monotonic()
+    env.sandbox.reset()
+    topics = env.topics("rolling")
+    group = Group(env, "rolling", topics, {"batch_max_events": 1000})
+    events = group_stream(profile, profile.seed + 13)
+    owed = {event_id_of(e) for e in events}
+    env.sandbox.add_faults([{"delay_s": 1.0, "for_s": 3600}])
+    group.start()
+    for _ in range(2):
+        group.join(result)
+    group.join_to_ready_s.clear()  # the figures are the replacements' joins
+    group.join_to_assigned_s.clear()
+    group.rebalances.clear()
+    producer = SteadyProducer(env.broker, encode(topics, events), profile.group_rate)
+    producer.start()
+    for _ in range(3):
+        time.sleep(profile.group_step_s)
+        old = group.live[0]
+        group.join(result)
+        group.leave(result, old)
+    producer.join(timeout=600)
+    result.check(producer.error is None, f"producer failed: {producer.error}")
+    drained = wait_until(lambda: all_delivered(env, owed), 120, 1.0)
+    result.check(drained, "not every owed event arrived within 120 s of the stream's end")
+    env.sandbox.clear_faults()
+    result.figures["events"] = len(events)
+    result.figures["old_workers_exit_codes"] = ",".join(str(c) for c in group.exit_codes)
+    group.finish(result, env, owed)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+MAX_COPIES_PER_EVENT = 2.0  # slow_partner_big_batch: copies received per event
+
+
+def slow_partner_big_batch(env: ChaosEnv, profile: Profile) -> Result:
+    """A partner slower than timeout_s for full batches: batches that time out go again as
+    halves, then smaller batches until answered; nothing lost, few copies.
+
+    The sandbox delays requests, not events: every request is answered in 3 s (timeout_s 2)
+    for `big_batch_slow_s`, then the partner recovers, so the halving goes down as far as that
+    time allows; a backlog makes the first batches full."""
+    slow_s = profile.big_batch_slow_s
+    result = Result(f"partner slower than timeout_s for {slow_s:.0f} s (3 s answers, timeout_s 2, "
+                    "1,000-event batches)", "every owed event delivered within 60 s of the "
+                    f"recovery; copies per event <= {MAX_COPIES_PER_EVENT:g}; batches shrank; "
+                    "no dead letter")  # fmt: skip
+    started = time.monotonic()
+    env.sandbox.reset()
+    topics = env.topics("bigbatch")
+    delivery = {"timeout_s": 2, "batch_max_events": 1000, "max_attempts": 1000,
+                "backoff_initial_s": 0.2, "backoff_max_s": 1}  # fmt: skip
+    config = env.config("bigbatch", topics, delivery=delivery)
+    backlog = [owed_event() for _ in range(profile.big_batch_backlog)]
+    stream = [owed_event() for _ in range(int(profile.big_batch_rate * (slow_s + 10)))]
+    events = backlog + stream
+    owed = {event_id_of(e) for e in events}
+    produce(env.broker, topics.installs, backlog)
+    # slow from the first request on, until cleared `slow_s` after the worker is consuming
+    env.sandbox.add_faults([{"delay_s": 3.0, "until_reset": True}])
+    worker = env.worker(config, "0")
+    producer = SteadyProducer(env.broker, encode(topics, stream), profile.big_batch_rate)
+    producer.start()
+    time.sleep(slow_s)
+    env.sandbox.clear_faults()
+    recovered, recovered_at = time.monotonic(), time.time()
+    producer.join(timeout=600)
+    result.check(producer.error is None, f"producer failed: {producer.error}")
+    drained = wait_until(lambda: all_delivered(env, owed), 60, 1.0)
+    drain_s = time.monotonic() - recovered
+    result.check(drained, "not every owed event arrived within 60 s of the recovery")
+    received = env.sandbox.events()
+    slow_requests = [r for r in env.sandbox.requests() if r.at < recovered_at]
+    copies = len(received) / len(events)
+    shrinks = worker.metric("dispatcher_batch_shrinks_total")
+    dead = worker.metric("dispatcher_dead_letters_total")
+    result.check(copies <= MAX_COPIES_PER_EVENT,
+                 f"{copies:.2f} copies per event received; at most {MAX_COPIES_PER_EVENT:g}")  # fmt: skip
+    result.check(shrinks > 0, "no batch shrank: the scenario did not test timeouts")
+    result.check(dead == 0, f"{dead} dead letters")
+    result.figures |= {
+        "events": len(events),
+        "backlog": len(backlog),
+        "slow_requests": len(slow_requests),
+        "largest_slow_request": max((r.events for r in slow_requests), default=0),
+        "timed_out_attempts": worker.metric("dispatcher_delivery_attempts_total", result="retryable"),
+        "batch_shrinks": shrinks,
+        "resent_metric": worker.metric("dispatcher_resent_events_total"),
+        "event_copies": len(received),
+        "copies_per_event": round(copies, 2),
+        "recovery_to_drained_s": round(drain_s, 1),
+        "dead_letters": dead,
+    }  # fmt: skip
+    finish(result, env, topics, [worker], owed)
+    arrivals = [(event.event_id, event.received_at) for event in received]
+    causes = duplicates_by_cause(arrivals, [], [])
+    result.figures |= {f"duplicates_{cause}": n for cause, n in causes.items()}
+    result.seconds = time.monotonic() - started
+    return result
+
+
 SCENARIOS: dict[str, Callable[[ChaosEnv, Profile], Result]] = {
     "kill_9": kill_9,
     "tiktok_down": tiktok_down,
@@ -831,4 +1166,7 @@ SCENARIOS: dict[str, Callable[[ChaosEnv, Profile], Result]] = {
     "malformed": malformed,
     "config": config_changes,
     "broker_restart": broker_restart,
+    "scale_out": scale_out,
+    "rolling_restart": rolling_restart,
+    "slow_partner_big_batch": slow_partner_big_batch,
 }
