@@ -35,6 +35,7 @@ from tests.pipeline import (
     most_in_any_window,
     produce,
     read_all,
+    read_log,
     retry_after_violations,
     wait_until,
     write_config,
@@ -417,7 +418,7 @@ def kill_9(env: ChaosEnv, profile: Profile) -> Result:
 def check_the_log(result: Result, env: ChaosEnv, topics: Topics, owed: set[str]) -> None:
     """The postback log lost no record and logged delivered nothing the partner did not get:
     its delivered event ids are exactly the owed ones, all received by the sandbox."""
-    records = read_all(env.broker, topics.log, timeout_s=10)
+    records = read_log(env.broker, topics.log, timeout_s=10)
     delivered = {r["event_id"] for r in records if r.get("outcome") == "delivered"}
     received = {event.event_id for event in env.sandbox.events()}
     result.figures["log_records"] = len(records)
