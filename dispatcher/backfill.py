@@ -21,7 +21,7 @@ from dispatcher.config_loader import Settings
 from dispatcher.dead_letters import AckedPublisher, DeadLetterPublisher
 from dispatcher.delivery import DeliveryService, Settled, WorkItem
 from dispatcher.errors import PermanentError
-from dispatcher.inputs import DECODERS, BadInput, Decoder
+from dispatcher.inputs import BadInput, source_topics
 from dispatcher.kafka_clients import make_log_reader, make_producer
 from dispatcher.metrics import Metrics
 from dispatcher.owed import owed_item
@@ -30,7 +30,6 @@ from dispatcher.postback_log import PostbackLog, delivered_ids, read_topics
 from dispatcher.rules import Send, decide
 from dispatcher.settle import Completion, Coordinates, Settlement
 from schemas.config import PartnerConfig
-from schemas.events import IN_APP_EVENT, INSTALL, EventType
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +69,7 @@ def replay_range(
     pairs = _pairs(settings, partner)
     now_s = time.time() if now_s is None else now_s
     kafka = settings.runtime.kafka
-    topics: dict[str, tuple[EventType, Decoder]] = {
-        kafka.topics.installs: (INSTALL, DECODERS[kafka.formats.installs]),
-        kafka.topics.in_app_events: (IN_APP_EVENT, DECODERS[kafka.formats.in_app_events]),
-    }
+    topics = source_topics(kafka)
     report = RangeReport()
     delivered = _delivered(settings, from_s)
     sender = None if dry_run else _Sender(settings, report)

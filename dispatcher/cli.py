@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -285,6 +284,7 @@ def _replay_range(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError  # noqa: PLC0415
 
     from dispatcher.backfill import RangeReport, replay_range  # noqa: PLC0415
+    from dispatcher.postbacks import iso_z as _iso  # noqa: PLC0415
 
     now_s = time.time()
     try:
@@ -368,10 +368,6 @@ def render_range_report(report: Any, dry_run: bool) -> str:
     else:
         lines.append("sent 0")
     return "\n".join(lines)
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -558,7 +554,7 @@ def _plan(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError  # noqa: PLC0415
 
     from dispatcher import plan as plans  # noqa: PLC0415
-    from dispatcher.inputs import DECODERS  # noqa: PLC0415
+    from dispatcher.inputs import source_topics  # noqa: PLC0415
     from dispatcher.kafka_clients import make_log_reader  # noqa: PLC0415
     from dispatcher.postback_log import read_topics  # noqa: PLC0415
     from dispatcher.postbacks import iso_z  # noqa: PLC0415
@@ -580,10 +576,8 @@ def _plan(args: argparse.Namespace) -> int:
     new = plans.load_new_partners(Path(args.new), os.environ)
     kafka = settings.runtime.kafka
     # as the worker reads them: each source topic's event type and decoder
-    topics = {
-        kafka.topics.installs: (INSTALL, DECODERS[kafka.formats.installs].decode),
-        kafka.topics.in_app_events: (IN_APP_EVENT, DECODERS[kafka.formats.in_app_events].decode),
-    }
+    topics = {topic: (event_type, decoder.decode)
+              for topic, (event_type, decoder) in source_topics(kafka).items()}  # fmt: skip
     planner = plans.Planner(settings.partners.partners, new.partners, now_s)
     plan = planner.plan
     interrupted = threading.Event()

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from dispatcher.config_loader import Settings
 from dispatcher.errors import PermanentError
-from dispatcher.inputs import DECODERS, BadInput
+from dispatcher.inputs import BadInput, source_topics
 from dispatcher.kafka_clients import make_log_reader, make_producer, make_replay_consumer
 from dispatcher.postback_log import delivered_ids
 from schemas.dead_letter import (
@@ -37,7 +37,6 @@ from schemas.dead_letter import (
     REPLAY_PARTNER_HEADER,
     DeadLetter,
 )
-from schemas.events import IN_APP_EVENT, INSTALL
 
 log = logging.getLogger(__name__)
 
@@ -237,13 +236,10 @@ def _failed_at(letter: DeadLetter) -> float:
 def _event_id(settings: Settings, one: _Chosen) -> str | None:
     """The event id the worker gives the replayed record (the decoder derives it when the
     record has none)."""
-    kafka = settings.runtime.kafka
-    if one.letter.source_topic == kafka.topics.installs:
-        event_type, decoder = INSTALL, DECODERS[kafka.formats.installs]
-    elif one.letter.source_topic == kafka.topics.in_app_events:
-        event_type, decoder = IN_APP_EVENT, DECODERS[kafka.formats.in_app_events]
-    else:
+    source = source_topics(settings.runtime.kafka).get(one.letter.source_topic)
+    if source is None:
         return None
+    event_type, decoder = source
     event = decoder.decode(one.value, event_type)
     return None if isinstance(event, BadInput) else event.event_id
 

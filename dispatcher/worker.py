@@ -25,7 +25,7 @@ from dispatcher.deadline import Deadline
 from dispatcher.delivery import DeliveryService, WorkItem
 from dispatcher.errors import BrokerUnavailableError, ConfigError, PermanentError
 from dispatcher.health import Health
-from dispatcher.inputs import DECODERS, BadInput, Decoder
+from dispatcher.inputs import BadInput, Decoder, source_topics
 from dispatcher.metrics import Metrics
 from dispatcher.offsets import Checkpoint, OffsetTracker, Partition
 from dispatcher.owed import owed_item
@@ -36,7 +36,7 @@ from dispatcher.settle import BadInputRead, Completion, Coordinates, Settlement
 from dispatcher.topic_watch import SourceTopicWatch
 from schemas.config import PartnerConfig
 from schemas.dead_letter import REPLAY_PARTNER_HEADER
-from schemas.events import IN_APP_EVENT, INSTALL, EventType
+from schemas.events import EventType
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +115,7 @@ class Worker:
         self._wall_clock = wall_clock  # the moment events are decided at (their age)
         kafka = runtime.kafka
         # Source topic → the type of its events and the decoder of its format.
-        self._topic_types: dict[str, tuple[EventType, Decoder]] = {
-            kafka.topics.installs: (INSTALL, DECODERS[kafka.formats.installs]),
-            kafka.topics.in_app_events: (IN_APP_EVENT, DECODERS[kafka.formats.in_app_events]),
-        }
+        self._topic_types: dict[str, tuple[EventType, Decoder]] = source_topics(kafka)
         self._max_inflight = runtime.worker.max_inflight_events
         self._commit_interval_s = runtime.worker.commit_interval_ms / 1000
         self._offsets = OffsetTracker()
@@ -413,7 +410,7 @@ class Worker:
         for name, value in headers:
             if name == REPLAY_PARTNER_HEADER:
                 partner = value.decode("utf-8", "replace")
-                return [pair for pair in pairs if pair[0].partner == partner]
+                return [pair for pair in pairs if pair[0].name == partner]
         return pairs
 
     def _prefetch(self) -> None:

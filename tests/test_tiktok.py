@@ -333,7 +333,8 @@ def test_every_answer_classified_whole(
 ) -> None:
     result = ADAPTER.classify(status, headers, body, now=NOW)
     assert replace(result, request_id=None) == expected
-    # TikTok's request id is kept whatever the answer (the postback log shows it)
+    # TikTok's request id is kept whatever the answer (the postback log shows it): `request_id`,
+    # in every answer of tiktok-business-api-sdk's response model (InlineResponse200)
     assert result.request_id == ("r" if b'"request_id"' in body else None)
 
 
