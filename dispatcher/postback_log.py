@@ -18,9 +18,9 @@ read began; `final_in` (what a newly assigned partition need not send again) and
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -45,15 +45,38 @@ FINAL_OUTCOMES = frozenset({"delivered", "rejected", "gave_up", "too_old", "part
 
 
 def iso(seconds: float | None) -> str | None:
-    """Unix seconds as ISO 8601 in UTC, to the millisecond (`2026-12-01T10:00:00.000Z`)."""
+    """Unix seconds as ISO 8601 in UTC, to the millisecond (`2026-12-01T10:00:00.000Z`).
+
+    Called for every logged postback, and the events of a stream fall in few seconds: each
+    second is formatted once (`datetime` would cost three times as much each call). Rounded to
+    the microsecond, then cut to the millisecond, as `datetime` does."""
     if seconds is None:
         return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    fraction, whole_s = math.modf(seconds)
+    whole, micros = int(whole_s), round(fraction * 1_000_000)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    prefix = _SECONDS.get(whole)
+    if prefix is None:
+        if len(_SECONDS) >= 8192:
+            _SECONDS.clear()
+        prefix = _SECONDS[whole] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{prefix}.{micros // 1000:03d}Z"
 
 
-def without_user(payload: Mapping[str, Any], paths: Iterable[tuple[str, ...]]) -> dict[str, Any]:
+_SECONDS: dict[int, str] = {}  # Unix second -> "YYYY-MM-DDTHH:MM:SS"
+
+
+def without_user(payload: Mapping[str, Any], paths: Iterable[tuple[str, ...]]) -> Mapping[str, Any]:
     """`payload` less the objects at `paths` (each a chain of keys); the objects on the way are
-    copied, `payload` itself is not changed."""
+    copied, `payload` itself is not changed (and is returned as it is when it has none)."""
+    for path in paths:
+        if path[0] in payload:
+            break
+    else:
+        return payload
     result = dict(payload)
     for path in paths:
         parent: dict[str, Any] = result
@@ -98,9 +121,11 @@ class PostbackLog:
         return records
 
     def _lines(self, items: list[WorkItem], result: BatchResult, at: float) -> Iterator[bytes]:
-        """Each item's postback record, as one line of JSON."""
+        """Each item's postback record, as one line of JSON. The fields every postback of the
+        batch shares are encoded once and joined to each item's own: key order means nothing
+        in JSON, and this halves what a line costs."""
         last = result.last
-        common = {
+        common = _dumps({
             "outcome": result.outcome.value,
             "reason": None,
             "attempts": result.attempts,
@@ -110,7 +135,8 @@ class PostbackLog:
             "partner_request_id": last.request_id,
             "first_attempt_at": iso(result.first_attempt_at),
             "final_at": iso(at),
-        }
+        })  # fmt: skip
+        tail = b"," + common[1:]  # `,"outcome":...}`: closes each item's object
         for item in items:
             payload = item.payload
             if not self.include_user:
@@ -124,13 +150,12 @@ class PostbackLog:
                 "event": item.event_label,
                 "sdk_event": item.sdk_event,
                 "event_time": iso(item.event_time_s),
-                **common,
                 "source": {"topic": item.topic, "partition": item.partition,
                            "offset": item.offset},
                 "replay": item.replay,
                 "payload": payload,
             }  # fmt: skip
-            yield _dumps(record)
+            yield _dumps(record)[:-1] + tail
 
     def skip_record(
         self, partner: str, destination: str | None, reason: str, source: Partition,

@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from dispatcher.delivery import Settled, WorkItem
 from dispatcher.devtools.stub_kafka import StubProducer
@@ -119,6 +122,17 @@ def test_iso_times() -> None:
     assert iso(None) is None
     assert iso(0) == "1970-01-01T00:00:00.000Z"
     assert iso(1764583200.1234) == "2025-12-01T10:00:00.123Z"
+    assert iso(1764583199.9999996) == "2025-12-01T10:00:00.000Z"  # rounds to the next second
+    assert iso(-0.5) == "1969-12-31T23:59:59.500Z"
+
+
+@given(st.floats(min_value=-2e9, max_value=4e9, allow_nan=False))
+@example(3973448998.3429995)  # rounding `seconds * 1e6` whole gives .343: datetime says .342
+@example(86399.9996)
+def test_iso_writes_what_datetime_writes(seconds: float) -> None:
+    """The fast formatter (each second formatted once) against the standard library's."""
+    expected = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+    assert iso(seconds) == expected[:-6] + "Z"
 
 
 def test_a_batch_is_one_kafka_record_of_json_lines_cut_below_kafkas_message_size(
