@@ -185,10 +185,24 @@ class LocalBroker:
             process.send_signal(signal.SIGKILL)
             process.wait(10)
 
+    def pause(self) -> None:
+        """SIGSTOP the broker: its connections stay open and nothing is answered (a hung
+        broker, not a dead one) until `resume()`."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a broker `pause()` stopped; harmless on one that runs."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
-        """Stop the broker (with memory storage, its data goes with it)."""
+        """Stop the broker (with memory storage, its data goes with it); a paused one is
+        resumed first, or it would not act on SIGTERM."""
         process, self._process = self._process, None
         if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
             stop_process(process)
 
     def __enter__(self) -> LocalBroker:

@@ -12,6 +12,8 @@ import json
 import random
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +26,7 @@ import yaml
 from kafka import KafkaProducer
 
 from dispatcher.devtools.broker import LocalBroker, LocalS3
+from dispatcher.devtools.harness import TANSU_GROUP_TIMING
 from dispatcher.devtools.sandbox import SandboxProcess
 from tests.chaos.fuzz import Fuzzer
 from tests.factories import app_dict, event_dict, event_id_of
@@ -72,6 +75,10 @@ class Profile:
     big_batch_backlog: int = 6_000
     big_batch_rate: float = 200
     big_batch_slow_s: float = 20
+    # broker_stall: how long the broker answers nothing; at least 1.5 times the workers' session
+    # timeout. Past kafka-python's 30 s request timeout (the full profile), the workers' own
+    # requests time out too: they drop their connections and mark the coordinator dead.
+    broker_stall_s: float = 10.0
 
 
 PROFILES = {
@@ -93,6 +100,7 @@ PROFILES = {
         big_batch_backlog=6_000,
         big_batch_rate=200,
         big_batch_slow_s=20,
+        broker_stall_s=10.0,
     ),
     "full": Profile(
         "full",
@@ -114,6 +122,7 @@ PROFILES = {
         big_batch_backlog=20_000,
         big_batch_rate=400,
         big_batch_slow_s=60,
+        broker_stall_s=40.0,
     ),
 }
 
@@ -354,11 +363,18 @@ def split_duplicates(
 # --- scenarios -----------------------------------------------------------------------------------
 
 
+def cpu_hog() -> subprocess.Popen[bytes]:
+    """A process that spins on one core until killed: the worker shares the machine with it."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
 def kill_9(env: ChaosEnv, profile: Profile) -> Result:
-    """kill -9 at random points of a stream, `kills` times; the restarts lose nothing."""
-    result = Result("kill -9, five times, mid-stream", "every owed event delivered within 120 s "
-                    "of the last kill; each restart consuming within 30 s; avoidable duplicates "
-                    f"<= {MAX_AVOIDABLE_SHARE:.1%} of the events")  # fmt: skip
+    """kill -9 at random points of a stream, `kills` times, with a CPU hog beside the worker;
+    the restarts lose nothing."""
+    result = Result("kill -9, five times, mid-stream, a CPU hog beside the worker", "every owed "
+                    "event delivered within 120 s of the last kill; each restart consuming "
+                    f"within 30 s; avoidable duplicates <= {MAX_AVOIDABLE_SHARE:.1%} of the "
+                    "events with one core spinning")  # fmt: skip
     started = time.monotonic()
     rnd = random.Random(profile.seed)
     env.sandbox.reset()
@@ -372,29 +388,38 @@ def kill_9(env: ChaosEnv, profile: Profile) -> Result:
     # kill and restart, so each worker is killed in steady streaming with deliveries answered
     # well before the kill (which a prompt commit must have covered) and some on the wire.
     env.sandbox.add_faults([{"delay_s": 0.3, "for_s": 3600}])
-    producer = SteadyProducer(env.broker, encode(topics, events), profile.kill_rate)
-    workers = [env.worker(config, "0")]
-    producer.start()
-    ready_s: list[float] = []
-    kill_times: list[float] = []
-    for kill in range(profile.kills):
-        # a random point: 2 to 5 s after the live worker began consuming
-        time.sleep(rnd.uniform(2.0, 5.0))
-        workers[-1].kill()
-        kill_times.append(time.time())
-        restarted = time.monotonic()
-        workers.append(env.worker(config, str(kill + 1), ready_within_s=None))
-        became_ready = wait_until(workers[-1].is_ready, 30, 0.1)
-        ready_s.append(time.monotonic() - restarted)
-        result.check(became_ready, f"restart {kill + 1} was not consuming within 30 s")
-    producer.join(timeout=600)
-    result.check(producer.error is None, f"producer failed: {producer.error}")
-    drained = wait_until(lambda: all_delivered(env, owed), 120, 1.0)
-    result.check(drained, "not every owed event arrived within 120 s of the last kill")
+    # The bound must hold for a worker that does not have the machine to itself: a loop that
+    # falls behind takes in answers and starts commits late, and a kill then re-sends more.
+    hog = cpu_hog()
+    try:
+        producer = SteadyProducer(env.broker, encode(topics, events), profile.kill_rate)
+        workers = [env.worker(config, "0")]
+        producer.start()
+        ready_s: list[float] = []
+        kill_times: list[float] = []
+        for kill in range(profile.kills):
+            # a random point: 2 to 5 s after the live worker began consuming
+            time.sleep(rnd.uniform(2.0, 5.0))
+            workers[-1].kill()
+            kill_times.append(time.time())
+            restarted = time.monotonic()
+            workers.append(env.worker(config, str(kill + 1), ready_within_s=None))
+            became_ready = wait_until(workers[-1].is_ready, 30, 0.1)
+            ready_s.append(time.monotonic() - restarted)
+            result.check(became_ready, f"restart {kill + 1} was not consuming within 30 s")
+        producer.join(timeout=600)
+        result.check(producer.error is None, f"producer failed: {producer.error}")
+        drained = wait_until(lambda: all_delivered(env, owed), 120, 1.0)
+        result.check(drained, "not every owed event arrived within 120 s of the last kill")
+        result.check(hog.poll() is None, "the CPU hog ended before the stream did")
+    finally:
+        hog.kill()
+        hog.wait(10)
     env.sandbox.clear_faults()
     result.figures |= {
         "events": len(events),
         "kills": profile.kills,
+        "cpu_hog": 1,
         "restart_to_consuming_s": f"{min(ready_s):.1f}-{max(ready_s):.1f}",
         "peak_rss_mb": round(max(rss_mb(w) for w in workers[-1:]), 1),
     }
@@ -861,16 +886,22 @@ def broker_restart(env: ChaosEnv, profile: Profile) -> Result:
 
 
 def duplicates_by_cause(
-    arrivals: Iterable[tuple[str, float]], kills: list[float], rebalances: list[tuple[float, float]]
+    arrivals: Iterable[tuple[str, float]],
+    kills: list[float],
+    rebalances: list[tuple[float, float]],
+    stalls: list[tuple[float, float]] | None = None,
 ) -> dict[str, int]:
     """Re-arrivals of an event id by cause, from (event id, arrival time) pairs in arrival order,
     the kill times and the spans of graceful group changes (Unix seconds): `avoidable` and
     `in_flight` as `split_duplicates` counts them (a kill since the copy before); `rebalance`
     when no kill but a graceful leave or a join overlaps the time between the copy before and
-    this one (the span from the signal or the start until the group settled); `timeout` with
-    neither (a request answered too late, sent again)."""
+    this one (the span from the signal or the start until the group settled); with `stalls`
+    given, `stall` when a broker stall overlaps it instead (from the stop until the group
+    answered again); `timeout` with none of these (a request answered too late, sent again)."""
     last: dict[str, float] = {}
-    counts = dict.fromkeys(("avoidable", "in_flight", "rebalance", "timeout"), 0)
+    causes = ("avoidable", "in_flight", "rebalance", *(("stall",) if stalls is not None else ()),
+              "timeout")  # fmt: skip
+    counts = dict.fromkeys(causes, 0)
     for event_id, at in arrivals:
         previous = last.get(event_id)
         last[event_id] = at
@@ -879,6 +910,8 @@ def duplicates_by_cause(
         ended = [kill for kill in kills if previous - SENT_BEFORE_KILL_S <= kill <= at]
         if ended:
             counts["avoidable" if previous < ended[0] - AVOIDABLE_AFTER_S else "in_flight"] += 1
+        elif any(start <= at and previous <= end for start, end in stalls or ()):
+            counts["stall"] += 1
         elif any(start <= at and previous <= end for start, end in rebalances):
             counts["rebalance"] += 1
         else:
@@ -903,6 +936,7 @@ class Group:
     live: list[WorkerProcess] = field(default_factory=list)  # oldest first
     kills: list[float] = field(default_factory=list)
     rebalances: list[tuple[float, float]] = field(default_factory=list)
+    stalls: list[tuple[float, float]] | None = None  # broker stalls, for a cause of their own
     join_to_ready_s: list[float] = field(default_factory=list)
     join_to_assigned_s: list[float] = field(default_factory=list)
     exit_codes: list[int] = field(default_factory=list)  # of the graceful leaves
@@ -972,7 +1006,7 @@ class Group:
         finish(result, env, self.topics, self.workers, owed)
         check_the_log(result, env, self.topics, owed)
         arrivals = [(event.event_id, event.received_at) for event in env.sandbox.events()]
-        causes = duplicates_by_cause(arrivals, self.kills, self.rebalances)
+        causes = duplicates_by_cause(arrivals, self.kills, self.rebalances, self.stalls)
         result.figures |= {f"duplicates_{cause}": n for cause, n in causes.items()}
         result.figures["not_resent_thanks_to_the_log"] = skipped_by_the_log(self.workers)
         if self.join_to_assigned_s:
@@ -1089,6 +1123,143 @@ def rolling_restart(env: ChaosEnv, profile: Profile) -> Result:
     return result
 
 
+STALL_READY_S = 30  # broker_stall: every worker ready again this soon after the resume
+# kafka-python's request_timeout_ms (its default; the worker leaves it): a request to a broker that
+# does not answer fails after this long, and with it the group coordinator is marked dead.
+REQUEST_TIMEOUT_S = 30
+
+
+class ReadinessSampler(threading.Thread):
+    """Samples each worker's `/readyz` every `interval_s`: (Unix time, ready per worker)."""
+
+    def __init__(self, workers: list[WorkerProcess], interval_s: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.workers, self.interval_s = list(workers), interval_s
+        self.samples: list[tuple[float, list[bool]]] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval_s):
+            self.samples.append((time.time(), [w.is_ready() for w in self.workers]))
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=10)
+
+    def ready_again_at(self, since: float) -> list[float | None]:
+        """Per worker, when its last run of ready samples after `since` began (None: not
+        ready at the last sample)."""
+        found: list[float | None] = []
+        for n in range(len(self.workers)):
+            began = None
+            for at, ready in (s for s in list(self.samples) if s[0] >= since):
+                began = (began or at) if ready[n] else None
+            found.append(began)
+        return found
+
+    def steady_since(self, since: float, for_s: float) -> bool:
+        """Every worker ready, without a break, for the last `for_s` or more (after `since`)."""
+        now = time.time()
+        return all(at is not None and now - at >= for_s for at in self.ready_again_at(since))
+
+    def not_ready_during(self, start: float, end: float) -> list[bool]:
+        """Per worker, whether any sample between `start` and `end` found it not ready."""
+        during = [ready for at, ready in list(self.samples) if start <= at <= end]
+        return [any(not ready[n] for ready in during) for n in range(len(self.workers))]
+
+
+def broker_stall(env: ChaosEnv, profile: Profile) -> Result:
+    """The broker stops answering (SIGSTOP: connections open, no answers) for longer than the
+    session timeout under a group of two and a steady stream, then answers again (SIGCONT):
+    the workers stay up, are ready again soon after, and lose nothing.
+
+    Whether the group forms again is the broker's call: Tansu answers the heartbeats waiting at
+    the resume and keeps both members (`assignments_after_stall` counts any new assignment). A
+    stall longer than `REQUEST_TIMEOUT_S` must show on `/readyz`."""
+    stall_s = profile.broker_stall_s
+    session_s = TANSU_GROUP_TIMING["session_timeout_ms"] / 1000
+    past_timeout = stall_s > REQUEST_TIMEOUT_S + 5
+    result = Result(f"broker stalled (SIGSTOP) {stall_s:.0f} s under a group of two; 0.3 s answers",
+                    "every owed event delivered within 120 s of the stream's end; the workers "
+                    "stay up" + ("; /readyz not ready during the stall" if past_timeout else "")
+                    + f"; each ready within {STALL_READY_S:.0f} s of the resume; every leave "
+                    "exits 0; duplicates by cause reported")  # fmt: skip
+    result.check(stall_s >= 1.5 * session_s,
+                 f"a stall of {stall_s:.0f} s does not outlast the {session_s:.0f} s session")  # fmt: skip
+    started = time.monotonic()
+    env.sandbox.reset()
+    topics = env.topics("stall")
+    group = Group(env, "stall", topics, {"batch_max_events": 200}, stalls=[])
+    lead_s, tail_s = 10.0, 20.0  # steady streaming before the stall; the stream after it
+    rnd = random.Random(profile.seed + 17)
+    events = [owed_event(rnd.choice(["install", "in-app-event"]))
+              for _ in range(int(profile.group_rate * (lead_s + stall_s + tail_s)))]  # fmt: skip
+    owed = {event_id_of(e) for e in events}
+    env.sandbox.add_faults([{"delay_s": 0.3, "for_s": 3600}])
+    readiness: ReadinessSampler | None = None
+    try:
+        group.start()
+        group.join(result)
+        group.join_to_ready_s.clear()  # the figures are the recovery's, not the first joins'
+        group.join_to_assigned_s.clear()
+        group.rebalances.clear()
+        producer = SteadyProducer(env.broker, encode(topics, events), profile.group_rate)
+        producer.start()
+        time.sleep(lead_s)
+        readiness = ReadinessSampler(group.live)
+        readiness.start()
+        assignments = [w.log().count("partitions assigned") for w in group.live]
+        stalled_at = time.time()
+        env.broker.pause()
+        try:
+            time.sleep(stall_s)
+        finally:
+            env.broker.resume()
+        resumed_at, resumed = time.time(), time.monotonic()
+        exited = [w.log_path.stem for w in group.live if w.exited()]
+        result.check(not exited, f"{exited} exited while the broker was stalled")
+        # Ready again: each worker's /readyz 200 for a second on end (a worker ready at the resume
+        # may still be told to rejoin by its next heartbeat's answer)
+        settled = wait_until(lambda: readiness.steady_since(resumed_at, 1.0), STALL_READY_S, 0.2)
+        settled_s = time.monotonic() - resumed
+        ready_s = [round(t - resumed_at, 1) if t is not None else None
+                   for t in readiness.ready_again_at(resumed_at)]  # fmt: skip
+        result.check(bool(settled),
+                     f"not every worker ready {STALL_READY_S:.0f} s after the resume: {ready_s}")  # fmt: skip
+        group.stalls = [(stalled_at, time.time() + SENT_BEFORE_KILL_S)]
+        not_ready = readiness.not_ready_during(stalled_at, resumed_at)
+        if past_timeout:
+            result.check(all(not_ready), f"{not_ready.count(False)} workers said ready through "
+                         f"a {stall_s:.0f} s stall, past the {REQUEST_TIMEOUT_S} s request timeout")  # fmt: skip
+        producer.join(timeout=600)
+        result.check(producer.error is None, f"producer failed: {producer.error}")
+        drained = wait_until(lambda: all_delivered(env, owed), 120, 1.0)
+        result.check(drained, "not every owed event arrived within 120 s of the stream's end")
+        exited = [w.log_path.stem for w in group.live if w.exited()]
+        result.check(not exited, f"{exited} exited after the stall")
+        env.sandbox.clear_faults()
+        result.figures |= {
+            "events": len(events), "stall_s": stall_s, "session_timeout_s": session_s,
+            "workers_not_ready_during_stall": sum(not_ready),
+            "ready_again_s": ",".join(str(r) for r in ready_s),
+            "partitions_lost": sum(w.log().count("partitions lost") for w in group.live),
+            "assignments_after_stall": sum(w.log().count("partitions assigned") - before
+                                           for w, before in zip(group.live, assignments, strict=True)),
+            "resume_to_settled_s": round(settled_s, 1),
+        }  # fmt: skip
+        group.finish(result, env, owed)
+    finally:
+        env.broker.resume()  # never leave the shared broker stopped
+        if readiness is not None:
+            readiness.stop()
+        for worker in group.workers:
+            if not worker.exited():
+                worker.kill()
+        env.sandbox.clear_faults()
+    result.seconds = time.monotonic() - started
+    return result
+
+
 MAX_COPIES_PER_EVENT = 2.0  # slow_partner_big_batch: copies received per event
 
 
@@ -1169,5 +1340,6 @@ SCENARIOS: dict[str, Callable[[ChaosEnv, Profile], Result]] = {
     "broker_restart": broker_restart,
     "scale_out": scale_out,
     "rolling_restart": rolling_restart,
+    "broker_stall": broker_stall,
     "slow_partner_big_batch": slow_partner_big_batch,
 }

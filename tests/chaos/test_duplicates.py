@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.chaos.scenarios import split_duplicates
+from tests.chaos.scenarios import duplicates_by_cause, split_duplicates
 
 
 def test_re_sends_are_split_by_when_the_first_copy_was_answered() -> None:
@@ -37,3 +37,14 @@ def test_a_copy_in_flight_at_one_kill_and_re_sent_after_the_next_is_in_flight() 
 def test_a_copy_arriving_just_after_a_kill_was_sent_by_the_killed_worker() -> None:
     """On the wire at kill 1 (processed 0.1 s after it), re-sent after kill 2: in flight."""
     assert split_duplicates([("g", 100.1), ("g", 130.0)], [100.0, 113.2]) == (0, 1, 0)
+
+
+def test_a_re_send_across_a_broker_stall_has_a_cause_of_its_own() -> None:
+    """A stall overlapping the time between two copies is their cause, before a rebalance; a
+    kill still comes first. Without stalls given, there is no such cause."""
+    arrivals = [("s", 10.0), ("s", 25.0), ("k", 10.0), ("k", 30.0), ("r", 50.0), ("r", 61.0)]
+    kills, rebalances, stalls = [29.0], [(5.0, 20.0), (55.0, 60.0)], [(12.0, 24.0)]
+    assert duplicates_by_cause(arrivals, kills, rebalances, stalls) == {
+        "avoidable": 1, "in_flight": 0, "rebalance": 1, "stall": 1, "timeout": 0,
+    }  # fmt: skip
+    assert "stall" not in duplicates_by_cause(arrivals, kills, rebalances)
