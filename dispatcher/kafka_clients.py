@@ -280,6 +280,25 @@ def commit_async(
         done(offsets, exc)
 
 
+def group_generation(consumer: Any) -> int | None:
+    """The generation of the consumer group this member last joined, or None when it is in
+    none (evicted, not joined yet) or the client does not say. kafka-python keeps it private;
+    the worker reads it only to know whether anyone else could have owned a partition between
+    its revocation and its return (`Worker.on_assigned`)."""
+    generation = getattr(getattr(consumer, "_coordinator", None), "_generation", None)
+    number = getattr(generation, "generation_id", None)
+    return number if isinstance(number, int) and number >= 0 else None
+
+
+def committed_offset(
+    consumer: Any, topic: str, partition: int, timeout_ms: int = 10_000
+) -> int | None:
+    """The group's committed offset of one partition (a blocking request to the
+    coordinator), None when the group has none there; KafkaError when it does not answer."""
+    offset = consumer.committed(TopicPartition(topic, partition), timeout_ms=timeout_ms)
+    return offset if isinstance(offset, int) and offset >= 0 else None
+
+
 def commit(consumer: Any, offsets: dict[tuple[str, int], int]) -> None:
     """Commit `offsets` (the next offset to read, per (topic, partition)) synchronously;
     CommitFailedError naming the partitions when the broker refuses or does not answer."""

@@ -164,6 +164,10 @@ class OffsetTracker:
         self._detached.clear()
         return dropped
 
+    def detached(self) -> list[Partition]:
+        """Revoked partitions whose state is kept until the new assignment is known."""
+        return list(self._detached)
+
     def assigned(self) -> list[Partition]:
         """The partitions currently tracked as ours."""
         return list(self._partitions)

@@ -152,6 +152,11 @@ class Worker:
         self._unscanned: set[Partition] = set()
         # partition → the first offset whose postbacks a revocation dropped unsent
         self._rewound: dict[Partition, int] = {}
+        # The group generation the last revocation happened in; partitions back here in a
+        # later generation than the next one may have been another member's meanwhile, and
+        # kafka-python kept this worker's old position for them (`_stale`, `_reposition`).
+        self._revoked_generation: int | None = None
+        self._stale: set[Partition] = set()
         # partition → offset → the partner apps the log shows its postback final for
         self._already: dict[Partition, dict[int, set[tuple[str, str | None]]]] = {}
         self._delivery = DeliveryService(
@@ -224,6 +229,8 @@ class Worker:
         self._pump()
         budget = self._apply_backpressure()
         records = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=budget)
+        if self._stale:
+            records = self._reposition(records)
         if records:
             self._prefetch()
             if self._unscanned:
@@ -364,6 +371,33 @@ class Worker:
         for publisher in self._publishers:
             publisher.pump()
 
+    def _reposition(
+        self, records: Mapping[TopicPartition, list[Any]]
+    ) -> Mapping[TopicPartition, list[Any]]:
+        """Partitions back after another member may have had them (`on_assigned`): read on
+        from the group's committed offset, not from where this worker left them. Records
+        already read there from the old position are set aside; the next poll reads from
+        the committed offset. When the group has no commit there or does not answer, the
+        old position stays and the postback log's look-up is what prevents re-sending."""
+        stale, self._stale = self._stale, set()
+        moved: set[Partition] = set()
+        for topic, partition in sorted(stale):
+            try:
+                offset = kafka_clients.committed_offset(self._consumer, topic, partition)
+            except Exception as exc:
+                log.warning("could not read the committed offset of %s[%d] (%s); reading on "
+                            "from this worker's own position", topic, partition, exc)  # fmt: skip
+                continue
+            if offset is None:
+                continue
+            self._consumer.seek(TopicPartition(topic, partition), offset)
+            moved.add((topic, partition))
+            log.info("%s[%d] was another member's meanwhile: reading on from the group's "
+                     "committed offset %d", topic, partition, offset)  # fmt: skip
+        if not moved:
+            return records
+        return {tp: msgs for tp, msgs in records.items() if (tp.topic, tp.partition) not in moved}
+
     def _look_up(self, records: Mapping[TopicPartition, list[Any]]) -> None:
         """Before the first records of newly assigned partitions are handled: read the postback
         log since the oldest of them (less `postback_log.lookback_margin_s`) for what it shows
@@ -488,6 +522,7 @@ class Worker:
         starts right after what this worker delivered. Runs on kafka-python's network loop (see
         `_Rebalance`): its waits let that loop turn, heartbeats included."""
         tps = {(tp.topic, tp.partition) for tp in revoked}
+        self._revoked_generation = kafka_clients.group_generation(self._consumer)
         if not tps or self._closing:
             return  # closing: _shutdown already finished and committed what it could
         self._health.set_ready(False, "rebalancing")
@@ -543,7 +578,19 @@ class Worker:
         """The new assignment: keep state of partitions that stay, drop the others."""
         assigned = list(assigned)
         tps = [(tp.topic, tp.partition) for tp in assigned]
-        dropped = self._offsets.reassign(tps)
+        generation = kafka_clients.group_generation(self._consumer)
+        revoked_in, self._revoked_generation = self._revoked_generation, None
+        if generation is not None and revoked_in is not None and generation == revoked_in + 1:
+            dropped = self._offsets.reassign(tps)
+        else:
+            # Not the generation right after the revocation (this worker's join was answered
+            # in a later one, or it was evicted): another member may have had these
+            # partitions and delivered from them meanwhile. Nothing is kept, and where
+            # kafka-python kept this worker's old position, it is moved to the group's
+            # committed offset before anything is read there (`_reposition`).
+            held = set(self._offsets.detached())
+            self._stale.update(tp for tp in tps if tp in held)
+            dropped = self._offsets.reassign(())
         if dropped:
             self._delivery.discard(set(dropped))
             self._metrics.set_lag({}, dropped)
@@ -556,7 +603,7 @@ class Worker:
         rewound, self._rewound = self._rewound, {}
         for tp in assigned:
             offset = rewound.get((tp.topic, tp.partition))
-            if offset is not None and (tp.topic, tp.partition) in kept:
+            if offset is not None and (tp.topic, tp.partition) in kept:  # never a stale one
                 self._consumer.seek(tp, offset)
         if self._make_log_reader is not None:
             # New to this worker: the log tells what another member (or this one before a

@@ -6,13 +6,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError as KafkaCommitFailedError
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
@@ -21,6 +22,8 @@ from kafka.structs import OffsetAndMetadata
 
 from dispatcher import kafka_clients
 from dispatcher.config_loader import load_runtime
+from dispatcher.devtools.broker import LocalBroker
+from dispatcher.devtools.harness import TANSU_GROUP_TIMING
 from dispatcher.errors import BrokerUnavailableError, CommitFailedError, TransientError
 
 
@@ -262,3 +265,45 @@ def test_every_client_made_reads_in_large_pieces(
     monkeypatch.setattr(KafkaTCPTransport, "_sock_recv", lambda self: (b"", None))
     kafka_clients._common(SimpleNamespace(runtime=runtime, kafka_password=None))  # type: ignore[arg-type]
     assert KafkaTCPTransport._sock_recv is kafka_clients._read_available
+
+
+@pytest.mark.broker
+def test_the_group_generation_and_committed_offsets_as_the_broker_gives_them(
+    broker: LocalBroker,
+) -> None:
+    """`group_generation` reads where kafka-python keeps the generation (private: this test
+    fails if a kafka-python release moves it) and a second member joining makes the next
+    one; `committed_offset` reads what was committed, None where nothing was."""
+    topic = f"generation-{uuid.uuid4().hex[:6]}"
+    broker.create_topics({topic: 2})
+    group = f"g-{uuid.uuid4().hex[:6]}"
+
+    def member() -> KafkaConsumer:
+        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group,
+                                 enable_auto_commit=False, **TANSU_GROUP_TIMING)  # fmt: skip
+        consumer.subscribe([topic])
+        return consumer
+
+    first = member()
+    try:
+        assert kafka_clients.group_generation(first) is None  # not joined yet
+        deadline = time.monotonic() + 30
+        while not first.assignment() and time.monotonic() < deadline:
+            first.poll(timeout_ms=200)
+        joined = kafka_clients.group_generation(first)
+        assert joined is not None
+        assert kafka_clients.committed_offset(first, topic, 0) is None
+        kafka_clients.commit(first, {(topic, 0): 7})
+        assert kafka_clients.committed_offset(first, topic, 0) == 7
+        second = member()
+        try:
+            deadline = time.monotonic() + 60
+            while len(first.assignment()) != 1 and time.monotonic() < deadline:
+                first.poll(timeout_ms=50)
+                second.poll(timeout_ms=50)
+            assert len(first.assignment()) == 1
+            assert kafka_clients.group_generation(first) == joined + 1
+        finally:
+            second.close()
+    finally:
+        first.close()

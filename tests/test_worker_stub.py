@@ -134,7 +134,7 @@ class Running:
         self.consumer.produce(topic, value, key, headers)
 
     def committed(self) -> dict[TopicPartition, int]:
-        return dict(self.consumer.committed)
+        return dict(self.consumer.committed_offsets)
 
     def ends(self) -> dict[TopicPartition, int]:
         return {
@@ -330,6 +330,40 @@ def test_a_revocation_sends_nothing_more_and_what_it_dropped_is_sent_when_read_a
     # Then the postbacks dropped at the revocation were sent after the records were read again
     # (kafka-python keeps a kept partition's position: the worker seeks back): each exactly once
     assert sorted(worker.partner.event_ids) == sorted(event_id_of(r) for r in records)
+
+
+def test_partitions_back_after_another_member_had_them_are_read_from_the_groups_offset(
+    running: Running,
+) -> None:
+    """A join answered in a later generation than the one after the revocation (Tansu does
+    this when a member is slow to rejoin): another member owned the partitions meanwhile, yet
+    kafka-python 3 kept this worker's old positions. Reading on from them re-sent what the
+    other member had delivered: 786 of 18,000 events in a rolling restart."""
+    first = [event_dict("install") for _ in range(10)]
+    for record in first:
+        running.produce(INSTALLS, record)
+    until(lambda: len(running.partner.event_ids) == 10, "first deliveries")
+    until(lambda: running.committed() == running.ends(), "committed")
+    theirs = [event_dict("install") for _ in range(10)]
+    handed_back = threading.Event()
+
+    def other_member() -> None:  # reads, delivers and commits these while it has them
+        for record in theirs:
+            running.produce(INSTALLS, record)
+        running.consumer.committed_offsets.update(running.ends())
+        handed_back.set()
+
+    # When the partitions come back to this worker two generations later
+    sources = [tp for tp in running.consumer.logs if tp.topic in (INSTALLS, IN_APP)]
+    running.consumer.reassign(sources, skipped=1, meanwhile=other_member)
+    assert handed_back.wait(5)
+    later = [event_dict("install") for _ in range(5)]
+    for record in later:
+        running.produce(INSTALLS, record)
+    until(lambda: len(running.partner.event_ids) >= 15, "the later deliveries")
+    until(lambda: running.committed() == running.ends(), "committed again")
+    # Then this worker sent its own events and the later ones, none of the other member's
+    assert sorted(running.partner.event_ids) == sorted(event_id_of(r) for r in first + later)
 
 
 def test_stop_finishes_in_flight_work_and_commits(running: Running) -> None:

@@ -37,7 +37,7 @@ class StubConsumer:
             for topic, count in partitions.items()
             for p in range(count)
         }
-        self.committed: dict[TopicPartition, int] = {}
+        self.committed_offsets: dict[TopicPartition, int] = {}
         self.commit_calls = 0
         self.commit_history: list[dict[TopicPartition, int]] = []  # every accepted commit
         self.fail_commits = 0  # the next N commits fail as a broker in a rebalance answers
@@ -48,6 +48,9 @@ class StubConsumer:
         self._listener: Any = None
         self._pending_assignment: list[TopicPartition] | None = None
         self._reread = False
+        self._skipped = 0
+        self._meanwhile: Callable[[], None] | None = None
+        self._coordinator = _StubCoordinator()  # the group's generation, where kafka-python has it
         self.topic_ids = {tp.topic: str(uuid.uuid4()) for tp in self.logs}
         self.deleted_topics: set[str] = set()
         self.metadata_gaps: set[str] = set()  # topics a metadata answer leaves out, yet exist
@@ -71,13 +74,21 @@ class StubConsumer:
         log.append(StubRecord(topic, partition, len(log), key, value, headers))
         return len(log) - 1
 
-    def reassign(self, partitions: Iterable[TopicPartition], *, reread: bool = False) -> None:
+    def reassign(
+        self, partitions: Iterable[TopicPartition], *, reread: bool = False, skipped: int = 0,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
         """A rebalance at the next poll: every partition revoked, then `partitions` assigned. A
         partition that stays keeps its position, as kafka-python 3 keeps it; with `reread`,
         every one resumes where the group committed (as when it went to another member and
-        came back)."""
+        came back). `skipped` generations pass between the revocation and the assignment (a
+        join answered late, as Tansu can: another member owns the partitions meanwhile, and
+        `meanwhile` does what it did, such as producing and committing), and kafka-python
+        keeps the old positions all the same."""
         self._pending_assignment = list(partitions)
         self._reread = reread
+        self._skipped = skipped
+        self._meanwhile = meanwhile
 
     def delete_topic(self, topic: str) -> None:
         """The topic is deleted (as Apache Kafka does it: gone, not recreated); the group loses
@@ -119,7 +130,7 @@ class StubConsumer:
             self.fail_commits -= 1
             raise CommitFailedError("stub: the group is rebalancing")
         for tp, meta in offsets.items():
-            self.committed[tp] = meta.offset
+            self.committed_offsets[tp] = meta.offset
         self.commit_history.append({tp: meta.offset for tp, meta in offsets.items()})
 
     def commit_async(
@@ -139,6 +150,9 @@ class StubConsumer:
         if callback is not None:
             callback(offsets, None)
         return future.success(None)
+
+    def committed(self, tp: TopicPartition, timeout_ms: int | None = None) -> int | None:
+        return self.committed_offsets.get(tp)
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
@@ -167,14 +181,31 @@ class StubConsumer:
             return
         if self._assigned and self._listener is not None:
             _call(self._listener.on_partitions_revoked, sorted(self._assigned))
+        self._coordinator._generation.generation_id += 1 + self._skipped
+        self._skipped = 0
+        meanwhile, self._meanwhile = self._meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
         stayed = set() if self._reread else self._assigned & set(assignment)
         self._assigned = set(assignment)
         self._paused &= self._assigned
         for tp in assignment:  # a new one resumes where the group committed
             if tp not in stayed:
-                self._positions[tp] = self.committed.get(tp, 0)
+                self._positions[tp] = self.committed_offsets.get(tp, 0)
         if self._listener is not None:
             _call(self._listener.on_partitions_assigned, sorted(assignment))
+
+
+class _StubGeneration:
+    def __init__(self) -> None:
+        self.generation_id = 0
+
+
+class _StubCoordinator:
+    """Where kafka-python keeps the group's generation (`kafka_clients.group_generation`)."""
+
+    def __init__(self) -> None:
+        self._generation = _StubGeneration()
 
 
 def _call(method: Callable[[list[TopicPartition]], Any], partitions: list[TopicPartition]) -> None:
