@@ -1284,8 +1284,8 @@ def slow_partner_big_batch(env: ChaosEnv, profile: Profile) -> Result:
     slow_s = profile.big_batch_slow_s
     result = Result(f"partner slower than timeout_s for {slow_s:.0f} s (3 s answers, timeout_s 2, "
                     "1,000-event batches)", "every owed event delivered within 60 s of the "
-                    f"recovery; copies per event <= {MAX_COPIES_PER_EVENT:g}; batches shrank; "
-                    "no dead letter")  # fmt: skip
+                    f"recovery; copies per event <= {MAX_COPIES_PER_EVENT:g}; duplicates <= "
+                    "the events of the timed-out requests; batches shrank; no dead letter")  # fmt: skip
     started = time.monotonic()
     env.sandbox.reset()
     topics = env.topics("bigbatch")
@@ -1319,11 +1319,18 @@ def slow_partner_big_batch(env: ChaosEnv, profile: Profile) -> Result:
                  f"{copies:.2f} copies per event received; at most {MAX_COPIES_PER_EVENT:g}")  # fmt: skip
     result.check(shrinks > 0, "no batch shrank: the scenario did not test timeouts")
     result.check(dead == 0, f"{dead} dead letters")
+    # Every request before the recovery was answered after timeout_s: each may have been
+    # processed, and its events go again once (as halves), never more than one batch a timeout.
+    timed_out_events = sum(r.events for r in slow_requests)
+    duplicates = len(received) - len({event.event_id for event in received})
+    result.check(duplicates <= timed_out_events,
+                 f"{duplicates} duplicates; at most one batch per timeout: {timed_out_events}")  # fmt: skip
     result.figures |= {
         "events": len(events),
         "backlog": len(backlog),
         "slow_requests": len(slow_requests),
         "largest_slow_request": max((r.events for r in slow_requests), default=0),
+        "timed_out_events": timed_out_events,
         "timed_out_attempts": worker.metric("dispatcher_delivery_attempts_total", result="retryable"),
         "batch_shrinks": shrinks,
         "resent_metric": worker.metric("dispatcher_resent_events_total"),
