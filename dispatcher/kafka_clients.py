@@ -19,7 +19,7 @@ from kafka.structs import OffsetAndMetadata
 from kafka.version import __version__ as kafka_version
 
 from dispatcher.config_loader import Settings
-from dispatcher.errors import BrokerUnavailableError, CommitFailedError
+from dispatcher.errors import BrokerUnavailableError, CommitFailedError, ConfigError, ConfigIssue
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,9 @@ def create_topics(
 
 def make_producer(settings: Settings) -> KafkaProducer:
     """A producer for dead letters, postback log records and replays: acknowledged by every
-    in-sync replica. Log records come one per postback: batches of up to 256 KiB."""
+    in-sync replica, compressed as `kafka.compression_type` says. A log record holds a
+    request's postbacks (up to `postback_log.MAX_RECORD_BYTES`): batches of up to 256 KiB
+    gather the smaller ones."""
     kafka = settings.runtime.kafka
     try:
         return KafkaProducer(
@@ -211,11 +213,16 @@ def make_producer(settings: Settings) -> KafkaProducer:
             batch_size=262_144,
             max_block_ms=10_000,
             max_request_size=1_048_576,
+            compression_type=None if kafka.compression_type == "none" else kafka.compression_type,
         )
     except KafkaError as exc:
         raise BrokerUnavailableError(
             f"cannot reach Kafka at {','.join(kafka.bootstrap_servers)}: {exc}"
         ) from exc
+    except ValueError as exc:  # kafka-python: the broker is too old for the compression type
+        allowed = f"{exc}; allowed: zstd (Kafka 2.1 and later), none"
+        issue = ConfigIssue(str(settings.path), "kafka.compression_type", allowed)
+        raise ConfigError([issue]) from exc
 
 
 def coordinator_known(consumer: Any) -> bool:

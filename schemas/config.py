@@ -340,6 +340,10 @@ class KafkaConfig(_Config):
     # Every owed postback's final outcome (docs/postback-log.md); None turns the log off.
     postback_log_topic: str | None = "postbacks-log"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # How what the dispatcher writes (postback log records, dead letters) is compressed: the
+    # log's JSON lines repeat their keys and most values, which the broker would otherwise
+    # store and copy in full. Apache Kafka reads zstd from 2.1 on; `none` for an older broker.
+    compression_type: Literal["zstd", "none"] = "zstd"
     # How long start-up waits for the first broker to answer before it exits 1.
     connect_timeout_s: Annotated[float, Field(ge=1, le=600)] = 30.0
     session_timeout_ms: Annotated[int, Field(ge=1000, le=600_000)] = 10_000

@@ -24,7 +24,7 @@ from dispatcher import kafka_clients
 from dispatcher.config_loader import load_runtime
 from dispatcher.devtools.broker import LocalBroker
 from dispatcher.devtools.harness import TANSU_GROUP_TIMING
-from dispatcher.errors import BrokerUnavailableError, CommitFailedError, TransientError
+from dispatcher.errors import BrokerUnavailableError, CommitFailedError, ConfigError, TransientError
 
 
 class FakeConsumer:
@@ -112,6 +112,47 @@ def test_static_membership_takes_the_configured_instance_name(
     monkeypatch.setattr(kafka_clients, "KafkaConsumer", Recording)
     kafka_clients.make_consumer(SimpleNamespace(runtime=runtime, kafka_password=None))  # type: ignore[arg-type]
     assert (seen["group_instance_id"], seen["group_id"]) == ("dispatcher-0", "postback-dispatcher")
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize(("setting", "codec"), [("zstd", "zstd"), ("none", None)])
+def test_what_the_dispatcher_writes_is_compressed_as_configured(
+    broker: LocalBroker, tmp_path: Path, setting: str, codec: str | None
+) -> None:
+    """zstd by default (a postback log record of a request's JSON lines shrinks about
+    twenty-fold), `none` for a broker older than Kafka 2.1; read back as written."""
+    config = tmp_path / "dispatcher.yaml"
+    config.write_text(
+        f"kafka: {{bootstrap_servers: '{broker.bootstrap}', compression_type: {setting}}}\n"
+    )
+    runtime = load_runtime(config, {})
+    settings = SimpleNamespace(runtime=runtime, kafka_password=None, path=config)
+    topic = f"compressed-{uuid.uuid4().hex[:6]}"
+    broker.create_topics({topic: 1})
+    lines = b"\n".join(b'{"event_id":"e-%d","outcome":"delivered","partner":"tiktok"}' % n
+                       for n in range(2000))  # fmt: skip
+    producer = kafka_clients.make_producer(settings)  # type: ignore[arg-type]
+    try:
+        assert producer.config["compression_type"] == codec
+        producer.send(topic, lines).get(timeout=10)
+    finally:
+        producer.close()
+    reader = KafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                           consumer_timeout_ms=5000)  # fmt: skip
+    try:
+        reader.assign([TopicPartition(topic, 0)])
+        assert [message.value for message in reader] == [lines]
+    finally:
+        reader.close()
+
+
+def test_a_compression_type_outside_the_allowed_ones_stops_start_up(tmp_path: Path) -> None:
+    config = tmp_path / "dispatcher.yaml"
+    config.write_text("kafka: {bootstrap_servers: 'k:9092', compression_type: snappy}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_runtime(config, {})
+    assert "kafka.compression_type" in str(caught.value)
+    assert "'zstd' or 'none'" in str(caught.value)
 
 
 # --- socket reads -------------------------------------------------------------------------------

@@ -92,3 +92,14 @@ def test_the_fetcher_can_be_asked_for_the_next_fetch(consumer: KafkaConsumer) ->
     assert callable(getattr(fetcher, "send_fetches", None)), _missing(
         "KafkaConsumer._fetcher.send_fetches", "no prefetch (lower throughput)"
     )
+
+
+@pytest.mark.broker
+def test_the_consumer_keeps_its_group_generation(consumer: KafkaConsumer) -> None:
+    """`kafka_clients.group_generation`: whether a partition back after a rebalance could have
+    been another member's meanwhile (`tests/test_kafka_clients.py` checks the numbers)."""
+    generation = getattr(getattr(consumer, "_coordinator", None), "_generation", None)
+    assert isinstance(getattr(generation, "generation_id", None), int), _missing(
+        "KafkaConsumer._coordinator._generation.generation_id",
+        "every partition back after a rebalance is read again from the committed offset",
+    )
