@@ -1031,6 +1031,16 @@ def group_stream(profile: Profile, seed: int) -> list[dict[str, Any]]:
 MAX_REBALANCE_SHARE = 0.02
 
 
+def check_rebalance_duplicates(result: Result, events: int) -> None:
+    """Re-sends after graceful leaves and joins (`duplicates_rebalance`) within the bound."""
+    rebalance, bound = result.figures["duplicates_rebalance"], int(MAX_REBALANCE_SHARE * events)
+    result.check(
+        rebalance <= bound,
+        f"{rebalance} duplicates after graceful leaves and joins; at most {bound} "
+        f"({MAX_REBALANCE_SHARE:.0%} of the events) allowed",
+    )
+
+
 def scale_out(env: ChaosEnv, profile: Profile) -> Result:
     """A slow partner (1,000-event batches answered in ~1 s) and a steady stream while the group
     grows 1 → 2 → 3, one member leaves (SIGTERM), one is killed (-9) and one joins again."""
@@ -1073,15 +1083,7 @@ def scale_out(env: ChaosEnv, profile: Profile) -> Result:
         f"{avoidable} avoidable duplicates (answered over {AVOIDABLE_AFTER_S} s before a kill, "
         f"then re-sent); at most {bound} ({MAX_AVOIDABLE_SHARE:.1%} of the events) allowed",
     )
-    rebalance, rebalance_bound = (
-        result.figures["duplicates_rebalance"],
-        int(MAX_REBALANCE_SHARE * len(events)),
-    )
-    result.check(
-        rebalance <= rebalance_bound,
-        f"{rebalance} duplicates after graceful leaves and joins; at most {rebalance_bound} "
-        f"({MAX_REBALANCE_SHARE:.0%} of the events) allowed",
-    )
+    check_rebalance_duplicates(result, len(events))
     result.seconds = time.monotonic() - started
     return result
 
@@ -1121,15 +1123,7 @@ def rolling_restart(env: ChaosEnv, profile: Profile) -> Result:
     result.figures["events"] = len(events)
     result.figures["old_workers_exit_codes"] = ",".join(str(c) for c in group.exit_codes)
     group.finish(result, env, owed)
-    rebalance, bound = (
-        result.figures["duplicates_rebalance"],
-        int(MAX_REBALANCE_SHARE * len(events)),
-    )
-    result.check(
-        rebalance <= bound,
-        f"{rebalance} duplicates after graceful leaves and joins; at most {bound} "
-        f"({MAX_REBALANCE_SHARE:.0%} of the events) allowed",
-    )
+    check_rebalance_duplicates(result, len(events))
     result.seconds = time.monotonic() - started
     return result
 
