@@ -107,8 +107,7 @@ def replay_range(
                     else:
                         report.sent += 1  # would be sent
                     continue
-                known = config.app(event.app_id)
-                destination = known.destination if known is not None else event.app_id
+                destination = config.destination_of(event.app_id)
                 if app is not None and app not in (event.app_id, destination):
                     continue
                 report.decisions[(config.name, destination, "skip", decision.reason)] += 1

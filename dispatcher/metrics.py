@@ -231,7 +231,7 @@ class Metrics:
         self.batch_shrinks = Counter(
             "dispatcher_batch_shrinks",
             "Batches that timed out and were sent again as halves; the partner app's next "
-            "batches are as small until its requests are answered, then double back.",
+            "batches stay that small, then grow back a quarter per request answered in time.",
             ["partner"],
             registry=r,
         )

@@ -201,8 +201,7 @@ def _destination(decision: Decision, partner: PartnerConfig, event: Event) -> st
     AppsFlyer app id for an app the partner does not configure."""
     if isinstance(decision, Send):
         return decision.destination
-    app = partner.app(event.app_id)
-    return event.app_id if app is None else app.destination
+    return partner.destination_of(event.app_id)
 
 
 Decode = Callable[[bytes | None, EventType], Event | BadInput]

@@ -102,11 +102,11 @@ class PostbackLog:
     ) -> list[tuple[bytes, bytes]]:
         """The Kafka records (key, value) of a settled batch: `result` is its final word, `at`
         when. Each value holds the batch's postbacks as JSON lines (one postback record a
-        line), up to `MAX_RECORD_BYTES`; the key names the partner app and the first event's
-        source partition, which spreads a busy partner app over the log's partitions."""
+        line), up to `MAX_RECORD_BYTES`, keyed by the partner app and the first event's source
+        partition (`_key`)."""
         lines = list(self._lines(items, result, at))
         first = items[0]
-        key = f"{first.partner}/{first.destination}/{first.topic}/{first.partition}".encode()
+        key = _key(first.partner, first.destination, (first.topic, first.partition))
         records: list[tuple[bytes, bytes]] = []
         chunk: list[bytes] = []
         size = 0
@@ -179,7 +179,13 @@ class PostbackLog:
             "replay": replay,
             "payload": None,
         }
-        return f"{partner}/{destination or '-'}/{source[0]}/{source[1]}".encode(), _dumps(record)
+        return _key(partner, destination, source), _dumps(record)
+
+
+def _key(partner: str, destination: str | None, source: Partition) -> bytes:
+    """A log record's Kafka key: the partner app and the source partition, which spreads a busy
+    partner app over the log's partitions (`-` for a skip's unknown destination)."""
+    return f"{partner}/{destination or '-'}/{source[0]}/{source[1]}".encode()
 
 
 def _dumps(record: dict[str, Any]) -> bytes:

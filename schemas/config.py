@@ -289,6 +289,12 @@ class PartnerConfig(_Config):
         """`app(app_id)`: this partner's config for an app, or None when it is not configured."""
         return MappingProxyType({app.app_id: app for app in self.apps}).get
 
+    def destination_of(self, app_id: str) -> str:
+        """Where this partner's postbacks of an app go (or would go); the AppsFlyer app id
+        itself for an app it does not configure."""
+        app = self.app(app_id)
+        return app_id if app is None else app.destination
+
     @cached_property
     def _media_source_set(self) -> frozenset[str]:
         return frozenset(self.media_sources)

@@ -1027,7 +1027,7 @@ def group_stream(profile: Profile, seed: int) -> list[dict[str, Any]]:
 # scale_out and rolling_restart: re-sends after graceful leaves and joins. A loose bound: what
 # a member had on the wire when Tansu answered another's join before this one let go is sent
 # again (rare); a member reading on from its old position after another had the partition
-# (kafka-python keeps it) re-sent a few percent of a rolling restart's events.
+# (kafka-python keeps it) re-sent far more than that.
 MAX_REBALANCE_SHARE = 0.02
 
 
