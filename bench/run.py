@@ -170,7 +170,7 @@ def ceiling(
 
 def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sandbox: SinkProcess,
                count: int, workers: int = 1, delivery: dict[str, Any] | None = None,
-               postback_log: bool = True) -> dict[str, Any]:  # fmt: skip
+               postback_log: bool = True, processes: int = 1) -> dict[str, Any]:  # fmt: skip
     sandbox.reset()
     group = f"{name}-{uuid.uuid4().hex[:6]}"
     started = [
@@ -182,6 +182,7 @@ def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sa
             sandbox,
             group,
             delivery,
+            worker={"processes": processes} if processes > 1 else None,
             postback_log=postback_log,
         )
         for i in range(workers)
@@ -220,7 +221,7 @@ def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sa
 
 def latency(
     workdir: Path, broker: LocalBroker, sandbox: SandboxProcess, rate: float, seconds: float,
-    event: Shape,
+    event: Shape, processes: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
     """Events produced at `rate`, each stamped with its send time; event-to-postback p50/p99.
 
@@ -235,8 +236,9 @@ def latency(
         for value in (event(n, "latency", sent_at=SENT_AT_PLACEHOLDER) for n in range(total))
     ]
     worker = start_worker(
-        workdir, "latency", broker, topics, sandbox, f"latency-{uuid.uuid4().hex[:6]}"
-    )
+        workdir, "latency", broker, topics, sandbox, f"latency-{uuid.uuid4().hex[:6]}",
+        worker={"processes": processes} if processes > 1 else None,
+    )  # fmt: skip
     try:
         wait(worker.is_ready, 60, "latency worker ready")
         # librdkafka's producer, not kafka-python's: at 3,000 records/s kafka-python's takes
@@ -372,6 +374,7 @@ def records_run(
     topics = Topics.create(broker, f"throughput-{shape}", args.partitions)
     result["partitions"], result["sink"] = args.partitions, args.sink
     result["postback_log"] = not args.no_postback_log
+    result["processes"] = args.processes
     log(f"{shape}: producing {args.events} owed in-app events")
     result["produce_seconds"] = produce(broker.bootstrap, topics.in_app, args.events, "tp", event)
     result["ceilings"], result["io_ceilings"], result["workers"] = [], [], []
@@ -393,6 +396,7 @@ def records_run(
                 sandbox,
                 args.events,
                 postback_log=not args.no_postback_log,
+                processes=args.processes,
             )
         )
     result["ceiling"] = median_run(result["ceilings"])
@@ -409,7 +413,7 @@ def records_run(
         for run in range(1, args.repeat + 1):
             log(f"{shape}: latency at {half:.0f} events/s, run {run}")
             result["latencies"].append(
-                latency(workdir, broker, sandbox, half, args.latency_seconds, event)
+                latency(workdir, broker, sandbox, half, args.latency_seconds, event, args.processes)
             )
         result["latency"] = median_run(result["latencies"], "p99_s")
     return result
@@ -467,6 +471,10 @@ def main() -> int:
     parser.add_argument(
         "--no-postback-log", action="store_true",
         help="the throughput workers without the postback log (kafka.postback_log_topic: null)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--processes", type=int, default=1,
+        help="worker.processes of the throughput and latency workers (default 1: one process)",
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="small numbers: a smoke run")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
@@ -554,13 +562,16 @@ def render_kind(kind: dict[str, Any]) -> list[tuple[str, str]]:
     layout = f" on {kind['partitions']} partitions" if "partitions" in kind else ""
     if kind.get("postback_log") is False:
         layout += ", no postback log"
+    if kind.get("processes", 1) > 1:
+        layout += f", worker.processes: {kind['processes']}"
     rows = [
         (f"records: {kind['records']}{layout}{runs}", f"{decoding['record_bytes']:,.0f} bytes"),
         ("  decoding, per event (one process)", f"{decoding['decode_us']:.1f} µs"),
         ("  of which deriving the event id", f"{decoding['derive_id_us']:.1f} µs"),
         ("consume-only ceiling (read + json.loads)",
          spread([c["rate"] for c in ceilings], ",.0f") + " events/s"),
-        ("worker, default settings: delivered",
+        (("worker, default settings" if kind.get("processes", 1) == 1
+          else f"worker, {kind['processes']} processes, otherwise default settings") + ": delivered",
          spread([w["rate"] for w in workers], ",.0f") + " events/s"),
         ("  ratio to the ceiling (target >= 0.8, stretch 1.0)", spread(kind["ratios"], ".2f")),
         ("  worker CPU per event (after the first delivery)",

@@ -94,7 +94,14 @@ def _run(args: argparse.Namespace) -> int:
         args.log_level or runtime.log.level,
         args.log_format or runtime.log.format,
         settings.secrets(),
+        tags={} if args.process_index is None else {"worker_process": str(args.process_index)},
     )
+    if runtime.worker.processes > 1 and args.process_index is None:
+        from dispatcher.supervisor import supervise  # noqa: PLC0415
+
+        return supervise(_run_argv(args), runtime.worker.processes, runtime.metrics.host,
+                         runtime.metrics.port, runtime.worker.shutdown_timeout_s,
+                         os.environ)  # fmt: skip
     log.info(
         "connecting to Kafka at %s (giving up after %.0f s: kafka.connect_timeout_s)",
         ",".join(runtime.kafka.bootstrap_servers),
@@ -119,6 +126,10 @@ def _run(args: argparse.Namespace) -> int:
         runtime.metrics.host,
         server.port,
     )
+    if args.port_file:
+        from dispatcher.supervisor import write_port_file  # noqa: PLC0415
+
+        write_port_file(args.port_file, server.port)
     producer = None
     try:
         consumer = make_consumer(settings)
@@ -152,6 +163,16 @@ def _run(args: argparse.Namespace) -> int:
             producer.close(timeout=5)
         server.stop()
     return EXIT_OK
+
+
+def _run_argv(args: argparse.Namespace) -> list[str]:
+    """`dispatcher run` as given, for each worker process of a supervisor."""
+    argv = ["run"]
+    for flag, value in (("--config", args.config), ("--log-level", args.log_level),
+                        ("--log-format", args.log_format)):  # fmt: skip
+        if value is not None:
+            argv += [flag, value]
+    return argv
 
 
 def _topics_create(args: argparse.Namespace) -> int:
@@ -706,8 +727,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the worker: consume, decide, deliver, commit",
         description="Consume the install and in-app topics, deliver owed postbacks, dead-letter "
         "what cannot be delivered, serve /metrics. SIGTERM/SIGINT stop gracefully (commit what "
-        "is final, exit 0); SIGHUP reloads the partner files.",
+        "is final, exit 0); SIGHUP reloads the partner files. With worker.processes above 1, "
+        "that many worker processes in the consumer group, under one supervisor that serves "
+        "their metrics and health together.",
     )
+    # Set by the supervisor of `worker.processes` > 1 for each worker process it starts.
+    run.add_argument("--process-index", type=int, help=argparse.SUPPRESS)
+    run.add_argument("--port-file", help=argparse.SUPPRESS)
     run.set_defaults(command=_run)
 
     health = commands.add_parser(

@@ -7,7 +7,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 REDACTED = "***redacted***"
@@ -125,11 +125,16 @@ class ClientNoiseFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> SecretRedactor:
-    """Log to stderr at `level` in `fmt` (`text` or `json`); return the redactor to update."""
+def configure_logging(
+    level: str, fmt: str, secrets: Iterable[str] = (), tags: Mapping[str, str] | None = None
+) -> SecretRedactor:
+    """Log to stderr at `level` in `fmt` (`text` or `json`), each line with `tags` as fields
+    (a worker process's index); return the redactor to update."""
     redactor = SecretRedactor(secrets)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    if tags:
+        handler.addFilter(_Tags(tags))
     handler.addFilter(redactor)
     handler.addFilter(ClientNoiseFilter())
     root = logging.getLogger()
@@ -142,3 +147,16 @@ def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> Secr
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.WARNING)
     return redactor
+
+
+class _Tags(logging.Filter):
+    """Adds the same fields to every record."""
+
+    def __init__(self, tags: Mapping[str, str]) -> None:
+        super().__init__()
+        self._tags = dict(tags)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in self._tags.items():
+            setattr(record, key, value)
+        return True

@@ -421,6 +421,9 @@ class WorkerConfig(_Config):
     commit_interval_ms: Annotated[int, Field(ge=10, le=60_000)] = 200
     shutdown_timeout_s: Annotated[float, Field(ge=0, le=600)] = 30.0
     rebalance_drain_s: Annotated[float, Field(ge=0, le=600)] = 5.0
+    # Worker processes under one supervisor, all in the consumer group: one process uses about
+    # one core (docs/deploy/processes.md).
+    processes: Annotated[int, Field(ge=1, le=64)] = 1
 
 
 class PostbackLogConfig(_Config):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -178,15 +179,28 @@ class WorkerProcess:
             return False
 
     def peak_rss_mb(self) -> float:
-        """The process's peak resident memory (Linux)."""
-        status = Path(f"/proc/{self.pid}/status").read_text()
-        line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
+        """The process's peak resident memory, with its worker processes' when it supervises
+        some (each one's peak, added up; Linux)."""
+        total = 0.0
+        for pid in _process_tree(self.pid):
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text()
+                line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+                total += int(line.split()[1]) / 1024
+        return total
 
     def cpu_s(self) -> float:
-        """User + system CPU seconds so far (Linux)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU seconds so far, with its worker processes' (Linux)."""
+        ticks = 0
+        for pid in _process_tree(self.pid):
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def children(self) -> list[int]:
+        """The pids of the processes it started (a supervisor's workers)."""
+        return _process_tree(self.pid)[1:]
 
     def __enter__(self) -> WorkerProcess:
         return self.start()
@@ -194,3 +208,15 @@ class WorkerProcess:
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
             stop_process(self.process, 10, signal.SIGKILL)
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants, parents first (Linux)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        parent = tree[index]
+        index += 1
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{parent}/task").iterdir():
+                tree += [int(child) for child in (task / "children").read_text().split()]
+    return tree

@@ -1,0 +1,301 @@
+"""`dispatcher run` with `worker.processes` above 1: that many worker processes, one supervisor.
+
+One worker process spends most of its time in Python code that holds the interpreter lock
+(decoding, deciding, building payloads), so it uses about one core however many the machine
+has. With `processes: N` the supervisor starts N workers, each an ordinary `dispatcher run`
+and a member of the same consumer group: the group spreads the partitions over them, and what
+makes scaling out safe between machines (rebalances, the postback log's look-up) applies
+between them unchanged.
+
+The supervisor owns the configured metrics address: `/metrics` is every worker's metrics with a
+`process` label ("0" to "N-1"), `/healthz` and `/readyz` answer 200 only when every worker's
+do. Each worker serves its own on a loopback port it picks and writes to a file the supervisor
+reads. SIGTERM/SIGINT/SIGHUP are passed on to the workers. When a worker exits that was not
+asked to, the supervisor stops the others and exits with its code (1 for 0), so the
+orchestrator restarts the whole. A worker is sent SIGTERM by the kernel if the supervisor dies
+(Linux), so none is left behind by a `kill -9`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
+log = logging.getLogger(__name__)
+
+# What a worker process is told on top of the supervisor's own environment: serve its metrics
+# on a loopback port of its choosing, and be one process.
+WORKER_OVERRIDES = {
+    "DISPATCHER_METRICS__HOST": "127.0.0.1",
+    "DISPATCHER_METRICS__PORT": "0",
+    "DISPATCHER_WORKER__PROCESSES": "1",
+}
+PROCESS_LABEL = "process"
+SCRAPE_TIMEOUT_S = 5.0
+_PR_SET_PDEATHSIG = 1
+
+
+def write_port_file(path: str, port: int) -> None:
+    """Tell the supervisor where this worker serves (written whole, then renamed into place)."""
+    partial = f"{path}.partial"
+    Path(partial).write_text(f"{port}\n")
+    os.replace(partial, path)
+
+
+class WorkerProcesses:
+    """The worker processes: started, signalled, watched, asked over HTTP."""
+
+    def __init__(self, argv: Sequence[str], count: int, environ: Mapping[str, str]) -> None:
+        self._argv = list(argv)
+        self._count = count
+        self._environ = dict(environ) | WORKER_OVERRIDES
+        self._dir = tempfile.mkdtemp(prefix="dispatcher-workers-")
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        for index in range(self._count):
+            command = [
+                *(sys.executable, "-m", "dispatcher", *self._argv),
+                *("--process-index", str(index), "--port-file", self._port_file(index)),
+            ]
+            self.processes.append(
+                subprocess.Popen(command, env=self._environ, preexec_fn=_die_with_parent)  # noqa: PLW1509
+            )
+            log.info("worker process %d started (pid %d)", index, self.processes[-1].pid)
+
+    def _port_file(self, index: int) -> str:
+        return os.path.join(self._dir, f"{index}.port")
+
+    def port(self, index: int) -> int | None:
+        """Where worker `index` serves, once it does."""
+        try:
+            return int(Path(self._port_file(index)).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def signal(self, signum: int) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signum)
+
+    def exited(self) -> Iterator[tuple[int, int]]:
+        """(index, exit code) of each worker that has exited."""
+        for index, process in enumerate(self.processes):
+            code = process.poll()
+            if code is not None:
+                yield index, code
+
+    def wait(self, timeout_s: float) -> None:
+        """Wait for every worker to exit; SIGKILL those still running after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        for process in self.processes:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("worker process %d did not stop in time: killing it", process.pid)
+                process.kill()
+                process.wait()
+
+    def cleanup(self) -> None:
+        for index in range(self._count):
+            with contextlib.suppress(OSError):
+                os.unlink(self._port_file(index))
+        with contextlib.suppress(OSError):
+            os.rmdir(self._dir)
+
+    def ask(self, index: int, path: str) -> tuple[int, bytes]:
+        """(status, body) of worker `index`'s `path`; 503 when it does not serve yet or does
+        not answer."""
+        port = self.port(index)
+        if port is None:
+            return 503, b"starting\n"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(f"http://127.0.0.1:{port}{path}", timeout=SCRAPE_TIMEOUT_S) as answer:
+                return int(answer.status), answer.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except OSError as exc:
+            return 503, f"does not answer ({getattr(exc, 'reason', None) or exc})\n".encode()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+
+def merged_metrics(texts: Iterable[tuple[int, str]]) -> list[Metric]:
+    """Each worker's metric families (`(index, exposition text)`) as one set of families, each
+    sample labelled with its worker's index."""
+    families: dict[str, Metric] = {}
+    for index, text in texts:
+        for family in text_string_to_metric_families(text):
+            merged = families.get(family.name)
+            if merged is None:
+                merged = families[family.name] = Metric(
+                    family.name, family.documentation, family.type, family.unit
+                )
+            label = str(index)
+            merged.samples.extend(
+                Sample(s.name, {PROCESS_LABEL: label, **s.labels}, s.value, s.timestamp, s.exemplar)
+                for s in family.samples
+            )
+    return list(families.values())
+
+
+class _Merged(Collector):
+    def __init__(self, workers: WorkerProcesses) -> None:
+        self._workers = workers
+
+    def collect(self) -> Iterable[Metric]:
+        texts = []
+        for index in range(self._workers.count):
+            status, body = self._workers.ask(index, "/metrics")
+            if status == 200:
+                texts.append((index, body.decode("utf-8", "replace")))
+        return merged_metrics(texts)
+
+
+def health_of(workers: WorkerProcesses, path: str) -> tuple[int, bytes]:
+    """`/healthz` or `/readyz` of the whole: 200 when every worker answers 200; else 503 and
+    what each one that does not says."""
+    problems = []
+    for index in range(workers.count):
+        status, body = workers.ask(index, path)
+        if status != 200:
+            problems.append(f"process {index}: {body.decode('utf-8', 'replace').strip()}")
+    if problems:
+        return 503, ("\n".join(problems) + "\n").encode()
+    word = "ok" if path == "/healthz" else "ready"
+    return 200, f"{word}: {workers.count} worker processes\n".encode()
+
+
+class SupervisorServer:
+    """The configured metrics address, answered from the workers'."""
+
+    def __init__(self, workers: WorkerProcesses, host: str, port: int) -> None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Merged(workers))
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                elif path in ("/healthz", "/readyz"):
+                    self._send(*health_of(workers, path))
+                else:
+                    self._send(404, b"not found; try /metrics, /healthz or /readyz\n")
+
+            def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def supervise(
+    argv: Sequence[str], count: int, host: str, port: int, shutdown_timeout_s: float,
+    environ: Mapping[str, str],
+) -> int:  # fmt: skip
+    """Run `count` worker processes until asked to stop or one exits; the exit code."""
+    try:
+        server = SupervisorServer(workers := WorkerProcesses(argv, count, environ), host, port)
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", host, port, exc)
+        return 1
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: passed on to the worker processes", signal.Signals(signum).name)
+        stopping.set()
+        workers.signal(signum)
+
+    def reload(signum: int, frame: FrameType | None) -> None:
+        log.info("received SIGHUP: passed on to the worker processes")
+        workers.signal(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
+    workers.start()
+    server.start()
+    log.info("%d worker processes; metrics on http://%s:%d/metrics (also /healthz, /readyz)",
+             count, host, server.port)  # fmt: skip
+    code = 0
+    try:
+        while not stopping.is_set():
+            ended = next(workers.exited(), None)
+            if ended is not None:
+                index, code = ended
+                log.error("worker process %d exited with code %d unasked: stopping the others",
+                          index, code)  # fmt: skip
+                code = _exit_code(code)
+                workers.signal(signal.SIGTERM)
+                break
+            stopping.wait(0.2)
+        # each worker finishes within its own shutdown_timeout_s; a margin for its exit
+        workers.wait(shutdown_timeout_s + 30)
+        if not code:
+            code = next((_exit_code(c) for _, c in workers.exited() if c), 0)
+    finally:
+        server.stop()
+        workers.cleanup()
+    return code
+
+
+def _exit_code(returncode: int) -> int:
+    """A worker's exit as the supervisor's: a code as it is, a signal as a shell writes it
+    (128 + its number), and 1 for a worker that ended with 0 unasked."""
+    if returncode < 0:
+        return 128 - returncode
+    return returncode or 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: SIGTERM when the supervisor dies (Linux's
+    PR_SET_PDEATHSIG); elsewhere nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

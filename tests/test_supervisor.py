@@ -1,0 +1,181 @@
+"""`worker.processes`: several worker processes under one supervisor.
+
+The merging of the workers' metrics and health is tested against real worker metrics servers
+(`MetricsServer` over HTTP); the supervisor itself on the real broker (Tansu): both processes
+own partitions and deliver every event once, their metrics come out of the configured port with
+a `process` label, a SIGTERM stops all with 0, a worker that dies takes the whole down with its
+code, and a supervisor killed with -9 leaves no worker behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from dispatcher.devtools.broker import LocalBroker
+from dispatcher.devtools.sandbox import PartnerSandbox
+from dispatcher.health import Health, MetricsServer
+from dispatcher.metrics import Metrics
+from dispatcher.supervisor import (
+    SupervisorServer,
+    WorkerProcesses,
+    health_of,
+    merged_metrics,
+    write_port_file,
+)
+from tests.factories import event_dict, event_id_of
+from tests.pipeline import Topics, WorkerProcess, produce, sandbox_ids, wait_for, write_config
+
+
+class _Workers:
+    """Two metrics servers of real `Metrics` and `Health`, as a supervisor sees its workers."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.metrics = [Metrics(), Metrics()]
+        self.health = [Health(), Health()]
+        self.servers = [MetricsServer(m, h, "127.0.0.1", 0)
+                        for m, h in zip(self.metrics, self.health, strict=True)]  # fmt: skip
+        self.processes = WorkerProcesses(["run"], 2, {})
+        for index, server in enumerate(self.servers):
+            server.start()
+            write_port_file(self.processes._port_file(index), server.port)
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.stop()
+        self.processes.cleanup()
+
+
+@pytest.fixture
+def workers(tmp_path: Path):  # type: ignore[no-untyped-def]
+    pair = _Workers(tmp_path)
+    yield pair
+    pair.close()
+
+
+def test_each_workers_samples_carry_its_index_under_one_family(workers: _Workers) -> None:
+    workers.metrics[0].consumed("in-app", 3)
+    workers.metrics[1].consumed("in-app", 5)
+    texts = [(i, workers.processes.ask(i, "/metrics")[1].decode()) for i in range(2)]
+    families = {family.name: family for family in merged_metrics(texts)}
+    consumed = families["dispatcher_events_consumed"]
+    values = {s.labels["process"]: s.value for s in consumed.samples if s.name.endswith("_total")}
+    assert values == {"0": 3.0, "1": 5.0}
+    # one family each, as Prometheus requires, whatever the number of workers
+    names = [family.name for family in merged_metrics(texts)]
+    assert len(names) == len(set(names))
+
+
+def test_the_supervisors_exposition_parses_back(workers: _Workers) -> None:
+    workers.metrics[1].consumed("installs", 2)
+    server = SupervisorServer(workers.processes, "127.0.0.1", 0)
+    server.start()
+    try:
+        text = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5).text
+    finally:
+        server.stop()
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "dispatcher_events_consumed_total"]  # fmt: skip
+    assert [(s.labels["process"], s.labels["topic"], s.value) for s in samples] == [
+        ("1", "installs", 2.0)
+    ]
+
+
+def test_ready_only_when_every_worker_is(workers: _Workers) -> None:
+    workers.health[0].set_ready(True, "consuming")
+    workers.health[1].set_ready(False, "joining the consumer group")
+    status, body = health_of(workers.processes, "/readyz")
+    assert status == 503
+    assert body.decode() == "process 1: not ready: joining the consumer group\n"
+    workers.health[1].set_ready(True, "consuming")
+    assert health_of(workers.processes, "/readyz") == (200, b"ready: 2 worker processes\n")
+
+
+def test_a_worker_not_serving_yet_is_not_healthy(workers: _Workers) -> None:
+    os.unlink(workers.processes._port_file(0))
+    status, body = health_of(workers.processes, "/healthz")
+    assert (status, body) == (503, b"process 0: starting\n")
+
+
+# --- on the real broker ---------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.broker
+def test_two_processes_share_the_partitions_and_send_each_event_once(
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
+) -> None:
+    topics = Topics.create(broker, "procs", partitions=4)
+    events = [event_dict("in-app-event") for _ in range(3000)]
+    produce(broker, topics.in_app, events)
+    config = write_config(tmp_path, broker, topics, sandbox.url, worker={"processes": 2})
+    with WorkerProcess(config, tmp_path / "worker.log") as supervisor:
+        wait_for(lambda: set(sandbox_ids(sandbox)) >= {event_id_of(e) for e in events}, 120,
+                 "every event delivered")  # fmt: skip
+        wait_for(supervisor.is_ready, 30, "both workers ready")
+        children = supervisor.children()
+        assert len(children) == 2
+        consumed = {
+            s.labels["process"]: s.value
+            for f in text_string_to_metric_families(supervisor.scrape())
+            for s in f.samples
+            if s.name == "dispatcher_events_consumed_total"
+        }
+        # each process read part of the stream: the group gave each its partitions
+        assert set(consumed) == {"0", "1"}, consumed
+        assert all(v > 0 for v in consumed.values()), consumed
+        assert sum(consumed.values()) == len(events)
+        assert supervisor.stop(timeout_s=60) == 0
+        assert not any(_alive(pid) for pid in children)
+    assert max(Counter(sandbox_ids(sandbox)).values()) == 1
+    log = supervisor.log()
+    assert '"worker_process": "1"' in log or "worker_process=1" in log
+
+
+@pytest.mark.broker
+def test_a_worker_that_dies_stops_the_whole_with_its_code(
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
+) -> None:
+    topics = Topics.create(broker, "procs-die", partitions=2)
+    config = write_config(tmp_path, broker, topics, sandbox.url, worker={"processes": 2})
+    with WorkerProcess(config, tmp_path / "worker.log") as supervisor:
+        wait_for(supervisor.is_ready, 60, "both workers ready")
+        first, second = supervisor.children()
+        os.kill(first, signal.SIGKILL)
+        assert supervisor.wait(timeout_s=60) == 128 + signal.SIGKILL
+        assert not _alive(second)
+    assert "worker process 0 exited with code -9 unasked" in supervisor.log()
+
+
+@pytest.mark.broker
+def test_no_worker_outlives_a_supervisor_killed_with_9(
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
+) -> None:
+    topics = Topics.create(broker, "procs-kill", partitions=2)
+    config = write_config(tmp_path, broker, topics, sandbox.url, worker={"processes": 2})
+    with WorkerProcess(config, tmp_path / "worker.log") as supervisor:
+        wait_for(lambda: len(supervisor.children()) == 2, 30, "two workers started")
+        children = supervisor.children()
+        supervisor.signal(signal.SIGKILL)
+        supervisor.wait(timeout_s=10)
+        deadline = time.monotonic() + 60
+        try:
+            while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not any(_alive(pid) for pid in children)
+        finally:
+            for pid in filter(_alive, children):
+                os.kill(pid, signal.SIGKILL)
