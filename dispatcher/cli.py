@@ -100,8 +100,8 @@ def _run(args: argparse.Namespace) -> int:
         from dispatcher.supervisor import supervise  # noqa: PLC0415
 
         return supervise(_run_argv(args), runtime.worker.processes, runtime.metrics.host,
-                         runtime.metrics.port, runtime.worker.shutdown_timeout_s,
-                         os.environ)  # fmt: skip
+                         runtime.metrics.port, runtime.worker.shutdown_timeout_s, os.environ,
+                         runtime.kafka.group_instance_id)  # fmt: skip
     log.info(
         "connecting to Kafka at %s (giving up after %.0f s: kafka.connect_timeout_s)",
         ",".join(runtime.kafka.bootstrap_servers),
@@ -126,10 +126,10 @@ def _run(args: argparse.Namespace) -> int:
         runtime.metrics.host,
         server.port,
     )
-    if args.port_file:
-        from dispatcher.supervisor import write_port_file  # noqa: PLC0415
+    if args.port_fd is not None:
+        from dispatcher.supervisor import tell_port  # noqa: PLC0415
 
-        write_port_file(args.port_file, server.port)
+        tell_port(args.port_fd, server.port)
     producer = None
     try:
         consumer = make_consumer(settings)
@@ -733,7 +733,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     # Set by the supervisor of `worker.processes` > 1 for each worker process it starts.
     run.add_argument("--process-index", type=int, help=argparse.SUPPRESS)
-    run.add_argument("--port-file", help=argparse.SUPPRESS)
+    run.add_argument("--port-fd", type=int, help=argparse.SUPPRESS)
     run.set_defaults(command=_run)
 
     health = commands.add_parser(

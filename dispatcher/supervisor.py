@@ -9,11 +9,11 @@ between them unchanged.
 
 The supervisor owns the configured metrics address: `/metrics` is every worker's metrics with a
 `process` label ("0" to "N-1"), `/healthz` and `/readyz` answer 200 only when every worker's
-do. Each worker serves its own on a loopback port it picks and writes to a file the supervisor
-reads. SIGTERM/SIGINT/SIGHUP are passed on to the workers. When a worker exits that was not
-asked to, the supervisor stops the others and exits with its code (1 for 0), so the
-orchestrator restarts the whole. A worker is sent SIGTERM by the kernel if the supervisor dies
-(Linux), so none is left behind by a `kill -9`.
+do. Each worker serves its own on a loopback port it picks and writes to a pipe the supervisor
+reads (not a file: the root filesystem may be read-only). SIGTERM/SIGINT/SIGHUP are passed on
+to the workers. When a worker exits that was not asked to, the supervisor stops the others and
+exits with its code (1 for 0), so the orchestrator restarts the whole. A worker is sent SIGTERM
+by the kernel if the supervisor dies (Linux), so none is left behind by a `kill -9`.
 """
 
 from __future__ import annotations
@@ -25,14 +25,12 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -51,48 +49,83 @@ WORKER_OVERRIDES = {
     "DISPATCHER_METRICS__PORT": "0",
     "DISPATCHER_WORKER__PROCESSES": "1",
 }
+INSTANCE_ID_ENV = "DISPATCHER_KAFKA__GROUP_INSTANCE_ID"
 PROCESS_LABEL = "process"
-SCRAPE_TIMEOUT_S = 5.0
+SCRAPE_TIMEOUT_S = 2.0
 _PR_SET_PDEATHSIG = 1
 
 
-def write_port_file(path: str, port: int) -> None:
-    """Tell the supervisor where this worker serves (written whole, then renamed into place)."""
-    partial = f"{path}.partial"
-    Path(partial).write_text(f"{port}\n")
-    os.replace(partial, path)
+def tell_port(fd: int, port: int) -> None:
+    """Tell the supervisor, over the pipe it gave this worker, where the worker serves."""
+    try:
+        os.write(fd, f"{port}\n".encode())
+    finally:
+        os.close(fd)
 
 
 class WorkerProcesses:
     """The worker processes: started, signalled, watched, asked over HTTP."""
 
-    def __init__(self, argv: Sequence[str], count: int, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, argv: Sequence[str], count: int, environ: Mapping[str, str],
+        group_instance_id: str | None = None,
+    ) -> None:  # fmt: skip
         self._argv = list(argv)
         self._count = count
         self._environ = dict(environ) | WORKER_OVERRIDES
-        self._dir = tempfile.mkdtemp(prefix="dispatcher-workers-")
+        self._group_instance_id = group_instance_id
         self.processes: list[subprocess.Popen[bytes]] = []
+        self._ports: dict[int, int] = {}
+        self._pipes: dict[int, tuple[int, bytearray]] = {}  # index: (read end, read so far)
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         for index in range(self._count):
+            read_end, write_end = os.pipe()
+            os.set_blocking(read_end, False)
             command = [
                 *(sys.executable, "-m", "dispatcher", *self._argv),
-                *("--process-index", str(index), "--port-file", self._port_file(index)),
+                *("--process-index", str(index), "--port-fd", str(write_end)),
             ]
-            self.processes.append(
-                subprocess.Popen(command, env=self._environ, preexec_fn=_die_with_parent)  # noqa: PLW1509
-            )
-            log.info("worker process %d started (pid %d)", index, self.processes[-1].pid)
+            try:
+                # (preexec_fn: started before the supervisor starts a thread of its own)
+                process = subprocess.Popen(
+                    command,
+                    env=self.environment(index),
+                    pass_fds=(write_end,),
+                    preexec_fn=_die_with_parent,  # noqa: PLW1509
+                )
+            finally:
+                os.close(write_end)
+            self._pipes[index] = (read_end, bytearray())
+            self.processes.append(process)
+            log.info("worker process %d started (pid %d)", index, process.pid)
 
-    def _port_file(self, index: int) -> str:
-        return os.path.join(self._dir, f"{index}.port")
+    def serving(self, index: int, port: int) -> None:
+        """Worker `index` serves on `port`."""
+        with self._lock:
+            self._ports[index] = port
+
+    def environment(self, index: int) -> dict[str, str]:
+        """Worker `index`'s environment: the supervisor's, its metrics on loopback, and with
+        static membership a name of its own in the group (`<group_instance_id>-<index>`)."""
+        if not self._group_instance_id:
+            return self._environ
+        return self._environ | {INSTANCE_ID_ENV: f"{self._group_instance_id}-{index}"}
 
     def port(self, index: int) -> int | None:
-        """Where worker `index` serves, once it does."""
-        try:
-            return int(Path(self._port_file(index)).read_text())
-        except (OSError, ValueError):
-            return None
+        """Where worker `index` serves, once it has said so."""
+        with self._lock:
+            if index not in self._ports and index in self._pipes:
+                fd, received = self._pipes[index]
+                with contextlib.suppress(BlockingIOError):
+                    received += os.read(fd, 64)
+                if received.endswith(b"\n"):
+                    with contextlib.suppress(ValueError):
+                        self._ports[index] = int(received)
+                    os.close(fd)
+                    del self._pipes[index]
+            return self._ports.get(index)
 
     def signal(self, signum: int) -> None:
         for process in self.processes:
@@ -118,12 +151,12 @@ class WorkerProcesses:
                 process.kill()
                 process.wait()
 
-    def cleanup(self) -> None:
-        for index in range(self._count):
-            with contextlib.suppress(OSError):
-                os.unlink(self._port_file(index))
-        with contextlib.suppress(OSError):
-            os.rmdir(self._dir)
+    def close(self) -> None:
+        """Close the pipes of workers that never said where they serve."""
+        with self._lock:
+            for fd, _ in self._pipes.values():
+                os.close(fd)
+            self._pipes.clear()
 
     def ask(self, index: int, path: str) -> tuple[int, bytes]:
         """(status, body) of worker `index`'s `path`; 503 when it does not serve yet or does
@@ -238,11 +271,13 @@ class SupervisorServer:
 
 def supervise(
     argv: Sequence[str], count: int, host: str, port: int, shutdown_timeout_s: float,
-    environ: Mapping[str, str],
+    environ: Mapping[str, str], group_instance_id: str | None = None,
 ) -> int:  # fmt: skip
-    """Run `count` worker processes until asked to stop or one exits; the exit code."""
+    """Run `count` worker processes until asked to stop or one exits; the exit code. With
+    static membership (`group_instance_id`), worker N's instance id is `<id>-N`."""
+    workers = WorkerProcesses(argv, count, environ, group_instance_id)
     try:
-        server = SupervisorServer(workers := WorkerProcesses(argv, count, environ), host, port)
+        server = SupervisorServer(workers, host, port)
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", host, port, exc)
         return 1
@@ -282,7 +317,7 @@ def supervise(
             code = next((_exit_code(c) for _, c in workers.exited() if c), 0)
     finally:
         server.stop()
-        workers.cleanup()
+        workers.close()
     return code
 
 

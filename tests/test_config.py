@@ -389,7 +389,8 @@ def test_an_override_of_a_partner_no_file_configures_is_an_error(tmp_path: Path)
     ("runtime", "expected"),
     [({"metrics": {"port": 70000}}, "metrics.port: 70000 is out of range; allowed: 0 to 65535"),
      ({"worker": {"max_inflight_events": 5}},
-      "worker.max_inflight_events: 5 is out of range; allowed: 10 to 1000000")],
+      "worker.max_inflight_events: 5 is out of range; allowed: 10 to 1000000"),
+     ({"worker": {"processes": 0}}, "worker.processes: 0 is out of range; allowed: 1 to 64")],
 )  # fmt: skip
 def test_a_number_out_of_range_names_the_allowed_range(
     tmp_path: Path, runtime: dict[str, Any], expected: str

@@ -27,7 +27,7 @@ from dispatcher.supervisor import (
     WorkerProcesses,
     health_of,
     merged_metrics,
-    write_port_file,
+    tell_port,
 )
 from tests.factories import event_dict, event_id_of
 from tests.pipeline import Topics, WorkerProcess, produce, sandbox_ids, wait_for, write_config
@@ -44,12 +44,11 @@ class _Workers:
         self.processes = WorkerProcesses(["run"], 2, {})
         for index, server in enumerate(self.servers):
             server.start()
-            write_port_file(self.processes._port_file(index), server.port)
+            self.processes.serving(index, server.port)
 
     def close(self) -> None:
         for server in self.servers:
             server.stop()
-        self.processes.cleanup()
 
 
 @pytest.fixture
@@ -98,9 +97,38 @@ def test_ready_only_when_every_worker_is(workers: _Workers) -> None:
 
 
 def test_a_worker_not_serving_yet_is_not_healthy(workers: _Workers) -> None:
-    os.unlink(workers.processes._port_file(0))
-    status, body = health_of(workers.processes, "/healthz")
-    assert (status, body) == (503, b"process 0: starting\n")
+    processes = WorkerProcesses(["run"], 2, {})
+    processes.serving(1, workers.servers[1].port)
+    assert health_of(processes, "/healthz") == (503, b"process 0: starting\n")
+    processes.serving(0, workers.servers[0].port)
+    assert health_of(processes, "/healthz") == (200, b"ok: 2 worker processes\n")
+
+
+def test_a_worker_says_where_it_serves_over_its_pipe() -> None:
+    processes = WorkerProcesses(["run"], 1, {})
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    processes._pipes[0] = (read_end, bytearray())
+    assert processes.port(0) is None  # nothing written yet
+    tell_port(write_end, 43210)
+    assert processes.port(0) == 43210
+    processes.close()
+
+
+def test_static_members_get_a_name_each() -> None:
+    named = WorkerProcesses(["run"], 2, {"PATH": "/bin"}, group_instance_id="dispatcher-0")
+    dynamic = WorkerProcesses(["run"], 2, {"PATH": "/bin"})
+    try:
+        assert [named.environment(i)["DISPATCHER_KAFKA__GROUP_INSTANCE_ID"] for i in (0, 1)] == [
+            "dispatcher-0-0",
+            "dispatcher-0-1",
+        ]
+        assert "DISPATCHER_KAFKA__GROUP_INSTANCE_ID" not in dynamic.environment(1)
+        assert dynamic.environment(1)["DISPATCHER_METRICS__HOST"] == "127.0.0.1"
+        assert dynamic.environment(1)["PATH"] == "/bin"
+    finally:
+        named.close()
+        dynamic.close()
 
 
 # --- on the real broker ---------------------------------------------------------------------
