@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from dispatcher.allocator import tune_garbage_collector
 from dispatcher.devtools.processes import free_port
 from dispatcher.devtools.sandbox import PartnerSandbox, SandboxProcess, serve_forever
 from dispatcher.devtools.sandbox.contracts import TikTokContract, Verdict
@@ -86,6 +87,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--control-port", type=int, required=True)
     args = parser.parse_args()
+    tune_garbage_collector()  # as `dispatcher sandbox`
     sandbox = PartnerSandbox(args.host, args.port, args.control_port, record_payloads=False)
     sandbox.tiktok = JsonLoadsTikTok(None)
     asyncio.run(serve_forever(sandbox))

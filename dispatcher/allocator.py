@@ -7,11 +7,14 @@ next answer faults the same pages in again, tens of thousands of page faults a s
 GIL the worker's main thread needs. Fixed thresholds stop it:
 buffers up to `MMAP_THRESHOLD_BYTES` come from the arena and up to `TRIM_THRESHOLD_BYTES` of free
 top is kept. See docs/performance.md.
+
+And the cyclic garbage collector told to run less often (`tune_garbage_collector`).
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 from collections.abc import Callable, Mapping
 
@@ -69,3 +72,14 @@ def keep_freed_memory(environ: Mapping[str, str], mallopt: Mallopt | None) -> st
         TRIM_THRESHOLD_BYTES >> 20,
     )
     return "set"
+
+
+def tune_garbage_collector() -> None:
+    """The hot path allocates many short-lived, acyclic objects (events, payloads) that reference
+    counting frees; cyclic collections walking thousands of in-flight events are overhead. Freeze
+    what start-up built and collect less often - but not rarely: HTTP and asyncio leave cycles
+    behind, and with (50_000, 20, 100) the peak RSS of a 300,000-event drain grew from 178 MB to
+    253 MB."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dispatcher import __version__
+from dispatcher.allocator import tune_garbage_collector
 from dispatcher.config_loader import CONFIG_PATH_ENV, load_partners, load_runtime, load_settings
 from dispatcher.errors import ConfigError, DispatcherError
 from dispatcher.explain import NotJsonError, explain, read_events, render_text
@@ -156,7 +156,7 @@ def _run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, reload)
-        _tune_garbage_collector()
+        tune_garbage_collector()
         worker.run()
     finally:
         if producer is not None:
@@ -397,17 +397,6 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.events, args.keep_running, args.metrics_port)
 
 
-def _tune_garbage_collector() -> None:
-    """The hot path allocates many short-lived, acyclic objects (events, payloads) that reference
-    counting frees; cyclic collections walking thousands of in-flight events are overhead. Freeze
-    what start-up built and collect less often - but not rarely: HTTP and asyncio leave cycles
-    behind, and with (50_000, 20, 100) the peak RSS of a 300,000-event drain grew from 178 MB to
-    253 MB."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
-
-
 def _broker(args: argparse.Namespace) -> int:
     from dispatcher.devtools.broker import LocalBroker  # noqa: PLC0415
 
@@ -430,6 +419,9 @@ def _sandbox(args: argparse.Namespace) -> int:
     from dispatcher.devtools.sandbox import PartnerSandbox, serve_forever  # noqa: PLC0415
 
     token = os.environ.get(args.token_env) if args.token_env else None
+    # It keeps every event it accepted: with the default thresholds the collector walks them
+    # all ever more often, and its CPU per event grows with what it has received.
+    tune_garbage_collector()
     sandbox = PartnerSandbox(
         args.host, args.port, args.control_port, token=token, record_payloads=not args.no_payloads
     )
@@ -613,7 +605,7 @@ def _plan(args: argparse.Namespace) -> int:
             last_shown = now
 
     consumer = make_log_reader(settings)
-    _tune_garbage_collector()  # as the worker: many short-lived events
+    tune_garbage_collector()  # as the worker: many short-lived events
     previous = signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.set())
     try:
         records = read_topics(consumer, list(topics), since_s, until_s, progress,
