@@ -108,6 +108,10 @@ def test_the_tables_name_each_kind_of_record_and_its_ratio() -> None:
     assert "0.77 (0.75-0.80)" in text
     assert "8,500 (8,000-9,000) events/s" in text
     assert "event-to-postback at 4,200 events/s: p50" in text
+    assert "worker, default settings: delivered" in text
+    processes_text = render({"kinds": [kind | {"partitions": 8, "processes": 2}]})
+    assert "records: appsflyer on 8 partitions, worker.processes: 2, 3 runs" in processes_text
+    assert "worker, 2 processes, otherwise default settings: delivered" in processes_text
 
 
 def test_the_latency_rows_show_the_spread_of_several_runs() -> None:
