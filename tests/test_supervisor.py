@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher.devtools.broker import LocalBroker
-from dispatcher.devtools.sandbox import PartnerSandbox
+from dispatcher.devtools.sandbox import Fault, PartnerSandbox
 from dispatcher.health import Health, MetricsServer
 from dispatcher.metrics import Metrics
 from dispatcher.supervisor import (
@@ -207,3 +207,35 @@ def test_no_worker_outlives_a_supervisor_killed_with_9(
         finally:
             for pid in filter(_alive, children):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.broker
+def test_after_a_worker_is_killed_and_the_whole_restarted_nothing_is_lost(
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
+) -> None:
+    # Given two worker processes delivering a stream to a partner that answers in 0.2 s
+    topics = Topics.create(broker, "procs-crash", partitions=4)
+    events = [event_dict("in-app-event") for _ in range(6000)]
+    produce(broker, topics.in_app, events)
+    sandbox.add_faults([Fault(delay_s=0.2, for_s=3600)])
+    config = write_config(tmp_path, broker, topics, sandbox.url,
+                          delivery={"batch_max_events": 100}, worker={"processes": 2})  # fmt: skip
+    wanted = {event_id_of(e) for e in events}
+    with WorkerProcess(config, tmp_path / "first.log") as supervisor:
+        wait_for(lambda: len(set(sandbox_ids(sandbox))) >= 1000, 60, "deliveries flowing")
+        # When one worker is killed mid-stream (the supervisor stops the other and exits)
+        os.kill(supervisor.children()[0], signal.SIGKILL)
+        assert supervisor.wait(timeout_s=60) == 128 + signal.SIGKILL
+    delivered_before = len(set(sandbox_ids(sandbox)))
+    assert delivered_before < len(wanted)  # the kill came mid-stream
+    # and the whole is started again, as its orchestrator would
+    with WorkerProcess(config, tmp_path / "second.log") as again:
+        # Then every event arrives
+        wait_for(lambda: set(sandbox_ids(sandbox)) >= wanted, 120, "every event delivered")
+        assert again.stop(timeout_s=60) == 0
+    copies = Counter(sandbox_ids(sandbox))
+    twice = sum(count - 1 for count in copies.values())
+    print(f"events {len(events)}, delivered before the restart {delivered_before}, "
+          f"sent twice {twice}")  # fmt: skip
+    # at most what the killed worker had out, plus the other's batches answered meanwhile
+    assert twice <= len(events) // 10, twice
