@@ -88,11 +88,14 @@ class WorkerProcesses:
                 *("--process-index", str(index), "--port-fd", str(write_end)),
             ]
             try:
-                # (preexec_fn: started before the supervisor starts a thread of its own)
+                # A process group of its own: a terminal's Ctrl-C reaches the supervisor alone,
+                # which passes it on once (twice would stop a worker without waiting). And
+                # preexec_fn: started before the supervisor starts a thread of its own.
                 process = subprocess.Popen(
                     command,
                     env=self.environment(index),
                     pass_fds=(write_end,),
+                    process_group=0,
                     preexec_fn=_die_with_parent,  # noqa: PLW1509
                 )
             finally:
@@ -296,6 +299,8 @@ def supervise(
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, reload)
     workers.start()
+    if stopping.is_set():  # asked while they were starting: those started after it were not
+        workers.signal(signal.SIGTERM)
     server.start()
     log.info("%d worker processes; metrics on http://%s:%d/metrics (also /healthz, /readyz)",
              count, host, server.port)  # fmt: skip

@@ -9,7 +9,10 @@ code, and a supervisor killed with -9 leaves no worker behind."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -239,3 +242,29 @@ def test_after_a_worker_is_killed_and_the_whole_restarted_nothing_is_lost(
           f"sent twice {twice}")  # fmt: skip
     # at most what the killed worker had out, plus the other's batches answered meanwhile
     assert twice <= len(events) // 10, twice
+
+
+@pytest.mark.broker
+def test_ctrl_c_at_a_terminal_reaches_each_worker_once(
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
+) -> None:
+    """A terminal sends SIGINT to its whole foreground process group; a worker that got it from
+    the terminal and again from the supervisor would stop without waiting for its deliveries."""
+    topics = Topics.create(broker, "procs-ctrl-c", partitions=2)
+    config = write_config(tmp_path, broker, topics, sandbox.url, worker={"processes": 2})
+    supervisor = WorkerProcess(config, tmp_path / "worker.log")
+    with open(supervisor.log_path, "ab") as log:
+        supervisor.process = subprocess.Popen(
+            [sys.executable, "-m", "dispatcher", "run", "--config", str(config)],
+            stdout=log, stderr=log, env=supervisor.env, start_new_session=True,
+        )  # fmt: skip  # a group of its own, as a shell gives a foreground job
+    try:
+        wait_for(supervisor.is_ready, 60, "both workers ready")
+        os.killpg(supervisor.pid, signal.SIGINT)  # what Ctrl-C does
+        assert supervisor.wait(timeout_s=60) == 0
+    finally:
+        if not supervisor.exited():
+            os.killpg(supervisor.pid, signal.SIGKILL)
+    received = re.findall(r'received SIGINT.*"worker_process": "(\d)"|received SIGINT.*'
+                          r"worker_process=(\d)", supervisor.log())  # fmt: skip
+    assert sorted(a or b for a, b in received) == ["0", "1"], supervisor.log()
