@@ -53,12 +53,16 @@ class Health:
         return "; ".join(self._faults.values()) if self._faults else self._reason
 
 
-class MetricsServer:
-    """Serves `/metrics`, `/healthz` and `/readyz` from a daemon thread."""
+# (status, body, content type) of a GET
+Answer = tuple[int, bytes, str]
+NOT_FOUND: Answer = (404, b"not found; try /metrics, /healthz or /readyz\n", "text/plain")
 
-    def __init__(self, metrics: Metrics, health: Health, host: str, port: int) -> None:
-        handler = _handler(metrics, health)
-        self._server = ThreadingHTTPServer((host, port), handler)
+
+class HttpEndpoints:
+    """A small HTTP server on a daemon thread: each GET answered by `answer(path)`."""
+
+    def __init__(self, host: str, port: int, answer: Callable[[str], Answer]) -> None:
+        self._server = ThreadingHTTPServer((host, port), _handler(answer))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics-http", daemon=True
@@ -79,22 +83,28 @@ class MetricsServer:
         self._server.server_close()
 
 
-def _handler(metrics: Metrics, health: Health) -> type[BaseHTTPRequestHandler]:
+class MetricsServer(HttpEndpoints):
+    """Serves `/metrics`, `/healthz` and `/readyz`."""
+
+    def __init__(self, metrics: Metrics, health: Health, host: str, port: int) -> None:
+        def answer(path: str) -> Answer:
+            if path == "/metrics":
+                return 200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST
+            if path == "/healthz":
+                alive = health.is_alive()
+                return 200 if alive else 503, b"ok\n" if alive else b"loop stalled\n", "text/plain"
+            if path == "/readyz":
+                body = f"{'ready' if health.ready else 'not ready'}: {health.reason}\n".encode()
+                return 200 if health.ready else 503, body, "text/plain"
+            return NOT_FOUND
+
+        super().__init__(host, port, answer)
+
+
+def _handler(answer: Callable[[str], Answer]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                alive = health.is_alive()
-                self._send(200 if alive else 503, b"ok\n" if alive else b"loop stalled\n")
-            elif path == "/readyz":
-                body = f"{'ready' if health.ready else 'not ready'}: {health.reason}\n".encode()
-                self._send(200 if health.ready else 503, body)
-            else:
-                self._send(404, b"not found; try /metrics, /healthz or /readyz\n")
-
-        def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+            status, body, content_type = answer(self.path.split("?", 1)[0])
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))

@@ -30,15 +30,15 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
+
+from dispatcher.health import NOT_FOUND, Answer, HttpEndpoints
 
 log = logging.getLogger(__name__)
 
@@ -227,49 +227,21 @@ def health_of(workers: WorkerProcesses, path: str) -> tuple[int, bytes]:
     return 200, f"{word}: {workers.count} worker processes\n".encode()
 
 
-class SupervisorServer:
+class SupervisorServer(HttpEndpoints):
     """The configured metrics address, answered from the workers'."""
 
     def __init__(self, workers: WorkerProcesses, host: str, port: int) -> None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Merged(workers))
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-                elif path in ("/healthz", "/readyz"):
-                    self._send(*health_of(workers, path))
-                else:
-                    self._send(404, b"not found; try /metrics, /healthz or /readyz\n")
+        def answer(path: str) -> Answer:
+            if path == "/metrics":
+                return 200, generate_latest(registry), CONTENT_TYPE_LATEST
+            if path in ("/healthz", "/readyz"):
+                return (*health_of(workers, path), "text/plain")
+            return NOT_FOUND
 
-            def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics-http", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(host, port, answer)
 
 
 def supervise(
