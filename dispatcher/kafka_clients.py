@@ -95,6 +95,7 @@ def _common(settings: Settings) -> dict[str, Any]:
         "client_id": kafka.client_id,
         "security_protocol": kafka.security_protocol,
         "bootstrap_timeout_ms": int(kafka.connect_timeout_s * 1000),
+        "request_timeout_ms": kafka.request_timeout_ms,
     }
     if kafka.sasl_mechanism:
         options["sasl_mechanism"] = kafka.sasl_mechanism

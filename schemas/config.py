@@ -362,6 +362,10 @@ class KafkaConfig(_Config):
     # How long the broker may hold a fetch while it has no new record (Kafka's default). Apache
     # Kafka answers as soon as one arrives; a broker that waits the whole time adds it to latency.
     fetch_max_wait_ms: Annotated[int, Field(ge=0, le=60_000)] = 500
+    # How long any request to the broker may go unanswered (kafka-python's default). It is also
+    # how soon a broker that hangs, its connections open, is noticed: the heartbeat waits for
+    # its answer. At most 110 s: the producer's delivery timeout (120 s) must cover one request.
+    request_timeout_ms: Annotated[int, Field(ge=1000, le=110_000)] = 30_000
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -376,6 +380,11 @@ class KafkaConfig(_Config):
     def _consistent(self) -> KafkaConfig:
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
+        if self.request_timeout_ms <= self.fetch_max_wait_ms:
+            raise ValueError(
+                "request_timeout_ms must be above fetch_max_wait_ms (a fetch the broker may hold "
+                "that long would time out)"
+            )
         if self.security_protocol.startswith("SASL") and not (
             self.sasl_mechanism and self.sasl_username and self.sasl_password_env
         ):

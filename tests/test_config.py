@@ -316,6 +316,10 @@ def test_runtime_cross_field_checks(tmp_path: Path) -> None:
     assert any("heartbeat_interval_ms must be below session_timeout_ms" in i for i in issues), (
         issues
     )
+    runtime = {"kafka": {"bootstrap_servers": "k:9092", "fetch_max_wait_ms": 5000,
+                         "request_timeout_ms": 5000}}  # fmt: skip
+    issues = issues_of(write_config(tmp_path, runtime=runtime))
+    assert any("request_timeout_ms must be above fetch_max_wait_ms" in i for i in issues), issues
 
 
 def test_an_unknown_input_format_names_the_topic_and_the_formats(tmp_path: Path) -> None:
@@ -390,7 +394,9 @@ def test_an_override_of_a_partner_no_file_configures_is_an_error(tmp_path: Path)
     [({"metrics": {"port": 70000}}, "metrics.port: 70000 is out of range; allowed: 0 to 65535"),
      ({"worker": {"max_inflight_events": 5}},
       "worker.max_inflight_events: 5 is out of range; allowed: 10 to 1000000"),
-     ({"worker": {"processes": 0}}, "worker.processes: 0 is out of range; allowed: 1 to 64")],
+     ({"worker": {"processes": 0}}, "worker.processes: 0 is out of range; allowed: 1 to 64"),
+     ({"kafka": {"bootstrap_servers": "k:9092", "request_timeout_ms": 200_000}},
+      "kafka.request_timeout_ms: 200000 is out of range; allowed: 1000 to 110000")],
 )  # fmt: skip
 def test_a_number_out_of_range_names_the_allowed_range(
     tmp_path: Path, runtime: dict[str, Any], expected: str

@@ -348,3 +348,43 @@ def test_the_group_generation_and_committed_offsets_as_the_broker_gives_them(
             second.close()
     finally:
         first.close()
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize(("request_timeout_ms", "noticed"), [(3000, True), (30000, False)])
+def test_a_hung_broker_is_noticed_within_the_request_timeout(
+    tmp_path: Path, request_timeout_ms: int, noticed: bool
+) -> None:
+    """kafka-python's heartbeat waits for its request's answer, so a broker that stops answering
+    with its connections open is noticed (the coordinator marked unknown: `/readyz` says not
+    ready) only when a request times out: `kafka.request_timeout_ms`."""
+    with LocalBroker(log_path=tmp_path / "tansu.log") as broker:
+        topic = f"hung-{uuid.uuid4().hex[:6]}"
+        broker.create_topics({topic: 1})
+        (tmp_path / "dispatcher.yaml").write_text(
+            f"kafka: {{bootstrap_servers: '{broker.bootstrap}', group_id: g-{topic}, "
+            f"request_timeout_ms: {request_timeout_ms}, fetch_max_wait_ms: 100, "
+            f"session_timeout_ms: 6000, heartbeat_interval_ms: 1000, "
+            f"max_poll_interval_ms: 10000, topics: {{in_app_events: {topic}}}}}\n"
+        )
+        runtime = load_runtime(tmp_path / "dispatcher.yaml", {})
+        consumer = kafka_clients.make_consumer(
+            SimpleNamespace(runtime=runtime, kafka_password=None)
+        )  # type: ignore[arg-type]
+        try:
+            consumer.subscribe([topic])
+            deadline = time.monotonic() + 30
+            while not consumer.assignment() and time.monotonic() < deadline:
+                consumer.poll(timeout_ms=200)
+            assert consumer.assignment()
+            assert kafka_clients.coordinator_known(consumer)
+            broker.pause()
+            try:
+                deadline = time.monotonic() + 10
+                while kafka_clients.coordinator_known(consumer) and time.monotonic() < deadline:
+                    consumer.poll(timeout_ms=200)
+                assert (not kafka_clients.coordinator_known(consumer)) is noticed
+            finally:
+                broker.resume()
+        finally:
+            consumer.close(autocommit=False)
