@@ -158,10 +158,11 @@ class PostbackLog:
             yield _dumps(record)[:-1] + tail
 
     def skip_record(
-        self, partner: str, destination: str | None, reason: str, source: Partition,
+        self, partner: str, destination: str, reason: str, source: Partition,
         offset: int, event: Any, replay: bool, at: float,
     ) -> tuple[bytes, bytes]:  # fmt: skip
-        """(key, value) of a decision not to send (`postback_log.skips`)."""
+        """(key, value) of a decision not to send (`postback_log.skips`); `destination` is where
+        the postback would have gone (`PartnerConfig.destination_of`)."""
         record = {
             "event_id": event.event_id,
             "partner": partner,
@@ -182,10 +183,10 @@ class PostbackLog:
         return _key(partner, destination, source), _dumps(record)
 
 
-def _key(partner: str, destination: str | None, source: Partition) -> bytes:
+def _key(partner: str, destination: str, source: Partition) -> bytes:
     """A log record's Kafka key: the partner app and the source partition, which spreads a busy
-    partner app over the log's partitions (`-` for a skip's unknown destination)."""
-    return f"{partner}/{destination or '-'}/{source[0]}/{source[1]}".encode()
+    partner app over the log's partitions."""
+    return f"{partner}/{destination}/{source[0]}/{source[1]}".encode()
 
 
 def _dumps(record: dict[str, Any]) -> bytes:

@@ -343,7 +343,7 @@ class Worker:
                         decisions[(partner.name, event_type, "skip", decision.reason)] += 1
                         if log_skips:
                             units += 1
-                            self._log_skip(partner.name, decision, (topic, partition), offset,
+                            self._log_skip(partner, decision, (topic, partition), offset,
                                            event, targets is not pairs, now_s)  # fmt: skip
                 state.track(offset, units)
             if already is not None and not already:
@@ -357,12 +357,14 @@ class Worker:
             self._metrics.avoided_duplicates(name, count)
 
     def _log_skip(
-        self, partner: str, decision: Any, source: Partition, offset: int, event: Any,
+        self, partner: PartnerConfig, decision: Any, source: Partition, offset: int, event: Any,
         replay: bool, now_s: float,
     ) -> None:  # fmt: skip
+        """A skip's log record names the partner app as plan and replay do: where the postback
+        would have gone, or the AppsFlyer app id for an app the partner does not configure."""
         assert self._postback_log is not None
         key, value = self._postback_log.skip_record(
-            partner, getattr(decision, "destination", None), decision.reason, source, offset,
+            partner.name, partner.destination_of(event.app_id), decision.reason, source, offset,
             event, replay, now_s,
         )  # fmt: skip
         self._settlement.log_skip(key, value, (source[0], source[1], offset))

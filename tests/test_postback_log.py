@@ -23,7 +23,7 @@ from dispatcher.postback_log import PostbackLog, iso, without_user
 from dispatcher.settle import Acknowledged, Coordinates, Settlement
 from schemas.config import PostbackLogConfig
 from schemas.postback_log import PostbackRecord
-from tests.factories import event_dict
+from tests.factories import app_dict, event_dict
 from tests.test_settle import HeldLetters
 from tests.test_worker_stub import IN_APP, INSTALLS, LOG, Running, event_id_of, until
 
@@ -252,5 +252,7 @@ def test_skips_are_logged_only_when_asked(tmp_path: Path, skips: bool) -> None:
             "out_of_scope",
             None,
         )
+        # where it would have gone, as plan and replay name it: the configured app's TikTok app
+        assert record["destination"] == app_dict()["tiktok_app_id"]
     else:
         assert logged == []
