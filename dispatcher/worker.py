@@ -82,6 +82,10 @@ def _log_apps_in_test_mode(partners: PartnerSet) -> None:
                 )
 
 
+# What the assignment line says when the group gave this member nothing
+NO_PARTITIONS = "none"
+
+
 def _consuming(partitions: int) -> str:
     """The readiness detail while consuming."""
     return f"consuming {partitions} partition" + ("" if partitions == 1 else "s")
@@ -616,7 +620,9 @@ class Worker:
         if self._paused and assigned:
             self._consumer.pause(*assigned)
         self._health.set_ready(True, _consuming(len(tps)))
-        log.info("partitions assigned: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps)))
+        log.info("partitions assigned: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps))
+                 or f"{NO_PARTITIONS} (the group has more members than the topics have "
+                 "partitions: idle until a rebalance gives this one some)")  # fmt: skip
 
     # --- configuration -----------------------------------------------------------------------
 

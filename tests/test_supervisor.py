@@ -32,6 +32,7 @@ from dispatcher.supervisor import (
     merged_metrics,
     tell_port,
 )
+from dispatcher.worker import NO_PARTITIONS
 from tests.factories import event_dict, event_id_of
 from tests.pipeline import Topics, WorkerProcess, produce, sandbox_ids, wait_for, write_config
 
@@ -268,3 +269,16 @@ def test_ctrl_c_at_a_terminal_reaches_each_worker_once(
     received = re.findall(r'received SIGINT.*"worker_process": "(\d)"|received SIGINT.*'
                           r"worker_process=(\d)", supervisor.log())  # fmt: skip
     assert sorted(a or b for a, b in received) == ["0", "1"], supervisor.log()
+
+
+@pytest.mark.broker
+def test_more_processes_than_partitions_leaves_the_extra_ones_idle_but_ready(
+    broker: LocalBroker, sandbox: PartnerSandbox, tmp_path: Path
+) -> None:
+    topics = Topics.create(broker, "procs-idle", partitions=1)
+    config = write_config(tmp_path, broker, topics, sandbox.url, worker={"processes": 3})
+    with WorkerProcess(config, tmp_path / "worker.log") as supervisor:
+        wait_for(supervisor.is_ready, 60, "every worker ready, the idle ones too")
+        # the range assignor's way: both topics' partition to one worker, none to the others
+        assert supervisor.log().count(f"partitions assigned: {NO_PARTITIONS} (") == 2
+        assert supervisor.stop(timeout_s=60) == 0
