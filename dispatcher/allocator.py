@@ -78,8 +78,7 @@ def tune_garbage_collector() -> None:
     """The hot path allocates many short-lived, acyclic objects (events, payloads) that reference
     counting frees; cyclic collections walking thousands of in-flight events are overhead. Freeze
     what start-up built and collect less often - but not rarely: HTTP and asyncio leave cycles
-    behind, and with (50_000, 20, 100) the peak RSS of a 300,000-event drain grew from 178 MB to
-    253 MB."""
+    behind, and much rarer collections let a long drain's peak memory grow by a third and more."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
