@@ -111,7 +111,7 @@ class Topics:
 def start_worker(
     workdir: Path, name: str, broker: LocalBroker, topics: Topics, sandbox: SandboxProcess, group: str,
     delivery: dict[str, Any] | None = None, worker: dict[str, Any] | None = None,
-    postback_log: bool = True,
+    postback_log: bool = True, processes: int = 1,
 ) -> WorkerProcess:  # fmt: skip
     directory = workdir / name
     # The postback log of this group alone: a worker does not send again what the log shows
@@ -124,7 +124,8 @@ def start_worker(
                  {"sdk_event": "af_purchase", "partner_event": "Pay(Purchase)", "send_revenue": True}]}}]  # fmt: skip
     config = WorkerConfig(
         broker.bootstrap, topics.installs, topics.in_app, topics.dead_letters, group,
-        sandbox.url, apps, delivery=delivery or {}, worker=worker or {},
+        sandbox.url, apps, delivery=delivery or {},
+        worker=(worker or {}) | ({"processes": processes} if processes > 1 else {}),
         kafka={"fetch_max_wait_ms": broker.fetch_max_wait_ms}, postback_log=log_topic,
     ).write(directory)  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
@@ -182,8 +183,8 @@ def throughput(workdir: Path, name: str, broker: LocalBroker, topics: Topics, sa
             sandbox,
             group,
             delivery,
-            worker={"processes": processes} if processes > 1 else None,
             postback_log=postback_log,
+            processes=processes,
         )
         for i in range(workers)
     ]
@@ -237,7 +238,7 @@ def latency(
     ]
     worker = start_worker(
         workdir, "latency", broker, topics, sandbox, f"latency-{uuid.uuid4().hex[:6]}",
-        worker={"processes": processes} if processes > 1 else None,
+        processes=processes,
     )  # fmt: skip
     try:
         wait(worker.is_ready, 60, "latency worker ready")
